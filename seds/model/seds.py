@@ -1,0 +1,139 @@
+"""SEDS: the dual-stream video encoder, the text encoder and the fused clip features (Fig. 2).
+
+``encode_video`` → per-stream clip features ``{"pose", "rgb", "fused"}`` (B×T×D) with the clip mask;
+``encode_text`` → word features (B×L×D) with the word mask. Similarities and losses live in
+``seds/similarity.py`` and ``seds/losses.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from seds.config import ModelConfig
+from seds.model.fusion import build_fusion
+from seds.model.interaction_transformer import InteractionTransformer
+from seds.model.pose_encoder import PoseEncoder
+from seds.model.text_encoder import TextEncoder
+from seds.similarity import PairScores, fine_grained_scores, pooled
+
+
+@dataclass
+class VideoEmbedding:
+    streams: dict[str, torch.Tensor]   # "pose" / "rgb" / "fused" → (B, T, D)
+    mask: torch.Tensor                 # (B, T) bool
+
+    def __getitem__(self, stream: str) -> torch.Tensor:
+        if stream not in self.streams:
+            raise KeyError(f"stream {stream!r} not computed; have {sorted(self.streams)}")
+        return self.streams[stream]
+
+    def pooled(self, stream: str = "fused") -> torch.Tensor:
+        return pooled(self[stream], self.mask)
+
+
+@dataclass
+class TextEmbedding:
+    words: torch.Tensor                # (B, L, D)
+    mask: torch.Tensor                 # (B, L) bool
+
+    def pooled(self) -> torch.Tensor:
+        return pooled(self.words, self.mask)
+
+
+class SEDS(nn.Module):
+    def __init__(self, cfg: ModelConfig, with_text: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.streams = cfg.streams
+        if "pose" in cfg.streams:
+            self.pose_encoder = PoseEncoder(cfg.pose, cfg.window)
+            self.pose_transformer = InteractionTransformer(cfg.pose_transformer, cfg.pose.out_dim, cfg.dim,
+                                                           cfg.max_clips)
+        if "rgb" in cfg.streams:
+            self.rgb_transformer = InteractionTransformer(cfg.rgb_transformer, cfg.rgb_dim, cfg.dim, cfg.max_clips)
+        if len(cfg.streams) == 2:
+            self.fusion = build_fusion(cfg.dim, cfg.fusion)
+        self.text = TextEncoder(cfg.text, cfg.dim) if with_text else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # --- video -------------------------------------------------------------------------------------
+
+    def encode_video(self, keypoints: torch.Tensor | None, frame_mask: torch.Tensor | None,
+                     clip_starts: torch.Tensor, clip_mask: torch.Tensor,
+                     rgb: torch.Tensor | None) -> VideoEmbedding:
+        """keypoints (B, F, K, 3) normalized, frame_mask (B, F), clip_starts (B, T) first frame of each
+        16-frame window, clip_mask (B, T), rgb (B, T, 1024) I3D features of the same windows."""
+        clip_mask = clip_mask.bool()
+        b, t = clip_mask.shape
+        if clip_starts.shape != (b, t):
+            raise ValueError(f"clip_starts {tuple(clip_starts.shape)} must match clip_mask {(b, t)}")
+        if t > self.cfg.max_clips:
+            raise ValueError(f"{t} clips > model max_clips {self.cfg.max_clips}")
+        out: dict[str, torch.Tensor] = {}
+        if "pose" in self.streams:
+            if keypoints is None or frame_mask is None:
+                raise ValueError("this model has a pose stream: keypoints and frame_mask are required")
+            if keypoints.shape[0] != b:
+                raise ValueError(f"keypoints batch {keypoints.shape[0]} != clip batch {b}")
+            clips = self.pose_encoder(keypoints, frame_mask.bool(), clip_starts, clip_mask)
+            out["pose"] = self.pose_transformer(clips, clip_mask)
+        if "rgb" in self.streams:
+            if rgb is None:
+                raise ValueError("this model has an RGB stream: rgb features are required")
+            if rgb.shape[:2] != (b, t):
+                raise ValueError(f"RGB clips {tuple(rgb.shape[:2])} differ from the pose clips {(b, t)}: "
+                                 "both streams must use the same windows")
+            if rgb.shape[2] != self.cfg.rgb_dim:
+                raise ValueError(f"RGB features have {rgb.shape[2]} dims, model expects {self.cfg.rgb_dim}")
+            out["rgb"] = self.rgb_transformer(rgb, clip_mask)
+        if len(self.streams) == 2:
+            out["fused"] = self.fusion(out["pose"], out["rgb"], clip_mask)
+        else:
+            out["fused"] = out[self.streams[0]]
+        return VideoEmbedding(out, clip_mask)
+
+    def encode_batch_video(self, batch: dict) -> VideoEmbedding:
+        dev = self.device
+        get = lambda k: batch[k].to(dev, non_blocking=True) if batch.get(k) is not None else None
+        return self.encode_video(get("keypoints"), get("frame_mask"), get("clip_starts"), get("clip_mask"),
+                                 get("rgb"))
+
+    # --- text ----------------------------------------------------------------------------------------
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.text is None:
+            raise RuntimeError("model was built without a text encoder")
+        return self.text.tokenize(texts, device=self.device)
+
+    def encode_text(self, texts_or_tokens) -> TextEmbedding:
+        if self.text is None:
+            raise RuntimeError("model was built without a text encoder")
+        tokens = self.tokenize(texts_or_tokens) if isinstance(texts_or_tokens, (list, tuple, str)) \
+            else texts_or_tokens
+        words, mask = self.text(tokens)
+        return TextEmbedding(words, mask)
+
+    # --- scores --------------------------------------------------------------------------------------
+
+    def scores(self, video: VideoEmbedding, text: TextEmbedding, stream: str = "fused",
+               chunk_size: int | None = None) -> PairScores:
+        return fine_grained_scores(video[stream], video.mask, text.words, text.mask, tau=self.cfg.tau,
+                                   chunk_size=chunk_size)
+
+    # --- optimisation ------------------------------------------------------------------------------
+
+    def param_groups(self, lr_pose: float, lr_transformer: float) -> list[dict]:
+        """Paper: 1e-4 for the pose encoder and CGAF, 1e-5 for interaction transformers and text."""
+        fast, slow = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (fast if name.startswith(("pose_encoder.", "fusion.")) else slow).append(p)
+        groups = [{"params": fast, "lr": lr_pose, "name": "pose_encoder+fusion"},
+                  {"params": slow, "lr": lr_transformer, "name": "transformers+text"}]
+        return [g for g in groups if g["params"]]

@@ -1,0 +1,56 @@
+"""One config system: presets as data, overrides, and errors that name the field."""
+import pytest
+
+from seds.config import Config, ConfigError, load_config, model_config, parse_overrides, to_dict, from_dict
+
+
+def test_presets_load_and_roundtrip():
+    for name in ("paper", "small", "tiny"):
+        cfg = model_config(name)
+        again = from_dict(type(cfg), to_dict(cfg))
+        assert again == cfg
+    paper = model_config("paper")
+    assert paper.dim == 512 and paper.pose_transformer.layers == 12 and paper.pose_transformer.width == 768
+    assert paper.pose.widths == (128, 128, 256, 512) and paper.fusion.layers == 2
+    assert paper.max_clips == 64 and paper.text.max_words == 32
+
+
+def test_overrides_parse_yaml_values():
+    cfg = model_config("small", ["fusion.kind=add-mlp", "streams=[pose]", "pose.extra_parts=[face, mouth]"])
+    assert cfg.fusion.kind == "add-mlp" and cfg.streams == ("pose",)
+    assert cfg.pose.extra_parts == ("face", "mouth")
+    assert parse_overrides(["a.b=3", "a.c=x"]) == {"a": {"b": 3, "c": "x"}}
+
+
+@pytest.mark.parametrize("override, field", [
+    (["fusion.kind=sum"], "fusion.kind"),
+    (["pose_transformer.heads=5"], "pose_transformer.heads"),
+    (["pose.temporal_kernel=4"], "pose.temporal_kernel"),
+    (["streams=[depth]"], "streams"),
+    (["fusion.num_keys=[5, 3, 1]"], "fusion.num_keys"),
+    (["pose.widths=[]"], "pose.widths"),
+    (["text.max_words=1"], "text.max_words"),
+    (["colour=blue"], "colour"),
+    (["dim=abc"], "dim"),
+])
+def test_bad_model_config_names_the_field(override, field):
+    with pytest.raises(ConfigError) as e:
+        model_config("small", override)
+    assert str(e.value).startswith(field), str(e.value)
+
+
+def test_bad_training_config_names_the_field():
+    with pytest.raises(ConfigError, match=r"^train\.batch_size"):
+        load_config(None, ["train.batch_size=1"])
+    with pytest.raises(ConfigError, match=r"^loss\.alpha"):
+        load_config(None, ["loss.alpha=-1"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no/such/file.yaml")
+
+
+def test_model_construction_rejects_bad_config():
+    from seds.model import SEDS
+    cfg = model_config("tiny")
+    cfg.fusion.heads = 3        # mutated after validation: model construction must still fail clearly
+    with pytest.raises(ValueError, match="divisible"):
+        SEDS(cfg)
