@@ -180,8 +180,10 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
+    manifest: str = ""                 # manifest CSV (default: <store>/manifest_<split>.csv)
     preload: bool = True               # hold features in memory
     workers: int = 0
+    synthetic: dict = field(default_factory=dict)   # SyntheticConfig fields when dataset == "synthetic"
 
     def __post_init__(self):
         _check(isinstance(self.dataset, str) and self.dataset != "", "dataset", "must be named")
@@ -203,6 +205,8 @@ class TrainConfig:
     out: str = "runs/default"
     eval_every: int = 1
     max_steps: int = 0                 # stop after this many steps (0: no limit) — smoke runs
+    save_every_steps: int = 0          # also checkpoint every N steps (0: at epoch ends only)
+    eval_batch_size: int = 64
     log_every: int = 10
     select_metric: str = "rsum"        # on the validation split, never test
 
@@ -360,8 +364,15 @@ def parse_overrides(overrides) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides=None, cls=Config):
+    """A full Config from a YAML file + overrides. ``model: {preset: small, ...}`` starts the model
+    section from ``configs/model/small.yaml``."""
     data = read_yaml_with_bases(path) if path else {}
     data = _deep_merge(data, parse_overrides(overrides))
+    m = data.get("model")
+    if isinstance(m, dict) and "preset" in m:
+        m = dict(m)
+        preset = m.pop("preset")
+        data["model"] = _deep_merge(read_yaml_with_bases(_resolve_path(f"model/{preset}.yaml")), m)
     return from_dict(cls, data)
 
 

@@ -15,24 +15,50 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def masked_batch_norm(x: torch.Tensor, mask: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm,
+                      reduce_dims: tuple[int, ...], mask_view: tuple[int, ...]) -> torch.Tensor:
+    """Batch norm whose *training* statistics cover valid positions only.
+
+    ``mask_view`` reshapes the (N, F) frame mask to broadcast against ``x``. Statistics come from two
+    masked reductions; the normalisation is one fused ``x * a + c`` (a, c per channel), which keeps
+    autograd through the batch statistics and is several times cheaper than the textbook expression.
+    """
+    if not bn.training or mask is None:
+        return bn(x)
+    m = mask.view(mask_view).to(x.dtype)
+    xm = x * m
+    count = (m.sum() * (x.numel() / (m.numel() * x.shape[1]))).clamp(min=1)
+    mean = xm.sum(reduce_dims) / count
+    var = ((xm * x).sum(reduce_dims) / count - mean * mean).clamp(min=0)
+    with torch.no_grad():
+        mom = bn.momentum if bn.momentum is not None else 0.1
+        bn.running_mean.mul_(1 - mom).add_(mom * mean.detach())
+        bn.running_var.mul_(1 - mom).add_(mom * (var * count / (count - 1).clamp(min=1)).detach())
+        bn.num_batches_tracked.add_(1)
+    a = bn.weight * torch.rsqrt(var + bn.eps)
+    c = bn.bias - mean * a
+    shape = [1] * x.dim()
+    shape[1] = -1
+    return torch.addcmul(c.view(shape), x, a.view(shape))
+
+
 class MaskedBatchNorm(nn.BatchNorm2d):
     """BatchNorm over (N, C, F, V) whose training statistics ignore padded frames."""
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is None or not self.training:
             return super().forward(x)
-        m = mask[:, None, :, None].to(x.dtype)                    # (N, 1, F, 1)
-        count = (m.sum() * x.shape[-1]).clamp(min=1)
-        mean = (x * m).sum(dim=(0, 2, 3)) / count
-        var = (((x - mean[None, :, None, None]) ** 2) * m).sum(dim=(0, 2, 3)) / count
-        with torch.no_grad():
-            mom = self.momentum if self.momentum is not None else 0.1
-            unbiased = var * count / (count - 1).clamp(min=1)
-            self.running_mean.mul_(1 - mom).add_(mom * mean.detach())
-            self.running_var.mul_(1 - mom).add_(mom * unbiased.detach())
-            self.num_batches_tracked.add_(1)
-        y = (x - mean[None, :, None, None]) / torch.sqrt(var[None, :, None, None] + self.eps)
-        return y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return masked_batch_norm(x, mask, _Plain(self), (0, 2, 3), (mask.shape[0], 1, mask.shape[1], 1))
+
+
+class _Plain:
+    """Exposes a BatchNorm's parameters and buffers without calling its forward (avoids recursion)."""
+
+    def __init__(self, bn):
+        self.__dict__["_bn"] = bn
+
+    def __getattr__(self, k):
+        return getattr(self._bn, k)
 
 
 class STGCNLayer(nn.Module):
@@ -61,7 +87,7 @@ class STGCNLayer(nn.Module):
             res = self.bn_res(self.residual(x), mask)
         h = self.gcn(x)
         h = torch.einsum("ncfv,vw->ncfw", h, self.adjacency)          # Â X W (Â symmetric)
-        h = F.relu(self.bn1(h * m, mask)) * m
+        h = F.relu(self.bn1(h, mask)) * m
         h = self.bn2(self.tcn(h), mask)
         h = self.drop(h)
         return F.relu(h + res) * m
@@ -87,20 +113,7 @@ class STGCN(nn.Module):
         x = x * m
         # data batch-norm over (V·C) channels, statistics over valid frames only
         flat = x.permute(0, 2, 3, 1).reshape(n, v * c, f)               # (N, V·C, F)
-        if self.training:
-            mm = mask[:, None, :].to(x.dtype)
-            cnt = mm.sum().clamp(min=1)
-            mean = (flat * mm).sum(dim=(0, 2)) / cnt
-            var = (((flat - mean[None, :, None]) ** 2) * mm).sum(dim=(0, 2)) / cnt
-            with torch.no_grad():
-                mom = self.data_bn.momentum or 0.1
-                self.data_bn.running_mean.mul_(1 - mom).add_(mom * mean.detach())
-                self.data_bn.running_var.mul_(1 - mom).add_(mom * (var * cnt / (cnt - 1).clamp(min=1)).detach())
-                self.data_bn.num_batches_tracked.add_(1)
-            flat = (flat - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.data_bn.eps)
-            flat = flat * self.data_bn.weight[None, :, None] + self.data_bn.bias[None, :, None]
-        else:
-            flat = self.data_bn(flat)
+        flat = masked_batch_norm(flat, mask, self.data_bn, (0, 2), (n, 1, f))
         h = flat.reshape(n, v, c, f).permute(0, 2, 3, 1)                 # (N, C, F, V)
         h = h * mask[:, None, :, None].to(h.dtype)
         for layer in self.layers:

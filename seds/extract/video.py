@@ -1,0 +1,341 @@
+"""Video decoding for extraction (Sec. 3.1: videos are sampled at a fixed frame rate before pose
+estimation and I3D).
+
+:func:`read_video` decodes a sign video to RGB ``uint8`` frames resampled to a target frame rate by
+nearest-frame index selection, decoding only the frames it needs (decord's ``get_batch``) in chunks so
+memory stays bounded by the output size. OpenCV is the fallback when decord is missing or fails.
+Every bad input ends in a :class:`VideoError` (a ``ValueError``) naming the file and the problem:
+missing, empty, not a video / corrupt, audio only, no frames, longer than ``max_seconds``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+# Leading bytes of common audio-only containers, to name the problem when neither decoder opens a file.
+_AUDIO_MAGIC = (b"RIFF", b"ID3", b"fLaC", b"OggS", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"FORM")
+_CHUNK = 64   # frames decoded per decord batch
+
+
+class VideoError(ValueError):
+    """A video that cannot be used; the message names the file and the reason."""
+
+
+class VideoNotFoundError(VideoError, FileNotFoundError):
+    """The video path does not exist."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a container says about its video stream."""
+
+    path: str
+    fps: float          # source frame rate
+    num_frames: int     # source frame count (as reported by the decoder)
+    width: int
+    height: int
+    backend: str        # "decord" or "opencv"
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+@dataclass
+class DecodedVideo:
+    """Decoded RGB frames plus the source facts (``width``/``height`` are the *source* size; the
+    output size is ``frames.shape[1:3]`` after ``crop``/``resize_short``)."""
+
+    frames: np.ndarray            # (N, H, W, 3) uint8 RGB
+    fps: float                    # output frame rate (after resampling)
+    source_fps: float
+    source_frames: int            # frames in the source stream (after trimming: frames used)
+    duration: float               # seconds of source video covered by ``frames``
+    width: int                    # source width
+    height: int                   # source height
+    backend: str = "decord"
+    source_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    trimmed: bool = False         # the video was longer than max_seconds and was cut
+    truncated: bool = False       # fewer frames decodable than the container reported
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the output frames (the pixel space of keypoints extracted from them)."""
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+def resample_indices(num_source: int, source_fps: float, fps: float | None) -> np.ndarray:
+    """Source frame of each output frame at ``fps``: output frame k (time k/fps) takes the source frame
+    nearest to it, ``floor(k * source_fps / fps + 0.5)``, for ``round(num_source * fps / source_fps)``
+    output frames (at least one); ``fps=None`` keeps every source frame."""
+    if num_source <= 0:
+        raise ValueError("a video needs at least one frame")
+    if fps is None:
+        return np.arange(num_source, dtype=np.int64)
+    if not (fps > 0 and source_fps > 0):
+        raise ValueError(f"frame rates must be positive (fps={fps}, source_fps={source_fps})")
+    ratio = source_fps / fps
+    n_out = max(1, int(math.floor(num_source / ratio + 0.5)))
+    idx = np.floor(np.arange(n_out, dtype=np.float64) * ratio + 0.5).astype(np.int64)
+    return np.minimum(idx, num_source - 1)
+
+
+def _output_geometry(width: int, height: int, crop, resize_short):
+    """Crop box (x, y, w, h) in source pixels (validated) and the final (w, h)."""
+    if crop is None:
+        box = (0, 0, width, height)
+    else:
+        if len(crop) != 4:
+            raise VideoError(f"crop must be (x, y, width, height), got {crop!r}")
+        x, y, w, h = (int(v) for v in crop)
+        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
+            raise VideoError(f"crop {crop!r} does not fit in the {width}x{height} video")
+        box = (x, y, w, h)
+    w, h = box[2], box[3]
+    if resize_short is not None:
+        if resize_short <= 0:
+            raise VideoError(f"resize_short must be positive, got {resize_short}")
+        s = resize_short / min(w, h)
+        w, h = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    return box, (w, h)
+
+
+def _postprocess(batch: np.ndarray, box, size) -> np.ndarray:
+    """Crop then resize a (n, H, W, 3) batch."""
+    x, y, w, h = box
+    if (x, y, w, h) != (0, 0, batch.shape[2], batch.shape[1]):
+        batch = batch[:, y:y + h, x:x + w]
+    if size != (batch.shape[2], batch.shape[1]):
+        import cv2
+        interp = cv2.INTER_AREA if size[0] < batch.shape[2] else cv2.INTER_LINEAR
+        batch = np.stack([cv2.resize(f, size, interpolation=interp) for f in batch])
+    return batch
+
+
+def _check_path(path) -> Path:
+    p = Path(os.fspath(path))
+    if not p.exists():
+        raise VideoNotFoundError(f"video file not found: {p}")
+    if not p.is_file():
+        raise VideoError(f"not a file: {p}")
+    if p.stat().st_size == 0:
+        raise VideoError(f"empty file (0 bytes): {p}")
+    return p
+
+
+def _has_audio_stream(p: Path) -> bool:
+    try:
+        import decord
+        decord.AudioReader(str(p))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "no readable audio either"
+        pass
+    with open(p, "rb") as f:
+        head = f.read(12)
+    return head.startswith(_AUDIO_MAGIC) and not head[8:12] == b"AVI "
+
+
+def _unusable(p: Path, detail: str) -> VideoError:
+    if _has_audio_stream(p):
+        return VideoError(f"{p}: audio-only file, it has no video stream")
+    return VideoError(f"{p}: not a video or corrupt ({detail})")
+
+
+def _open_decord(p: Path):
+    import decord  # noqa: F401 - ImportError handled by the caller
+    vr = decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=0)
+    return vr
+
+
+def _open_cv2(p: Path):
+    import cv2
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        cap.release()
+        return None
+    return cap
+
+
+def probe(path) -> VideoInfo:
+    """Frame rate, frame count and size of a video's first video stream.
+
+    Raises :class:`VideoError` for a missing/empty file, a non-video or corrupt file, an audio-only
+    file or a stream without frames.
+    """
+    p = _check_path(path)
+    errors = []
+    try:
+        vr = _open_decord(p)
+        n, fps = len(vr), float(vr.get_avg_fps())
+        h, w = vr[0].shape[:2] if n > 0 else (0, 0)
+        del vr
+        info = VideoInfo(str(p), fps, int(n), int(w), int(h), "decord")
+        return _validate_info(p, info)
+    except VideoError:
+        raise
+    except Exception as e:  # noqa: BLE001 - decord raises RuntimeError/DECORDError/ImportError
+        errors.append(f"decord: {str(e).splitlines()[0][:160] if str(e) else type(e).__name__}")
+    cap = _open_cv2(p)
+    if cap is None:
+        raise _unusable(p, "; ".join(errors + ["opencv could not open it"]))
+    import cv2
+    try:
+        info = VideoInfo(str(p), float(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+                         int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                         "opencv")
+    finally:
+        cap.release()
+    if info.width <= 0 or info.height <= 0:
+        raise _unusable(p, "; ".join(errors + ["opencv found no video stream"]))
+    return _validate_info(p, info, allow_unknown_count=True)
+
+
+def _validate_info(p: Path, info: VideoInfo, allow_unknown_count: bool = False) -> VideoInfo:
+    if not (info.fps > 0 and math.isfinite(info.fps)):
+        raise VideoError(f"{p}: video stream reports no valid frame rate ({info.fps})")
+    if info.num_frames <= 0 and not allow_unknown_count:
+        raise VideoError(f"{p}: video stream has zero frames")
+    return info
+
+
+# --- decoding ------------------------------------------------------------------------------------
+
+def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
+               resize_short: int | None = None, crop: tuple[int, int, int, int] | None = None,
+               trim_long: bool = False, allow_partial: bool = False,
+               backend: str = "auto") -> DecodedVideo:
+    """Decode ``path`` to RGB frames at ``fps`` (``None``: the source rate).
+
+    * ``max_seconds``: videos longer than this raise :class:`VideoError`, or with ``trim_long=True``
+      are cut to their first ``max_seconds``.
+    * ``crop=(x, y, w, h)`` in source pixels is applied first, then ``resize_short`` scales the
+      shorter side to that many pixels (aspect kept).
+    * A file whose stream ends early (truncated download) raises unless ``allow_partial``, which keeps
+      the frames that decode (``DecodedVideo.truncated`` is then set).
+    * ``backend``: ``"auto"`` (decord, OpenCV on failure), ``"decord"`` or ``"opencv"``.
+    """
+    if backend not in ("auto", "decord", "opencv"):
+        raise ValueError(f"backend must be 'auto', 'decord' or 'opencv', got {backend!r}")
+    if max_seconds is not None and max_seconds <= 0:
+        raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    p = _check_path(path)
+    errors = []
+    if backend in ("auto", "decord"):
+        try:
+            return _read_decord(p, fps, max_seconds, resize_short, crop, trim_long)
+        except VideoError:
+            raise
+        except ImportError as e:
+            errors.append(f"decord unavailable ({e})")
+        except Exception as e:  # noqa: BLE001 - decord's own errors: try OpenCV next
+            msg = str(e).strip().splitlines()
+            errors.append(f"decord: {msg[-1][:200] if msg else type(e).__name__}")
+        if backend == "decord":
+            raise _unusable(p, "; ".join(errors))
+    return _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors)
+
+
+def _limit_frames(p: Path, n: int, src_fps: float, max_seconds, trim_long) -> tuple[int, bool]:
+    if max_seconds is None:
+        return n, False
+    limit = int(math.floor(max_seconds * src_fps + 1e-6))
+    if n <= limit:
+        return n, False
+    if not trim_long:
+        raise VideoError(f"{p}: video is {n / src_fps:.1f} s long, more than max_seconds={max_seconds:g} "
+                         "(pass trim_long=True to keep only the beginning)")
+    return max(1, limit), True
+
+
+def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long) -> DecodedVideo:
+    vr = _open_decord(p)
+    n_src, src_fps = len(vr), float(vr.get_avg_fps())
+    if n_src <= 0:
+        raise VideoError(f"{p}: video stream has zero frames")
+    if not (src_fps > 0 and math.isfinite(src_fps)):
+        raise VideoError(f"{p}: video stream reports no valid frame rate ({src_fps})")
+    first = vr[0].asnumpy()
+    height, width = first.shape[:2]
+    box, size = _output_geometry(width, height, crop, resize_short)
+    n_used, trimmed = _limit_frames(p, n_src, src_fps, max_seconds, trim_long)
+    idx = resample_indices(n_used, src_fps, fps)
+    out = np.empty((len(idx), size[1], size[0], 3), dtype=np.uint8)
+    for s in range(0, len(idx), _CHUNK):
+        chunk = idx[s:s + _CHUNK]
+        uniq, inv = np.unique(chunk, return_inverse=True)
+        batch = vr.get_batch(uniq.tolist()).asnumpy()
+        out[s:s + len(chunk)] = _postprocess(batch, box, size)[inv]
+    return DecodedVideo(out, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
+                        "decord", idx, trimmed, False)
+
+
+def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors) -> DecodedVideo:
+    """Sequential OpenCV decode; keeps only the frames the resampling needs (streamed selection)."""
+    import cv2
+    cap = _open_cv2(p)
+    if cap is None:
+        raise _unusable(p, "; ".join(errors + ["opencv could not open it"]))
+    try:
+        src_fps = float(cap.get(cv2.CAP_PROP_FPS))
+        reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width <= 0 or height <= 0:
+            raise _unusable(p, "; ".join(errors + ["opencv found no video stream"]))
+        if not (src_fps > 0 and math.isfinite(src_fps)):
+            raise VideoError(f"{p}: video stream reports no valid frame rate ({src_fps})")
+        box, size = _output_geometry(width, height, crop, resize_short)
+        if reported > 0:   # fail early on an over-long video before decoding it
+            _limit_frames(p, reported, src_fps, max_seconds, trim_long)
+        limit = None if max_seconds is None else int(math.floor(max_seconds * src_fps + 1e-6))
+        ratio = 1.0 if fps is None else src_fps / fps
+        kept, kept_src, k, i = [], [], 0, 0
+        while True:
+            if limit is not None and i >= limit:
+                if cap.grab():   # one more frame exists: the video is too long
+                    if not trim_long:
+                        raise VideoError(f"{p}: video is longer than max_seconds={max_seconds:g} "
+                                         "(pass trim_long=True to keep only the beginning)")
+                    trimmed = True
+                else:
+                    trimmed = False
+                break
+            ok, frame = cap.read()
+            if not ok:
+                trimmed = False
+                break
+            # emit this frame for every output index whose nearest source frame is i
+            while math.floor(k * ratio + 0.5) == i:
+                if not kept or kept_src[-1] != i:
+                    frame_rgb = _postprocess(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)[None], box, size)[0]
+                kept.append(frame_rgb)
+                kept_src.append(i)
+                k += 1
+            i += 1
+    finally:
+        cap.release()
+    n_used = i
+    if n_used == 0:
+        raise VideoError(f"{p}: no frame could be decoded (zero frames, or a corrupt stream)")
+    truncated = reported > 0 and max_seconds is None and n_used < reported - max(2, int(0.05 * reported))
+    if truncated and not allow_partial:
+        raise VideoError(f"{p}: corrupt or truncated video: decoded {n_used} of the {reported} frames "
+                         "the container reports (pass allow_partial=True to keep them)")
+    if truncated:
+        warnings.warn(f"{p}: truncated video, using the {n_used} of {reported} frames that decode")
+    idx = resample_indices(n_used, src_fps, fps)
+    # streamed selection covers idx exactly except for the clipped tail (repeat the last frame)
+    sel = np.minimum(np.arange(len(idx)), len(kept) - 1)
+    frames = np.stack([kept[j] for j in sel]) if kept else np.zeros((0, size[1], size[0], 3), np.uint8)
+    return DecodedVideo(frames, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
+                        "opencv", idx, trimmed, truncated)

@@ -1,0 +1,435 @@
+"""Training: ``python -m seds.train --config configs/<name>.yaml [key=value ...] [--resume]``.
+
+Paper settings (Sec. 4.1): Adam, cosine schedule with warm-up, lr 1e-4 for the pose encoder and CGAF,
+1e-5 for the interaction transformers and the text encoder, batch 128, 200 epochs, α = 0.8, β = 0.4,
+T = 64 clips, 32 words. bf16 autocast on CUDA, gradient clipping, seeds. Multi-GPU with
+``torchrun --nproc_per_node=N -m seds.train ...``: features are gathered across ranks (with gradients)
+so the contrastive batch is the global batch.
+
+Outputs in ``train.out``: ``last/`` and ``best/`` checkpoints (safetensors + config.json; ``last/`` also
+has ``train_state.pt`` with optimizer, scheduler and RNG state for ``--resume``), ``log.jsonl``,
+``metrics.csv``, ``curves.png`` and TensorBoard events when tensorboard is installed. The best model is
+chosen on the **validation** split.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from seds.checkpoint import atomic_save_file, read_config, save_checkpoint, CONFIG
+from seds.config import Config, ConfigError, load_config, to_dict
+from seds.data.dataset import collate
+from seds.evaluate import build_dataset, evaluate_model, rsum
+from seds.losses import SEDSLoss
+from seds.model import SEDS, TextEmbedding, VideoEmbedding
+
+STATE = "train_state.pt"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (bad data, NaN loss, ...); the message says where."""
+
+
+# --- distributed ----------------------------------------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    d = Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(d.local_rank)
+    return d
+
+
+def _gather_padded(x: torch.Tensor, dim: int, d: Dist) -> torch.Tensor:
+    """all_gather along the batch with gradients, padding ``dim`` to the global maximum first."""
+    n = torch.tensor([x.shape[dim]], device=x.device)
+    dist.all_reduce(n, op=dist.ReduceOp.MAX)
+    if x.shape[dim] < int(n):
+        shape = list(x.shape)
+        shape[dim] = int(n) - x.shape[dim]
+        x = torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
+    from torch.distributed.nn.functional import all_gather
+    return torch.cat(all_gather(x), 0)
+
+
+def gather_embeddings(v: VideoEmbedding, t: TextEmbedding, d: Dist) -> tuple[VideoEmbedding, TextEmbedding]:
+    if d.world == 1:
+        return v, t
+    streams = {k: _gather_padded(x, 1, d) for k, x in v.streams.items()}
+    vm = _gather_padded(v.mask.float(), 1, d).bool()
+    words = _gather_padded(t.words, 1, d)
+    wm = _gather_padded(t.mask.float(), 1, d).bool()
+    return VideoEmbedding(streams, vm), TextEmbedding(words, wm)
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def prepare_data(cfg: Config, main: bool = True):
+    """Datasets for the train and validation splits; synthetic data is generated on first use."""
+    if cfg.data.dataset == "synthetic":
+        store = Path(cfg.data.store or "runs/synthetic-store")
+        cfg.data.store = str(store)
+        if not (store / f"manifest_{cfg.data.train_split}.csv").exists():
+            if main:
+                from seds.data.synthetic import SyntheticConfig, write_synthetic_store
+                from seds.config import from_dict
+                print(f"generating synthetic signing data in {store} ...", flush=True)
+                write_synthetic_store(store, from_dict(SyntheticConfig, cfg.data.synthetic))
+            if dist.is_initialized():
+                dist.barrier()
+    if not cfg.data.store:
+        raise TrainingError("data.store is empty: point it at a feature store (python -m seds.extract --out ...)")
+    train = build_dataset(cfg, cfg.data.train_split)
+    val = build_dataset(cfg, cfg.data.val_split)
+    for name, ds in (("train", train), ("val", val)):
+        if len(ds) == 0:
+            raise TrainingError(f"the {name} split ({getattr(cfg.data, name + '_split')}) is empty")
+        check_features(ds[0], cfg, name)
+    if len(train) < cfg.train.batch_size and main:
+        print(f"note: train split has {len(train)} videos < batch size {cfg.train.batch_size}; "
+              "batches will be smaller", flush=True)
+    return train, val
+
+
+def check_features(item: dict, cfg: Config, split: str) -> None:
+    m = cfg.model
+    k = item["keypoints"].shape[1]
+    from seds.keypoints import KeypointLayout
+    want = KeypointLayout(extra=m.pose.extra_parts).num_points
+    if k != want:
+        raise TrainingError(f"{split} features have {k} keypoints per frame, model.pose.extra_parts="
+                            f"{m.pose.extra_parts} needs {want}")
+    if item["rgb"].shape[1] != m.rgb_dim:
+        raise TrainingError(f"{split} RGB features are {item['rgb'].shape[1]}-d, model.rgb_dim={m.rgb_dim}")
+    if item["rgb"].shape[0] > m.max_clips:
+        raise TrainingError(f"{split} video {item['id']} has {item['rgb'].shape[0]} clips > model.max_clips="
+                            f"{m.max_clips}; re-extract with --max-clips {m.max_clips} or raise model.max_clips")
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
+                  lengths: list[int] | None = None, bucket: int = 8) -> list[list[int]]:
+    """Deterministic shuffled batches of one epoch (global batch split across ranks).
+
+    With ``lengths`` (frames per video), videos are grouped by length inside windows of ``bucket``
+    batches before cutting, which cuts padding (and CPU time) without fixing the batch composition;
+    batch order is shuffled again. The last partial batch is dropped when it would hold fewer than
+    2 videos.
+    """
+    g = np.random.default_rng([seed, epoch])
+    perm = g.permutation(n)
+    if lengths is not None and bucket > 1:
+        lens = np.asarray(lengths)
+        span = batch_size * bucket
+        perm = np.concatenate([c[np.argsort(lens[c], kind="stable")] for c in np.split(perm, range(span, n, span))])
+    chunks = [perm[s:s + batch_size] for s in range(0, n, batch_size)]
+    chunks = [c for c in chunks if len(c) >= max(2, d.world)]
+    order = g.permutation(len(chunks)) if lengths is not None and bucket > 1 else range(len(chunks))
+    return [chunks[i][d.rank::d.world].tolist() for i in order]
+
+
+# --- schedule, state --------------------------------------------------------------------------------
+
+def cosine_with_warmup(total: int, warmup: int):
+    def f(step):
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        p = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
+    return f
+
+
+def rng_state() -> dict:
+    st = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_step: int, best: float,
+               model, cfg, loss) -> None:
+    save_checkpoint(folder, model, cfg, loss, info={"epoch": epoch, "step_in_epoch": step_in_epoch,
+                                                      "global_step": global_step, "best_val": best})
+    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+             "step_in_epoch": step_in_epoch, "global_step": global_step, "best": best, "rng": rng_state()}
+    tmp = folder / f".{STATE}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / STATE)
+
+
+# --- logging ------------------------------------------------------------------------------------------
+
+class Logger:
+    def __init__(self, out: Path, enabled: bool, resume: bool):
+        self.out, self.enabled = out, enabled
+        self.tb = None
+        if not enabled:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        mode = "a" if resume else "w"
+        self.jsonl = open(out / "log.jsonl", mode)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(out / "tb"))
+        except Exception:
+            self.tb = None
+
+    def log(self, record: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps(record) + "\n")
+        self.jsonl.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if not self.enabled:
+            return
+        self.jsonl.close()
+        if self.tb is not None:
+            self.tb.close()
+        write_epoch_table_and_plot(self.out)
+
+
+def write_epoch_table_and_plot(out: Path) -> None:
+    rows = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines() if l.strip()]
+    epochs = [r for r in rows if r.get("kind") == "epoch"]
+    if not epochs:
+        return
+    keys = sorted({k for r in epochs for k in r})
+    with open(out / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(epochs)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:
+        return
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ep = [r["epoch"] for r in epochs]
+    for k in ("loss", "t-fused", "t-pose", "t-rgb", "p-r"):
+        if k in epochs[0]:
+            ax[0].plot(ep, [r.get(k, float("nan")) for r in epochs], label=k)
+    ax[0].set_xlabel("epoch"); ax[0].set_title("training loss terms"); ax[0].legend()
+    for k in ("val_fused_t2v_R@1", "val_fused_v2t_R@1", "val_pose_t2v_R@1", "val_rgb_t2v_R@1"):
+        if any(k in r for r in epochs):
+            ax[1].plot(ep, [r.get(k, float("nan")) for r in epochs], label=k.replace("val_", ""))
+    ax[1].set_xlabel("epoch"); ax[1].set_title("validation R@1 (%)"); ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=90)
+    plt.close(fig)
+
+
+def flat_metrics(results: dict, prefix: str = "val") -> dict:
+    return {f"{prefix}_{s}_{d}_{m}": v for s, r in results.items() for d, ms in r.items()
+            for m, v in ms.items() if m != "n_queries"}
+
+
+# --- the loop --------------------------------------------------------------------------------------
+
+def resolve_device(name: str, d: Dist) -> torch.device:
+    if name == "auto":
+        name = f"cuda:{d.local_rank}" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def check_resume_config(out: Path, cfg: Config) -> None:
+    old, _ = read_config(out / "last")
+    if to_dict(old.model) != to_dict(cfg.model) or to_dict(old.loss) != to_dict(cfg.loss):
+        a, b = to_dict(old.model), to_dict(cfg.model)
+        diff = [k for k in a if a[k] != b.get(k)] or ["loss"]
+        raise TrainingError(f"--resume: the model/loss config differs from {out / 'last' / CONFIG} "
+                            f"(fields: {', '.join(diff)})")
+
+
+def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
+    d = init_distributed()
+    torch.manual_seed(cfg.train.seed + d.rank)
+    device = resolve_device(cfg.train.device, d)
+    out = Path(cfg.train.out)
+    train_ds, val_ds = prepare_data(cfg, d.main)
+
+    model = SEDS(cfg.model).to(device)
+    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau).to(device)
+    groups = model.param_groups(cfg.train.lr_pose, cfg.train.lr_transformer)
+    groups.append({"params": [p for p in crit.parameters() if p.requires_grad], "lr": cfg.train.lr_pose,
+                   "name": "temperature"})
+    groups = [g for g in groups if g["params"]]
+    opt = torch.optim.Adam(groups, weight_decay=cfg.train.weight_decay)
+    lengths = [int(train_ds[i]["keypoints"].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
+    n_batches = len(epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, 0, d, lengths))
+    if n_batches == 0:
+        raise TrainingError(f"the train split has {len(train_ds)} videos: not enough for one batch")
+    total = cfg.train.epochs * n_batches
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(cfg.train.warmup_epochs * n_batches)))
+
+    start_epoch, skip_steps, global_step, best = 0, 0, 0, -1.0
+    if resume and (out / "last" / STATE).exists():
+        check_resume_config(out, cfg)
+        from safetensors.torch import load_file
+        tensors = load_file(str(out / "last" / "model.safetensors"))
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        crit.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
+        st = torch.load(out / "last" / STATE, map_location="cpu", weights_only=True)
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        start_epoch, skip_steps, global_step, best = st["epoch"], st["step_in_epoch"], st["global_step"], st["best"]
+        set_rng_state(st["rng"])
+        if d.main:
+            print(f"resumed from {out / 'last'}: epoch {start_epoch}, step {skip_steps} of the epoch", flush=True)
+    elif resume and d.main:
+        print(f"--resume: no checkpoint in {out / 'last'}; starting fresh", flush=True)
+
+    use_amp = device.type == "cuda" and cfg.train.amp in ("auto", "bf16") or cfg.train.amp == "bf16"
+    log = Logger(out, d.main, resume)
+    if d.main:
+        (out).mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(json.dumps(to_dict(cfg), indent=2))
+    pin = device.type == "cuda"
+    history = []
+    stopped = False
+    for epoch in range(start_epoch, cfg.train.epochs):
+        model.train()
+        batches = epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, epoch, d, lengths)
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.time()
+        it = range(skip_steps, len(batches))
+        bar = None
+        if progress and d.main:
+            from tqdm import tqdm
+            bar = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="step", leave=False)
+            it = bar
+        for k in it:
+            batch = collate([train_ds[i] for i in batches[k]])
+            if pin:
+                batch = {kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in batch.items()}
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                v, t = model.encode_batch_video(batch), model.encode_text(batch["text"])
+                v, t = gather_embeddings(v, t, d)     # global contrastive batch across ranks
+                terms = crit(v, t)
+            bad = [name for name, val in terms.items() if not torch.isfinite(val).all()]
+            if bad:
+                raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {k} (global {global_step}): "
+                                    f"term(s) {', '.join(bad)}")
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if d.world > 1:     # every rank saw the global loss; average its local contributions
+                for p in model.parameters():
+                    if p.grad is not None:
+                        dist.all_reduce(p.grad)
+                        p.grad /= d.world
+            if cfg.train.grad_clip > 0:
+                gn = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(crit.parameters()), cfg.train.grad_clip)
+                terms["grad_norm"] = gn.detach()
+            opt.step()
+            sched.step()
+            global_step += 1
+            count += 1
+            for name, val in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(val.detach())
+            if bar is not None:
+                bar.set_postfix(loss=f"{float(terms['loss']):.3f}")
+            if d.main and global_step % cfg.train.log_every == 0:
+                rec = {"kind": "step", "epoch": epoch + 1, "step": global_step,
+                       **{n: float(v.detach()) for n, v in terms.items()},
+                       **{f"lr_{g['name']}": g["lr"] for g in opt.param_groups}}
+                log.log(rec, global_step)
+            if d.main and cfg.train.save_every_steps and global_step % cfg.train.save_every_steps == 0:
+                save_state(out / "last", opt, sched, epoch, k + 1, global_step, best, model, cfg, crit)
+            if cfg.train.max_steps and global_step >= cfg.train.max_steps:
+                stopped = True
+                if d.main:
+                    save_state(out / "last", opt, sched, epoch, k + 1, global_step, best, model, cfg, crit)
+                break
+        skip_steps = 0
+        if bar is not None:
+            bar.close()
+        if stopped:
+            break
+        rec = {"kind": "epoch", "epoch": epoch + 1, "step": global_step, "seconds": round(time.time() - t0, 2),
+               **{n: s / max(1, count) for n, s in sums.items()},
+               **{f"lr_{g['name']}": g["lr"] for g in opt.param_groups}}
+        if d.main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
+            res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp)
+            score = rsum(res)
+            rec.update(flat_metrics(res))
+            rec["val_rsum"] = score
+            if score > best:
+                best = score
+                save_checkpoint(out / "best", model, cfg, crit,
+                                info={"epoch": epoch + 1, "global_step": global_step, "val_rsum": score,
+                                      "selected_on": cfg.data.val_split})
+            model.train()
+        if d.main:
+            save_state(out / "last", opt, sched, epoch + 1, 0, global_step, best, model, cfg, crit)
+            log.log(rec, global_step)
+            history.append(rec)
+            if progress:
+                msg = " ".join(f"{k}={rec[k]:.3f}" for k in ("loss", "t-fused", "t-pose", "t-rgb", "p-r") if k in rec)
+                val = f" val R@1 t2v={rec.get('val_fused_t2v_R@1', rec.get('val_pose_t2v_R@1', float('nan'))):.1f}" \
+                    if "val_rsum" in rec else ""
+                print(f"epoch {epoch + 1}/{cfg.train.epochs} {msg}{val} ({rec['seconds']:.1f}s)", flush=True)
+    log.close()
+    if d.world > 1:
+        dist.destroy_process_group()
+    return {"history": history, "best_val_rsum": best, "global_step": global_step, "out": str(out)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m seds.train", description="Train SEDS.")
+    ap.add_argument("--config", default=None, help="YAML config (see configs/)")
+    ap.add_argument("--resume", action="store_true", help="continue from <train.out>/last")
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=10")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    try:
+        train(cfg, resume=args.resume, progress=not args.no_progress)
+    except (TrainingError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
