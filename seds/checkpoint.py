@@ -60,12 +60,13 @@ def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dic
 
 
 def state_tensors(model: torch.nn.Module, loss: torch.nn.Module | None = None,
-                  skip_frozen_text: bool = False) -> dict[str, torch.Tensor]:
+                  skip_frozen_text: bool = False, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in model.state_dict().items():
         if skip_frozen_text and k.startswith("text.backbone."):
             continue
-        out[f"model.{k}"] = v.detach().contiguous().cpu()
+        v = v.detach().contiguous().cpu()
+        out[f"model.{k}"] = v.to(dtype) if dtype is not None and v.is_floating_point() else v
     if loss is not None:
         for k, v in loss.state_dict().items():
             out[f"loss.{k}"] = v.detach().contiguous().cpu()
@@ -73,10 +74,12 @@ def state_tensors(model: torch.nn.Module, loss: torch.nn.Module | None = None,
 
 
 def save_checkpoint(folder: str | Path, model, cfg: Config, loss=None, info: dict | None = None,
-                    skip_frozen_text: bool = False) -> Path:
+                    skip_frozen_text: bool = False, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model.safetensors`` + ``config.json``. ``dtype=torch.float16`` halves the file (weights are
+    cast back to the model's dtype on load) — used for the small demo checkpoint."""
     folder = Path(folder)
     skip = bool(skip_frozen_text and cfg.model.text.freeze and cfg.model.text.model in ("minilm",))
-    tensors = state_tensors(model, loss, skip)
+    tensors = state_tensors(model, loss, skip, dtype)
     meta = {"format": FORMAT, "text_backbone_external": str(skip)}
     atomic_save_file(tensors, folder / WEIGHTS, meta)
     doc = {"format": FORMAT, "config": to_dict(cfg), "info": info or {}, "text_backbone_external": skip}

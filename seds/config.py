@@ -181,6 +181,9 @@ class DataConfig:
     val_split: str = "val"
     test_split: str = "test"
     manifest: str = ""                 # manifest CSV (default: <store>/manifest_<split>.csv)
+    rgb_features: str = "i3d-kinetics400"   # what produced the RGB features: "i3d-kinetics400",
+                                            # "i3d:<local checkpoint>" (e.g. BSL-1K) or "synthetic-proxy"
+    pose_backend: str = "mediapipe"         # what produced the keypoints (mediapipe, rtmpose, mmpose, synthetic)
     preload: bool = True               # hold features in memory
     workers: int = 0
     synthetic: dict = field(default_factory=dict)   # SyntheticConfig fields when dataset == "synthetic"

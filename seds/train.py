@@ -181,10 +181,15 @@ def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_
                model, cfg, loss) -> None:
     save_checkpoint(folder, model, cfg, loss, info={"epoch": epoch, "step_in_epoch": step_in_epoch,
                                                       "global_step": global_step, "best_val": best})
-    state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+    # one file holds everything a resume needs (weights included), so a kill between two writes
+    # can never pair weights of one step with optimizer state of another
+    state = {"model": model.state_dict(), "loss": loss.state_dict(),
+             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
              "step_in_epoch": step_in_epoch, "global_step": global_step, "best": best, "rng": rng_state()}
     tmp = folder / f".{STATE}.tmp"
     torch.save(state, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, folder / STATE)
 
 
@@ -301,11 +306,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     start_epoch, skip_steps, global_step, best = 0, 0, 0, -1.0
     if resume and (out / "last" / STATE).exists():
         check_resume_config(out, cfg)
-        from safetensors.torch import load_file
-        tensors = load_file(str(out / "last" / "model.safetensors"))
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        crit.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("loss.")})
         st = torch.load(out / "last" / STATE, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        crit.load_state_dict(st["loss"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         start_epoch, skip_steps, global_step, best = st["epoch"], st["step_in_epoch"], st["global_step"], st["best"]

@@ -232,8 +232,10 @@ def test_missing_file(tmp_path):
         read_video(tmp_path / "nope.mp4")
     with pytest.raises(FileNotFoundError):
         probe(tmp_path / "nope.mp4")
-    with pytest.raises(VideoError, match="not a file"):
+    with pytest.raises(VideoError, match="no frame images"):    # a folder is read as frames
         read_video(tmp_path)
+    with pytest.raises(VideoError, match="not a file"):
+        probe(tmp_path)
 
 
 def test_zero_byte_file(tmp_path):
@@ -309,3 +311,25 @@ def test_zero_frame_video_stream(tmp_path, monkeypatch):
         read_video(p)
     with pytest.raises(VideoError, match="zero frames"):
         probe(p)
+
+
+def test_folder_of_frames_reads_as_a_video(tmp_path):
+    """PHOENIX-2014T / CSL-Daily ship frame folders: read them at their frame rate, resampled."""
+    from PIL import Image
+    import decord  # noqa: F401 — loaded first on purpose: it breaks cv2's PNG reader (see _imread_rgb)
+    folder = tmp_path / "phoenix_sample"
+    folder.mkdir()
+    for i in range(50):
+        img = np.zeros((26, 21, 3), np.uint8)
+        img[:, :, 0] = i * 5            # red channel encodes the frame number
+        Image.fromarray(img).save(folder / f"images{i + 1:04d}.png")
+    v = read_video(folder, fps=24.0, folder_fps=25.0)
+    assert v.backend == "frames" and v.source_fps == 25.0 and v.num_frames == 48
+    assert v.frames.shape[1:] == (26, 21, 3)
+    # RGB order and nearest-frame resampling: output frame k shows source frame round(k * 25 / 24)
+    expected = [int(np.floor(k * 25 / 24 + 0.5)) * 5 for k in range(48)]
+    assert v.frames[:, 0, 0, 0].tolist() == expected
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoError, match="no frame images"):
+        read_video(empty)

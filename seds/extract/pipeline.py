@@ -53,6 +53,7 @@ class ExtractConfig:
     filter: FrameFilter = field(default_factory=FrameFilter)
     max_seconds: float | None = None
     trim_long: bool = False           # cut videos longer than max_seconds instead of refusing them
+    folder_fps: float = 25.0          # frame rate of frame-folder "videos" (PHOENIX-2014T 25, CSL-Daily 30)
     resize_short: int | None = None   # decode with the shorter side scaled to this many pixels
     crop: tuple[int, int, int, int] | None = None   # (x, y, w, h) in source pixels, before resizing
     allow_partial: bool = False       # keep the decodable part of a truncated video
@@ -142,7 +143,7 @@ class Extractor:
         report("decode", 0.0)
         video = read_video(video_path, fps=cfg.fps, max_seconds=cfg.max_seconds,
                            resize_short=cfg.resize_short, crop=cfg.crop, trim_long=cfg.trim_long,
-                           allow_partial=cfg.allow_partial)
+                           allow_partial=cfg.allow_partial, folder_fps=cfg.folder_fps)
         timings = {"decode": time.perf_counter() - t0}
         auto = {"video": Path(video_path).name, "source_fps": float(video.source_fps),
                 "source_frames": int(video.source_frames), "duration_s": round(float(video.duration), 4),

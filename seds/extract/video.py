@@ -123,6 +123,51 @@ def _postprocess(batch: np.ndarray, box, size) -> np.ndarray:
     return batch
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+FOLDER_FPS = 25.0   # PHOENIX-2014T's frame rate; CSL-Daily is 30: pass folder_fps
+
+
+def _frame_files(p: Path) -> list[Path]:
+    """Sorted image files of a frame folder (PHOENIX-2014T / CSL-Daily ship frames, not videos)."""
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VideoError(f"{p}: a folder, but it holds no frame images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _imread_rgb(f: Path) -> np.ndarray | None:
+    # Pillow, not cv2.imread: once decord is loaded, OpenCV's bundled libpng fails on PNG
+    # ("bad parameters to zlib") — a shared-library clash seen with decord 0.6 + opencv 4.11.
+    from PIL import Image
+    try:
+        with Image.open(f) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception:  # noqa: BLE001 - any decode failure is reported by the caller
+        return None
+
+
+def _read_folder(p: Path, fps, folder_fps, max_seconds, resize_short, crop, trim_long) -> DecodedVideo:
+    files = _frame_files(p)
+    n_used, trimmed = _limit_frames(p, len(files), folder_fps, max_seconds, trim_long)
+    idx = resample_indices(n_used, folder_fps, fps)
+    first = _imread_rgb(files[0])
+    if first is None:
+        raise VideoError(f"{files[0]}: unreadable image")
+    height, width = first.shape[:2]
+    box, size = _output_geometry(width, height, crop, resize_short)
+    out = np.empty((len(idx), size[1], size[0], 3), dtype=np.uint8)
+    cache: dict[int, np.ndarray] = {}
+    for k, i in enumerate(idx):
+        if int(i) not in cache:
+            img = _imread_rgb(files[int(i)])
+            if img is None or img.shape[:2] != (height, width):
+                raise VideoError(f"{files[int(i)]}: unreadable image or a size different from the first frame")
+            cache = {int(i): _postprocess(img[None], box, size)[0]}
+        out[k] = cache[int(i)]
+    return DecodedVideo(out, float(fps or folder_fps), folder_fps, n_used, n_used / folder_fps, width, height,
+                        "frames", idx, trimmed, False)
+
+
 def _check_path(path) -> Path:
     p = Path(os.fspath(path))
     if not p.exists():
@@ -214,7 +259,7 @@ def _validate_info(p: Path, info: VideoInfo, allow_unknown_count: bool = False) 
 def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
                resize_short: int | None = None, crop: tuple[int, int, int, int] | None = None,
                trim_long: bool = False, allow_partial: bool = False,
-               backend: str = "auto") -> DecodedVideo:
+               backend: str = "auto", folder_fps: float = FOLDER_FPS) -> DecodedVideo:
     """Decode ``path`` to RGB frames at ``fps`` (``None``: the source rate).
 
     * ``max_seconds``: videos longer than this raise :class:`VideoError`, or with ``trim_long=True``
@@ -224,11 +269,14 @@ def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
     * A file whose stream ends early (truncated download) raises unless ``allow_partial``, which keeps
       the frames that decode (``DecodedVideo.truncated`` is then set).
     * ``backend``: ``"auto"`` (decord, OpenCV on failure), ``"decord"`` or ``"opencv"``.
+    * a *folder* of frame images (sorted by name) is read as a video at ``folder_fps``.
     """
     if backend not in ("auto", "decord", "opencv"):
         raise ValueError(f"backend must be 'auto', 'decord' or 'opencv', got {backend!r}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+    if Path(os.fspath(path)).is_dir():   # a folder of frames (PHOENIX-2014T, CSL-Daily)
+        return _read_folder(Path(os.fspath(path)), fps, folder_fps, max_seconds, resize_short, crop, trim_long)
     p = _check_path(path)
     errors = []
     if backend in ("auto", "decord"):

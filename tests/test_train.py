@@ -1,0 +1,171 @@
+"""python -m seds.train / seds.evaluate on a tiny synthetic store: learning, resume, failures."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seds.config import load_config
+from seds.train import TrainingError, epoch_batches, Dist, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DATA = {"n_sentences": [48, 16, 16], "n_signers": [3, 1, 1], "vocab_size": 40, "min_words": 3,
+             "max_words": 5}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster and identical across the in-process and
+    subprocess runs that the resume tests compare bit for bit."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from seds.config import from_dict
+    from seds.data.synthetic import SyntheticConfig, write_synthetic_store
+    root = tmp_path_factory.mktemp("synthetic") / "store"
+    write_synthetic_store(root, from_dict(SyntheticConfig, TINY_DATA), workers=1)
+    return root
+
+
+def tiny_overrides(store, out, **train):
+    t = {"epochs": 2, "batch_size": 16, "lr_pose": 2e-3, "lr_transformer": 2e-3, "warmup_epochs": 0,
+         "log_every": 1, "eval_batch_size": 16, "out": str(out), "seed": 0}
+    t.update(train)
+    return (["model.preset=tiny", "model.max_clips=64", "data.dataset=synthetic", f"data.store={store}",
+             "data.rgb_features=synthetic-proxy"] + [f"train.{k}={v}" for k, v in t.items()])
+
+
+@pytest.fixture(scope="module")
+def ref_run(store, tmp_path_factory):
+    """An uninterrupted 2-epoch run: the reference for the resume tests and the evaluate CLI."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    train(load_config(None, tiny_overrides(store, out, epochs=2)), progress=False)
+    return out
+
+
+def weights(folder):
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def test_training_reduces_the_loss_and_selects_on_val(store, tmp_path):
+    cfg = load_config(None, tiny_overrides(store, tmp_path / "run", epochs=4))
+    res = train(cfg, progress=False)
+    losses = [r["loss"] for r in res["history"]]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0] - 0.3, losses
+    best = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert best["info"]["selected_on"] == "val"
+    assert (tmp_path / "run" / "metrics.csv").exists() and (tmp_path / "run" / "curves.png").exists()
+    rows = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    ep = [r for r in rows if r["kind"] == "epoch"][-1]
+    assert {"t-fused", "t-pose", "t-rgb", "p-r", "val_fused_t2v_R@1", "lr_pose_encoder+fusion"} <= set(ep)
+
+
+def test_resume_after_interruption_is_bit_exact(store, ref_run, tmp_path):
+    # interrupted in the middle of epoch 2 (3 steps per epoch), then resumed
+    cut = load_config(None, tiny_overrides(store, tmp_path / "cut", epochs=2, max_steps=4))
+    train(cut, progress=False)
+    info = json.loads((tmp_path / "cut" / "last" / "config.json").read_text())["info"]
+    assert info["global_step"] == 4 and info["epoch"] == 1 and info["step_in_epoch"] == 1
+    again = load_config(None, tiny_overrides(store, tmp_path / "cut", epochs=2))
+    train(again, resume=True, progress=False)
+    a, b = weights(ref_run / "last"), weights(tmp_path / "cut" / "last")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_killed_process_resumes_to_the_same_weights(store, ref_run, tmp_path):
+    """A real SIGKILL mid-run (checkpoints every step are atomic), then --resume."""
+    args = [sys.executable, "-m", "seds.train", "--no-progress"] + \
+        tiny_overrides(store, tmp_path / "k", epochs=2, save_every_steps=1)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    p = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cfg_file = tmp_path / "k" / "last" / "config.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        if cfg_file.exists():
+            try:
+                if json.loads(cfg_file.read_text())["info"]["global_step"] >= 2:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.05)
+    killed = p.poll() is None
+    if killed:
+        p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = subprocess.run(args + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if killed:
+        assert "resumed from" in r.stdout
+    a, b = weights(ref_run / "last"), weights(tmp_path / "k" / "last")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_nan_loss_stops_with_step_and_term(store, tmp_path, monkeypatch):
+    from seds import losses
+    orig = losses.SEDSLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, video, text):
+        out = orig(self, video, text)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            out["p-r"] = out["p-r"] * float("nan")
+        return out
+
+    monkeypatch.setattr(losses.SEDSLoss, "forward", poisoned)
+    cfg = load_config(None, tiny_overrides(store, tmp_path / "nan"))
+    with pytest.raises(TrainingError, match=r"step 1 .*p-r"):
+        train(cfg, progress=False)
+
+
+def test_clear_errors_for_missing_split_and_inconsistent_features(store, tmp_path):
+    cfg = load_config(None, tiny_overrides(store, tmp_path / "x") + ["data.val_split=dev"])
+    with pytest.raises(FileNotFoundError, match="manifest_dev.csv"):
+        train(cfg, progress=False)
+    cfg = load_config(None, tiny_overrides(store, tmp_path / "x") + ["model.rgb_dim=512"])
+    with pytest.raises(TrainingError, match="rgb_dim=512"):
+        train(cfg, progress=False)
+    cfg = load_config(None, tiny_overrides(store, tmp_path / "x") + ["model.max_clips=8"])
+    with pytest.raises(TrainingError, match="max_clips=8"):
+        train(cfg, progress=False)
+    r = subprocess.run([sys.executable, "-m", "seds.train", "train.batch_size=1"], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "train.batch_size" in r.stderr
+
+
+def test_epoch_batches_are_deterministic_bucketed_and_cover_everything():
+    lengths = list(range(100, 0, -1))
+    a = epoch_batches(100, 10, seed=1, epoch=3, d=Dist(), lengths=lengths)
+    b = epoch_batches(100, 10, seed=1, epoch=3, d=Dist(), lengths=lengths)
+    assert a == b and sorted(i for x in a for i in x) == list(range(100))
+    assert a != epoch_batches(100, 10, seed=1, epoch=4, d=Dist(), lengths=lengths)
+    # bucketing keeps lengths inside a batch close together
+    spread = max(max(lengths[i] for i in x) - min(lengths[i] for i in x) for x in a)
+    assert spread < 60
+    # two ranks split each global batch
+    r0 = epoch_batches(100, 10, 1, 3, Dist(0, 2), lengths)
+    r1 = epoch_batches(100, 10, 1, 3, Dist(1, 2), lengths)
+    assert [sorted(x + y) for x, y in zip(r0, r1)] == [sorted(x) for x in a]
+
+
+def test_evaluate_cli(ref_run, tmp_path):
+    from seds.evaluate import main
+    results = main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "e.json")])
+    assert set(results) == {"fused", "pose", "rgb"}
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert out["results"]["fused"]["t2v"]["n_queries"] == 16
