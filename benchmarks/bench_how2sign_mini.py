@@ -2,8 +2,9 @@
 
     python benchmarks/bench_how2sign_mini.py
 
-1. ``python -m seds.extract`` (MediaPipe Holistic + Kinetics-400 I3D, 16 clips per video) on the 66
-   labelled clips (42 train, 24 val) — resumable, skipped when the store is complete;
+1. ``python -m seds.extract`` (MediaPipe Holistic + Kinetics-400 I3D, 16 clips per video) on the first
+   ``--train`` (default 20) of the 42 labelled train clips and ``--val`` (12) of the 24 val clips —
+   resumable; clips that fail extraction (e.g. hands out of frame) are listed and left out;
 2. ``python -m seds.train --config configs/how2sign_mini.yaml`` (small preset, MiniLM text encoder);
 3. evaluation of the **last-epoch** checkpoint on the 24 val clips (there is no separate test split here,
    so no checkpoint is selected on what is reported).
@@ -34,8 +35,15 @@ SHARED = ROOT.parent / "shared" / "data" / "how2sign-mini" / "manifest.csv"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def main():
-    cfg = load_config(ROOT / "configs" / "how2sign_mini.yaml", sys.argv[1:])
+def main(argv=None):
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", type=int, default=20, help="labelled train clips to use (of 42)")
+    ap.add_argument("--val", type=int, default=12, help="labelled val clips to use (of 24)")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args(argv)
+    limits = {"train": args.train, "val": args.val}
+    cfg = load_config(ROOT / "configs" / "how2sign_mini.yaml", args.overrides)
     store = Path(cfg.data.store)
     labeled = store.parent / "labeled.csv"
     labeled.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +51,8 @@ def main():
     t0 = time.time()
     for split in ("train", "val"):
         r = subprocess.run([sys.executable, "-m", "seds.extract", "--dataset", "manifest", "--annotations",
-                            str(labeled), "--split", split, "--out", str(store), "--workers", "1",
+                            str(labeled), "--split", split, "--limit", str(limits[split]), "--out", str(store),
+                            "--workers", "1",
                             "--max-clips", str(cfg.model.max_clips), "--no-progress"], cwd=ROOT)
         print(f"extract {split}: exit {r.returncode}", flush=True)
     extract_min = (time.time() - t0) / 60
@@ -59,7 +68,7 @@ def main():
     n_fail = sum(max(0, len(f.read_text().splitlines()) - 1) for f in failures if f.exists())
     md = ["# How2Sign-mini, real video end to end (a plumbing check, not a benchmark)", "",
           "Command: `python benchmarks/bench_how2sign_mini.py`  ",
-          f"Data: the labelled clips of ../shared/data/how2sign-mini — {len(build_dataset(cfg_last, 'train'))} train "
+          f"Data: labelled clips of ../shared/data/how2sign-mini — {len(build_dataset(cfg_last, 'train'))} train "
           f"and {len(val)} val videos with features ({n_fail} clip(s) failed extraction and are listed in "
           "failures_*.csv). MediaPipe Holistic keypoints + Kinetics-400 I3D (DeepMind weights), "
           f"{cfg.model.max_clips} clips per video.  ",

@@ -28,9 +28,9 @@ from seds.train import train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
+    "fused, CGAF": ["model.fusion.kind=cgaf"],
     "pose only": ["model.streams=[pose]"],
     "RGB only (proxy)": ["model.streams=[rgb]"],
-    "fused, CGAF": ["model.fusion.kind=cgaf"],
     "fused, add-mlp": ["model.fusion.kind=add-mlp"],
 }
 

@@ -50,6 +50,7 @@ class PoseEncoderConfig:
     extra_parts: tuple[str, ...] = ()  # keypoint ablation (supp. Tab. 4): "face", "mouth"
     dropout: float = 0.0
     in_channels: int = 3              # x, y, confidence
+    hand_init: str | None = None      # pretrained hand ST-GCN (seds.pretrain_hands: SignBERT stand-in or converted SignBERT)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -184,6 +185,7 @@ class DataConfig:
     rgb_features: str = "i3d-kinetics400"   # what produced the RGB features: "i3d-kinetics400",
                                             # "i3d:<local checkpoint>" (e.g. BSL-1K) or "synthetic-proxy"
     pose_backend: str = "mediapipe"         # what produced the keypoints (mediapipe, rtmpose, mmpose, synthetic)
+    missing: str = "error"             # videos absent from the store: "error" or "skip" (with a warning)
     preload: bool = True               # hold features in memory
     workers: int = 0
     synthetic: dict = field(default_factory=dict)   # SyntheticConfig fields when dataset == "synthetic"
@@ -191,6 +193,7 @@ class DataConfig:
     def __post_init__(self):
         _check(isinstance(self.dataset, str) and self.dataset != "", "dataset", "must be named")
         _check(self.workers >= 0, "workers", "must be ≥ 0")
+        _one_of(self.missing, ("error", "skip"), "missing")
 
 
 @dataclass

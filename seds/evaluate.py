@@ -105,7 +105,8 @@ def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool =
     return evaluate_encoded(enc, tau, model.device)
 
 
-def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None):
+def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
+                  missing: str | None = None):
     """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
     from seds.data.dataset import FeatureDataset
     from seds.keypoints import KeypointLayout
@@ -117,7 +118,8 @@ def build_dataset(cfg, split: str, store: str | None = None, manifest: str | Non
     if not man.exists():
         raise FileNotFoundError(f"manifest {man} not found for split {split!r}")
     return FeatureDataset(root, man, split=split, layout=KeypointLayout(extra=cfg.model.pose.extra_parts),
-                          max_words=cfg.model.text.max_words, preload=cfg.data.preload)
+                          max_words=cfg.model.text.max_words, preload=cfg.data.preload,
+                          missing=missing or cfg.data.missing)
 
 
 def main(argv=None):

@@ -84,13 +84,14 @@ def pose_rgb_scores(pose: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
     Pose and RGB clips of one video come from the same windows, so clip i of the pose stream should
     match clip i of the RGB stream. With E[a, b] = p_a r_bᵀ (T×T):
 
-    * S_p2r[a, b] = mean_i E[a,b,i,i] · softmax_j(E[a,b,i,:]/τ)[i] — pose clip i of video a attends
+    * S_p2r[a, b] = Σ_i E[a,b,i,i] · softmax_j(E[a,b,i,:]/τ)[i] — pose clip i of video a attends
       over the RGB clips of video b and is scored on its own position;
-    * S_r2p[a, b] = mean_j E[a,b,j,j] · softmax_i(E[a,b,:,j]/τ)[j] — the same from the RGB side.
+    * S_r2p[a, b] = Σ_j E[a,b,j,j] · softmax_i(E[a,b,:,j]/τ)[j] — the same from the RGB side.
 
-    Softmaxes run over valid clips only, and the diagonal counts positions valid in both videos.
-    (The reference implementation sums over clips and lets padded RGB clips into its softmax; here
-    scores are means over valid positions, so logits don't grow with video length.)
+    As in the reference implementation the diagonal terms are *summed* over clips: a mean divides the
+    logits by T and, at initialisation (near-uniform softmax weights ≈ 1/T), leaves the matching loss
+    stuck at log(B) — measured here. Unlike the reference, softmaxes run over valid clips only (it lets
+    padded RGB clips into the softmax) and the diagonal counts positions valid in both videos.
     """
     if pose.shape != rgb.shape:
         raise ValueError(f"pose {tuple(pose.shape)} and rgb {tuple(rgb.shape)} must have the same shape")
@@ -103,11 +104,10 @@ def pose_rgb_scores(pose: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
     pair = ma & mb
     diag_e = torch.diagonal(e, dim1=2, dim2=3)                        # (B, B, T)
     both = mask[:, None, :] & mask[None, :, :]                        # position valid in a and b
-    n = both.sum(2).clamp(min=1).to(e.dtype)
     w_p2r = torch.diagonal(_masked_softmax(e / tau, pair, dim=3), dim1=2, dim2=3)
     w_r2p = torch.diagonal(_masked_softmax(e / tau, pair, dim=2), dim1=2, dim2=3)
-    s_p2r = (diag_e * w_p2r * both).sum(2) / n
-    s_r2p = (diag_e * w_r2p * both).sum(2) / n
+    s_p2r = (diag_e * w_p2r * both).sum(2)
+    s_r2p = (diag_e * w_r2p * both).sum(2)
     return s_p2r, s_r2p
 
 

@@ -74,8 +74,11 @@ def _gather_padded(x: torch.Tensor, dim: int, d: Dist) -> torch.Tensor:
         shape = list(x.shape)
         shape[dim] = int(n) - x.shape[dim]
         x = torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x), 0)
+    import warnings
+    from torch.distributed.nn.functional import all_gather   # differentiable: gradients return to each rank
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.cat(all_gather(x), 0)
 
 
 def gather_embeddings(v: VideoEmbedding, t: TextEmbedding, d: Dist) -> tuple[VideoEmbedding, TextEmbedding]:

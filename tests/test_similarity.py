@@ -62,8 +62,8 @@ def naive_pose_rgb(pose, rgb, lens, tau):
                 acc1 += E[i][i] * w[i]
                 w2 = _softmax([E[k][i] / tau for k in range(len(P))])
                 acc2 += E[i][i] * w2[i]
-            p2r[a][b] = acc1 / n
-            r2p[a][b] = acc2 / n
+            p2r[a][b] = acc1          # summed over clips, as the reference implementation
+            r2p[a][b] = acc2
     return torch.tensor(p2r, dtype=torch.float64), torch.tensor(r2p, dtype=torch.float64)
 
 

@@ -1,5 +1,6 @@
 """python -m seds.train / seds.evaluate on a tiny synthetic store: learning, resume, failures."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -86,11 +87,15 @@ def test_resume_after_interruption_is_bit_exact(store, ref_run, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_killed_process_resumes_to_the_same_weights(store, ref_run, tmp_path):
-    """A real SIGKILL mid-run (checkpoints every step are atomic), then --resume."""
-    args = [sys.executable, "-m", "seds.train", "--no-progress"] + \
-        tiny_overrides(store, tmp_path / "k", epochs=2, save_every_steps=1)
+def test_killed_process_resumes_to_the_same_weights(store, tmp_path):
+    """A real SIGKILL mid-run (checkpoints every step are atomic), then --resume; compared with an
+    uninterrupted run in a fresh process of the same kind."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = lambda out: [sys.executable, "-m", "seds.train", "--no-progress"] + \
+        tiny_overrides(store, out, epochs=2, save_every_steps=1)
+    r = subprocess.run(cmd(tmp_path / "ref"), cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    args = cmd(tmp_path / "k")
     p = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     cfg_file = tmp_path / "k" / "last" / "config.json"
     deadline = time.time() + 120
@@ -110,7 +115,7 @@ def test_killed_process_resumes_to_the_same_weights(store, ref_run, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     if killed:
         assert "resumed from" in r.stdout
-    a, b = weights(ref_run / "last"), weights(tmp_path / "k" / "last")
+    a, b = weights(tmp_path / "ref" / "last"), weights(tmp_path / "k" / "last")
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
@@ -169,3 +174,20 @@ def test_evaluate_cli(ref_run, tmp_path):
     assert set(results) == {"fused", "pose", "rgb"}
     out = json.loads((tmp_path / "e.json").read_text())
     assert out["results"]["fused"]["t2v"]["n_queries"] == 16
+
+
+def test_torchrun_two_processes_gather_the_global_batch(store, tmp_path):
+    """DDP on CPU (gloo): 2 ranks × 8 videos train on a global contrastive batch of 16."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not found beside the interpreter")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = [str(torchrun), "--nproc_per_node=2", "--master_port=29617", "-m", "seds.train", "--no-progress"] + \
+        tiny_overrides(store, tmp_path / "ddp", epochs=1)
+    r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [json.loads(l) for l in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["kind"] == "step"]
+    assert len(steps) == 3                       # 48 videos / global batch 16
+    # the logged InfoNCE starts near log(16): the contrastive batch is global, not the 8 local videos
+    assert abs(steps[0]["t-fused"] - math.log(16)) < 1.0 and steps[0]["t-fused"] > math.log(8) + 0.3
