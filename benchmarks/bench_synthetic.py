@@ -38,25 +38,23 @@ VARIANTS = {
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--sentences", default="1000,200,200", help="train,val,test sentences")
-    ap.add_argument("--max-words", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--config", default="configs/ablation_cpu.yaml",
+                    help="base config (default: the 2-core CPU scale shared with seds.ablate)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--work", default="runs/bench-synthetic")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default="|".join(VARIANTS), help="|-separated names")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
-    n = [int(x) for x in args.sentences.split(",")]
     work = Path(args.work)
-    base = [f"data.store={work / 'store'}",
-            f"data.synthetic={{n_sentences: [{n[0]}, {n[1]}, {n[2]}], max_words: {args.max_words}}}",
-            f"train.epochs={args.epochs}", f"train.batch_size={args.batch}", "train.log_every=50"]
+    base = [f"train.epochs={args.epochs}", f"train.batch_size={args.batch}", "train.log_every=50"]
+    n = list(load_config(args.config, base + args.overrides).data.synthetic.get("n_sentences", (2000, 300, 300)))
     results: dict[str, list[dict]] = {}
     t_start = time.time()
     for seed in range(args.seeds):          # seed-major: every variant has a number early
-        for name in args.variants.split(","):
+        for name in args.variants.split("|"):
             out = work / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}-s{seed}"
-            cfg = load_config("configs/synthetic_cpu.yaml",
+            cfg = load_config(args.config,
                               base + VARIANTS[name] + [f"train.seed={seed}", f"train.out={out}"] + args.overrides)
             t0 = time.time()
             train(cfg, progress=False)

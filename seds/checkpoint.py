@@ -11,13 +11,13 @@ how the demo checkpoint stays small.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
+
+from seds.atomic import atomic_write_bytes
 
 from seds.config import Config, ConfigError, from_dict, to_dict
 
@@ -30,33 +30,8 @@ class CheckpointError(ValueError):
     """The file or folder is not a usable SEDS checkpoint (the message says why)."""
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def state_tensors(model: torch.nn.Module, loss: torch.nn.Module | None = None,
@@ -83,7 +58,7 @@ def save_checkpoint(folder: str | Path, model, cfg: Config, loss=None, info: dic
     meta = {"format": FORMAT, "text_backbone_external": str(skip)}
     atomic_save_file(tensors, folder / WEIGHTS, meta)
     doc = {"format": FORMAT, "config": to_dict(cfg), "info": info or {}, "text_backbone_external": skip}
-    _atomic_write_bytes(folder / CONFIG, json.dumps(doc, indent=2).encode())
+    atomic_write_bytes(folder / CONFIG, json.dumps(doc, indent=2).encode())
     return folder
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -27,7 +28,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from seds.checkpoint import atomic_save_file, read_config, save_checkpoint, CONFIG
+from seds.atomic import atomic_write_bytes
+from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, load_config, to_dict
 from seds.data.dataset import collate
 from seds.evaluate import build_dataset, evaluate_model, rsum
@@ -189,11 +191,9 @@ def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_
     state = {"model": model.state_dict(), "loss": loss.state_dict(),
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
              "step_in_epoch": step_in_epoch, "global_step": global_step, "best": best, "rng": rng_state()}
-    tmp = folder / f".{STATE}.tmp"
-    torch.save(state, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / STATE)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(folder / STATE, buf.getvalue())
 
 
 # --- logging ------------------------------------------------------------------------------------------

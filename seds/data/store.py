@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import numpy as np
 
+from seds.atomic import atomic_write_bytes
 from seds.data.features import VideoFeatures
 
 FORMAT_TAG = "seds.video_features"
@@ -63,36 +63,7 @@ def save_features(path: str | os.PathLike, feats: VideoFeatures, video_id: str |
     blob = save({"keypoints": np.ascontiguousarray(feats.keypoints, dtype=np.float32),
                  "rgb": np.ascontiguousarray(feats.rgb, dtype=np.float32),
                  "clip_starts": np.ascontiguousarray(feats.clip_starts, dtype=np.int64)}, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(d: Path) -> None:
-    """Make the rename durable (best effort: not every platform can open a directory)."""
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write_bytes(path, blob, suffix=TMP_SUFFIX)
 
 
 def _read_header(path: Path):
