@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from seds.checkpoint import load_checkpoint  # noqa: E402
 from seds.config import load_config  # noqa: E402
 from seds.evaluate import build_dataset, evaluate_model  # noqa: E402
@@ -48,7 +50,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     work = Path(args.work)
     base = [f"train.epochs={args.epochs}", f"train.batch_size={args.batch}", "train.log_every=50"]
-    n = list(load_config(args.config, base + args.overrides).data.synthetic.get("n_sentences", (2000, 300, 300)))
+    store = Path(load_config(args.config, base + args.overrides).data.store)
     results: dict[str, list[dict]] = {}
     t_start = time.time()
     for seed in range(args.seeds):          # seed-major: every variant has a number early
@@ -57,7 +59,11 @@ def main(argv=None):
             cfg = load_config(args.config,
                               base + VARIANTS[name] + [f"train.seed={seed}", f"train.out={out}"] + args.overrides)
             t0 = time.time()
-            train(cfg, progress=False)
+            state = out / "last" / "train_state.pt"
+            done = state.exists() and (out / "best").exists() and \
+                torch.load(state, map_location="cpu", weights_only=True)["epoch"] >= cfg.train.epochs
+            if not done:                      # a finished run is evaluated again, not retrained
+                train(cfg, progress=False)
             model, _, cfg_best, info = load_checkpoint(out / "best")
             test = build_dataset(cfg_best, cfg_best.data.test_split)
             res = evaluate_model(model, test, cfg_best.model.tau)
@@ -68,7 +74,7 @@ def main(argv=None):
             results.setdefault(name, []).append(rec)
             print(f"{name} seed {seed}: T2V R@1 {rec['t2v']['R@1']:.1f}  V2T R@1 {rec['v2t']['R@1']:.1f} "
                   f"(best epoch {rec['best_epoch']}, {rec['train_minutes']} min)", flush=True)
-            write(results, args, n, time.time() - t_start)
+            write(results, args, store, time.time() - t_start)
 
 
 def _ms(vals):
@@ -77,17 +83,20 @@ def _ms(vals):
     return f"{m:.1f} ± {s:.1f}"
 
 
-def write(results, args, n, seconds):
+def write(results, args, store, seconds):
     RESULTS.mkdir(exist_ok=True)
+    syn = json.loads((store / "synthetic_info.json").read_text())["config"]   # what the store really holds
+    n = syn["n_sentences"]
     cmd = "python benchmarks/bench_synthetic.py " + " ".join(sys.argv[1:])
     lines = ["# Synthetic signing benchmark (synthetic data, proxy-RGB — not How2Sign)", "",
              f"Command: `{cmd.strip()}`  ", f"Data: synthetic signing, {n[0]}/{n[1]}/{n[2]} train/val/test "
-             f"sentences (3–{args.max_words} words; test signers and word combinations unseen in training); "
-             f"model: `small` preset + hashed word encoder (`configs/synthetic_cpu.yaml`); {args.epochs} epochs, "
+             f"sentences of {syn['min_words']}–{syn['max_words']} words, {syn['vocab_size']}-sign vocabulary, "
+             f"{syn['fps']:g} fps (test signers and word combinations unseen in training); "
+             f"config `{args.config}` (model preset there); {args.epochs} epochs, "
              f"batch {args.batch}; checkpoint chosen on val R-sum; test split reported; "
              f"chance R@1 = {100 / n[2]:.1f} %.  ",
-             f"Seeds: {max(len(v) for v in results.values())}, mean ± std. Total time {seconds / 60:.0f} min on a "
-             "2-core CPU.", "",
+             f"Seeds: {max(len(v) for v in results.values())}, mean ± std (± 0 with one seed). Training time "
+             f"per run is in synthetic.json (a 2-core CPU shared with other jobs).", "",
              "| model | T2V R@1 | T2V R@5 | T2V R@10 | T2V MedR | V2T R@1 | V2T R@5 | V2T R@10 | V2T MedR |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, recs in results.items():

@@ -1,0 +1,316 @@
+"""SEDS sign language retrieval — the Gradio app.
+
+    python demo/app.py [--checkpoint DIR] [--gallery DIR] [--pose-backend mediapipe] [--device auto]
+                       [--port 7860] [--share] [--host 0.0.0.0] [--config configs/demo.yaml]
+
+Defaults come from ``configs/demo.yaml`` (section ``app``); ``SEDS_*`` environment variables override
+them (``SEDS_CHECKPOINT``, ``SEDS_GALLERY``, ``SEDS_POSE_BACKEND``, ``SEDS_DEVICE``, ``SEDS_PORT``,
+``SEDS_SHARE``, ``SEDS_HOST``, ``SEDS_TOP_K``, ``SEDS_MAX_CLIPS``, ``SEDS_MAX_SECONDS``), and flags
+override both. All logic lives in :mod:`seds.app_backend`; this file is the UI.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:          # `python demo/app.py` from a checkout, without installing
+    sys.path.insert(0, str(ROOT))
+
+import gradio as gr  # noqa: E402
+
+from seds.app_backend import (STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
+                              explanation_figure, load_app_config)
+
+try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
+    import spaces
+    gpu = spaces.GPU(duration=120)
+except Exception:  # noqa: BLE001 - the package is optional (and only works on Spaces)
+    def gpu(fn):
+        return fn
+
+CSS = """
+#seds-banner {border-left: 4px solid #d97706; padding: 6px 12px; background: rgba(217,119,6,0.08);}
+#seds-banner.real {border-left-color: #059669; background: rgba(5,150,105,0.08);}
+.seds-status {min-height: 1.5em;}
+"""
+STAGE_NAMES = {"decode": "decoding video", "pose": "estimating pose", "filter": "filtering frames",
+               "rgb": "RGB window features", "embed": "embedding", "done": "done"}
+
+
+# --------------------------------------------------------------------------------------------------
+# formatting
+# --------------------------------------------------------------------------------------------------
+
+def banner_md(be: AppBackend) -> str:
+    d = be.describe()
+    ckpt = Path(d["checkpoint"].split(" — ")[0]).name
+    if be.is_synthetic:
+        head = (f"**checkpoint: {ckpt} (synthetic data, proxy RGB) — results on real signing are not meaningful**"
+                " · pose: " + d["pose"].split(";")[0] + " · RGB: synthetic proxy, not I3D")
+    else:
+        head = f"**checkpoint: {ckpt} ({be.model_cfg.data.dataset})** · pose: {d['pose'].split(';')[0]} · RGB: {d['rgb']}"
+    return head + f" · device: {d['device']}"
+
+
+def details_md(be: AppBackend) -> str:
+    names = {"checkpoint": "Checkpoint", "model": "Model", "rgb": "RGB features", "pose": "Pose",
+             "gallery": "Gallery", "device": "Device", "limits": "Limits"}
+    lines = [f"- **{names[k]}**: {v}" for k, v in be.describe().items()]
+    lines.append(f"- **Loaded in** {be.load_seconds:.1f} s (models are loaded once and shared by all users)")
+    return "\n".join(lines)
+
+
+def timings_md(timings: dict) -> str:
+    order = ["hash", "decode", "pose", "filter", "rgb", "embed", "search", "preview", "total"]
+    parts = [f"{k} {timings[k]:.2f}" for k in order if k in timings]
+    return "**Timings (s)**: " + " · ".join(parts)
+
+
+def sentence_rows(hits, true_text: str | None) -> list[list]:
+    return [[h.rank, f"{h.score:.3f}", ("✓ " if true_text and h.meta.get("text") == true_text else "")
+             + h.meta.get("text", "")] for h in hits]
+
+
+def video_items(be: AppBackend, hits) -> list[tuple[str, str]]:
+    items = []
+    for h in hits:
+        p = be.video_path(h.id) or be.gallery.thumbnail_path(h.id)
+        if p:
+            items.append((p, f"#{h.rank} · {h.score:.3f} · {h.meta.get('text') or h.id}"))
+    return items
+
+
+# --------------------------------------------------------------------------------------------------
+# the app
+# --------------------------------------------------------------------------------------------------
+
+def build_app(be: AppBackend) -> gr.Blocks:
+    streams = be.streams
+    g = be.gallery
+    ex_ids = g.info.get("ui_examples") or ([i for i in g.videos.ids if be.video_path(i)][:8] if g.videos else [])
+    ex_videos = [be.video_path(i) for i in ex_ids if be.video_path(i)]
+    ex_texts = []
+    for i in ex_ids:
+        t = g.videos.meta(i).get("text") if g.videos is not None else ""
+        if t and t not in ex_texts:
+            ex_texts.append(t)
+    if not ex_texts and g.sentences is not None:
+        ex_texts = [g.sentences.meta(i)["text"] for i in g.sentences.ids[:5]]
+
+    with gr.Blocks(title="SEDS sign language retrieval") as app:
+        gr.Markdown("# SEDS — sign language retrieval (pose + RGB)\nSearch sentences with a sign video, or sign "
+                    "videos with a sentence. Each query is answered by the **pose-only**, **RGB-only** and "
+                    "**fused** encoders side by side.")
+        gr.Markdown(banner_md(be), elem_id="seds-banner", elem_classes=[] if be.is_synthetic else ["real"])
+        with gr.Accordion("What is loaded", open=False):
+            gr.Markdown(details_md(be), elem_id="seds-details")
+        v_state = gr.State(None)
+        t_state = gr.State(None)
+        with gr.Tabs():
+            # ---------------------------------------------------------------- video → text
+            with gr.Tab("Video → text", id="v2t"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        video_in = gr.Video(label="Sign video (upload or webcam)", sources=["upload", "webcam"],
+                                            include_audio=True, elem_id="video-in", height=300)
+                        v_btn = gr.Button("Search sentences", variant="primary", elem_id="v2t-run")
+                        if ex_videos:
+                            gr.Examples([[p] for p in ex_videos], inputs=[video_in], label="Gallery videos "
+                                        "(their features come from the gallery cache)", examples_per_page=8)
+                    with gr.Column(scale=1):
+                        preview = gr.Video(label="Skeleton overlay (what the pose stream sees)", interactive=False,
+                                           elem_id="preview", height=300, autoplay=True, loop=True)
+                        v_status = gr.Markdown("", elem_id="v2t-status", elem_classes=["seds-status"])
+                        v_time = gr.Markdown("", elem_id="v2t-timings")
+                v_tables = {}
+                with gr.Row():
+                    for s in streams:
+                        with gr.Column(min_width=240):
+                            v_tables[s] = gr.Dataframe(headers=["#", "score", "sentence"], label=STREAM_TITLES[s],
+                                                       interactive=False, wrap=True, elem_id=f"v2t-{s}",
+                                                       column_widths=["9%", "17%", "74%"])
+                gr.Markdown("### Why? Fine-grained clip × word similarity (Sec. 3.3, as in the paper's Fig. 6)")
+                v_pair = gr.Dropdown(label="Explain the match of your video with", choices=[], elem_id="v2t-pair")
+                v_plot = gr.Plot(label="clip × word similarity E", elem_id="v2t-heatmap")
+
+            # ---------------------------------------------------------------- text → video
+            with gr.Tab("Text → video", id="t2v"):
+                with gr.Row():
+                    text_in = gr.Textbox(label="Sentence", placeholder="Type a sentence …", scale=4,
+                                         elem_id="text-in", lines=1)
+                    t_btn = gr.Button("Search videos", variant="primary", scale=1, elem_id="t2v-run")
+                if ex_texts:
+                    gr.Examples([[t] for t in ex_texts[:6]], inputs=[text_in], label="Sentences of gallery videos")
+                t_status = gr.Markdown("", elem_id="t2v-status", elem_classes=["seds-status"])
+                t_galleries = {}
+                with gr.Row():
+                    for s in streams:
+                        with gr.Column(min_width=240):
+                            t_galleries[s] = gr.Gallery(label=STREAM_TITLES[s], columns=2, height=460,
+                                                        object_fit="contain", elem_id=f"t2v-{s}", interactive=False)
+                t_time = gr.Markdown("", elem_id="t2v-timings")
+                gr.Markdown("### Why? Fine-grained clip × word similarity")
+                t_pair = gr.Dropdown(label="Explain the match of your sentence with video", choices=[],
+                                     elem_id="t2v-pair")
+                t_plot = gr.Plot(label="clip × word similarity E", elem_id="t2v-heatmap")
+
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT)
+
+        # ---------------------------------------------------------------- handlers
+        v_outputs = [v_state, preview, v_status, v_time, *[v_tables[s] for s in streams], v_pair, v_plot]
+
+        def empty_video(msg: str = ""):
+            return [None, None, msg, "", *[[] for _ in streams], gr.update(choices=[], value=None), None]
+
+        @gpu
+        def run_video(path, progress=gr.Progress()):
+            if not path:
+                return empty_video()
+            def report(stage, frac):
+                progress(min(max(frac, 0.0), 1.0), desc=STAGE_NAMES.get(stage, stage))
+            try:
+                q = be.query_video(path, progress=report)
+            except AppError as e:
+                gr.Warning(str(e))
+                return empty_video(f"⚠️ {e}")
+            choices, seen = [], set()
+            for s in ("fused",) + tuple(x for x in streams if x != "fused"):
+                for h in q.hits.get(s, []):
+                    if h.id not in seen:
+                        seen.add(h.id)
+                        choices.append((f"{h.meta.get('text', h.id)}  [{STREAM_TITLES[s]} #{h.rank}]", h.id))
+            if q.true_text:
+                tid = g.sentence_id(q.true_text)
+                if tid is not None and tid not in seen:
+                    choices.append((f"{q.true_text}  [the video's own sentence]", tid))
+            first = choices[0][1] if choices else None
+            fig = explanation_figure(be.explain_video_query(q, first)) if first is not None else None
+            status = " ".join(f"ℹ️ {n}" for n in q.notes)
+            if q.true_text:
+                status += f"\n\n✓ marks this gallery video's own sentence: “{q.true_text}”."
+            return [q, q.preview, status, timings_md(q.timings),
+                    *[sentence_rows(q.hits[s], q.true_text) for s in streams],
+                    gr.update(choices=choices, value=first), fig]
+
+        def explain_video(q, sid):
+            if q is None or sid is None:
+                return None
+            try:
+                return explanation_figure(be.explain_video_query(q, sid))
+            except AppError as e:
+                gr.Warning(str(e))
+                return None
+
+        t_outputs = [t_state, t_status, *[t_galleries[s] for s in streams], t_time, t_pair, t_plot]
+
+        @gpu
+        def run_text(text):
+            try:
+                q = be.query_text(text)
+            except AppError as e:
+                gr.Warning(str(e))
+                return [None, f"⚠️ {e}", *[[] for _ in streams], "", gr.update(choices=[], value=None), None]
+            choices, seen = [], set()
+            for s in ("fused",) + tuple(x for x in streams if x != "fused"):
+                for h in q.hits.get(s, []):
+                    if h.id not in seen:
+                        seen.add(h.id)
+                        choices.append((f"{h.id}: {h.meta.get('text', '')}  [{STREAM_TITLES[s]} #{h.rank}]", h.id))
+            first = choices[0][1] if choices else None
+            fig = explanation_figure(be.explain_text_query(q, first)) if first is not None else None
+            return [q, "", *[video_items(be, q.hits[s]) for s in streams], timings_md(q.timings),
+                    gr.update(choices=choices, value=first), fig]
+
+        def explain_text(q, vid):
+            if q is None or vid is None:
+                return None
+            try:
+                return explanation_figure(be.explain_text_query(q, vid))
+            except AppError as e:
+                gr.Warning(str(e))
+                return None
+
+        video_in.change(run_video, [video_in], v_outputs, concurrency_id="video", trigger_mode="always_last")
+        v_btn.click(run_video, [video_in], v_outputs, concurrency_id="video")
+        v_pair.input(explain_video, [v_state, v_pair], [v_plot])
+        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text")
+        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text")
+        t_pair.input(explain_text, [t_state, t_pair], [t_plot])
+    return app
+
+
+ABOUT = """
+**SEDS** (Semantically Enhanced Dual-Stream Encoder, ACM MM 2024) encodes a sign video with two streams:
+a **pose stream** (49 keypoints per frame → ST-GCN → 16-frame clips → transformer) and an **RGB stream**
+(I3D features of the same 16-frame windows → transformer), fused by Cross Gloss Attention Fusion (CGAF).
+Videos and sentences are compared with a fine-grained clip × word similarity (CiCo): every clip looks for
+its best words and every word for its best clips. The *Why?* heatmaps show that matrix.
+
+**Video → text**: the file's SHA-256 is looked up in the gallery's feature cache; otherwise the app decodes
+it at 24 fps, estimates pose, drops frames without a signer or a hand, picks at most N windows at equal
+intervals and extracts their RGB features with the extractor the checkpoint was trained with.
+
+**The default demo** is trained on a *synthetic* signing benchmark (cartoon signers, pseudo-words, proxy RGB
+features) so that it works offline and out of the box. Uploading a real signing video runs the real pipeline
+(MediaPipe, RGB extractor) — but the *demo model* has never seen real signing, so its answers mean nothing there.
+Point the app at a real checkpoint and gallery (README: "Hugging Face Spaces" and "Gallery index") for that.
+"""
+
+
+def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
+    ap = argparse.ArgumentParser(prog="python demo/app.py", description="SEDS sign language retrieval app")
+    ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="YAML with an 'app' section")
+    ap.add_argument("--checkpoint", help="checkpoint folder (env SEDS_CHECKPOINT)")
+    ap.add_argument("--gallery", help="gallery folder from `python -m seds.index build` (env SEDS_GALLERY)")
+    ap.add_argument("--pose-backend", dest="pose_backend", help="mediapipe | rtmpose | mmpose (env SEDS_POSE_BACKEND)")
+    ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (env SEDS_DEVICE)")
+    ap.add_argument("--host", help="server address, e.g. 0.0.0.0 (env SEDS_HOST or GRADIO_SERVER_NAME)")
+    ap.add_argument("--port", type=int, help="server port (env SEDS_PORT); 0 picks a free one")
+    ap.add_argument("--share", action="store_true", default=None, help="public Gradio share link (env SEDS_SHARE)")
+    ap.add_argument("--top-k", dest="top_k", type=int, help="results per encoder (env SEDS_TOP_K)")
+    ap.add_argument("--max-clips", dest="max_clips", type=int, help="windows per live query (env SEDS_MAX_CLIPS)")
+    ap.add_argument("--max-seconds", dest="max_seconds", type=float, help="trim uploads to this (env SEDS_MAX_SECONDS)")
+    ap.add_argument("--no-preview", dest="preview", action="store_false", default=None, help="no skeleton overlay video")
+    args = ap.parse_args(argv)
+    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "device", "host", "port",
+                                          "share", "top_k", "max_clips", "max_seconds", "preview")}
+    return load_app_config(args.config, over), args
+
+
+def launch(be: AppBackend, cfg: AppConfig, **kw):
+    """Build the app and start the server (``prevent_thread_lock=True`` in ``kw`` returns at once)."""
+    app = build_app(be)
+    app.queue(default_concurrency_limit=2, max_size=64)
+    allowed = {str(be.gallery.root.resolve())}
+    if be.gallery.videos is not None:
+        for vid in be.gallery.videos.ids:
+            p = be.video_path(vid)
+            if p:
+                allowed.add(str(Path(p).parent))
+    port = cfg.port if cfg.port else None
+    app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=sorted(allowed),
+               css=CSS, footer_links=["api", "gradio"], **kw)
+    return app
+
+
+def main(argv=None) -> int:
+    try:
+        cfg, _ = parse_args(argv)
+        print("loading the checkpoint and the gallery …", flush=True)
+        be = AppBackend(cfg)
+    except (AppError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for k, v in be.describe().items():
+        print(f"  {k}: {v}", flush=True)
+    launch(be, cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

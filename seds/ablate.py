@@ -1,0 +1,444 @@
+"""Ablation studies of SEDS, one command each: ``python -m seds.ablate --study <name> [--seeds 3] [key=value ...]``.
+
+Studies (paper table in brackets):
+
+* ``fusion``       [Tab. 5]         fusion module: cgaf, add-mlp, concat-mlp, concat-transformer, cross-attention
+* ``alignment``    [Tab. 6]         Pose-RGB alignment L_p-r on (β = 0.4) / off (β = 0)
+* ``streams``      [Tab. 4]         pose only, RGB only, pose + RGB
+* ``keypoints``    [supp. Tab. 4]   hand, hand+body, +face, +mouth, +face+mouth
+* ``cgaf-layers``  [supp. Tab. 5]   0–4 cross gloss attention layers
+* ``batch-size``   [supp. Tab. 6]   16, 32, 64, 128
+* ``hand-init``    [supp. Tab. 3]   hand ST-GCN from scratch vs. pretrained (``seds.pretrain_hands``)
+* ``alpha``/``beta`` [Fig. 5]       loss weights α and β (line plots)
+
+Every variant is trained with :func:`seds.train.train` for each seed, the checkpoint is chosen on the
+validation split, and the test split is reported as mean ± std over seeds. Runs are cached by a hash
+of their full config under ``--runs`` (default ``runs/ablations``): variants shared between studies
+(the default model appears in almost all of them) are trained once, and an interrupted study resumes
+where it stopped. Each study writes ``<results>/<study>.md`` and ``<results>/<study>.json`` (and
+``<study>.png`` for α/β), headed by the exact scale, seeds and the command that produced them.
+
+"hand only" cannot be expressed by the model config (the pose encoder always has a body ST-GCN), so
+that variant reads a derived feature store whose body keypoints are removed (confidence 0): the body
+ST-GCN then sees no input and contributes a constant.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seds.config import Config, ConfigError, from_dict, load_config, parse_overrides, to_dict, _deep_merge
+
+DEFAULT_CONFIG = "configs/ablation_cpu.yaml"
+RESULTS_DIR = Path("benchmarks/results/ablations")
+RUNS_DIR = Path("runs/ablations")
+METRIC_COLS = [("t2v", "R@1"), ("t2v", "R@5"), ("t2v", "R@10"), ("t2v", "MedR"),
+               ("v2t", "R@1"), ("v2t", "R@5"), ("v2t", "R@10"), ("v2t", "MedR")]
+
+
+class AblationError(ValueError):
+    """Unknown study/variant or a run that cannot be done; the message says which."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: tuple[str, ...] = ()
+    drop_parts: tuple[str, ...] = ()     # keypoint parts removed from the store (e.g. "body")
+    value: float | None = None           # x position in sweep plots
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    paper: str
+    variants: tuple[Variant, ...]
+    plot_x: str | None = None            # α / β sweeps: x-axis label of the line plot
+    note: str = ""
+
+
+def _cgaf_keys(n: int) -> str:
+    return "[" + ",".join(["5"] + ["3"] * max(0, n - 1)) + "]"
+
+
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study("fusion", "Fusion module", "SEDS Tab. 5",
+          tuple(Variant(k, (f"model.fusion.kind={k}",)) for k in
+                ("add-mlp", "concat-mlp", "concat-transformer", "cross-attention", "cgaf"))),
+    Study("alignment", "Pose-RGB alignment (L_p-r)", "SEDS Tab. 6",
+          (Variant("w/o L_p-r (β=0)", ("loss.beta=0",)), Variant("w/ L_p-r (β=0.4)", ("loss.beta=0.4",)))),
+    Study("streams", "Streams", "SEDS Tab. 4",
+          (Variant("pose only", ("model.streams=[pose]",)), Variant("RGB only", ("model.streams=[rgb]",)),
+           Variant("pose + RGB (CGAF)", ("model.streams=[pose,rgb]",)))),
+    Study("keypoints", "Keypoint parts", "SEDS supp. Tab. 4",
+          (Variant("hand", ("model.pose.extra_parts=[]",), drop_parts=("body",)),
+           Variant("hand + body", ("model.pose.extra_parts=[]",)),
+           Variant("hand + body + face", ("model.pose.extra_parts=[face]",)),
+           Variant("hand + body + mouth", ("model.pose.extra_parts=[mouth]",)),
+           Variant("hand + body + face + mouth", ("model.pose.extra_parts=[face,mouth]",))),
+          note="'hand' reads a derived store with the 7 body keypoints removed (confidence 0)."),
+    Study("cgaf-layers", "Number of cross gloss attention layers", "SEDS supp. Tab. 5",
+          tuple(Variant(str(n), (f"model.fusion.layers={n}", f"model.fusion.num_keys={_cgaf_keys(n)}"),
+                        value=float(n)) for n in range(5)),
+          note="sampled keys per layer: 5 in the first layer, 3 in the others (reference code: 5, 3)."),
+    Study("batch-size", "Batch size", "SEDS supp. Tab. 6",
+          tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b)) for b in (16, 32, 64, 128)),
+          note="epochs and learning rates fixed, so larger batches take fewer steps."),
+    Study("hand-init", "Hand ST-GCN initialisation", "SEDS supp. Tab. 3 (SignBERT there; masked hand-pose "
+          "pretraining from seds.pretrain_hands here)",
+          (Variant("pose only, random init", ("model.streams=[pose]",)),
+           Variant("pose only, pretrained hands", ("model.streams=[pose]", "model.pose.hand_init={hand_init}")),
+           Variant("pose + RGB, random init", ("model.streams=[pose,rgb]",)),
+           Variant("pose + RGB, pretrained hands", ("model.streams=[pose,rgb]", "model.pose.hand_init={hand_init}"))),
+          note="pretrained hands: `--hand-init` (default runs/hands-ablation), written by "
+               "`python -m seds.pretrain_hands train`."),
+    Study("alpha", "Loss weight α (Eq. 4)", "SEDS Fig. 5 (left)",
+          tuple(Variant(f"α={a}", (f"loss.alpha={a}",), value=a) for a in (0.2, 0.4, 0.6, 0.8, 1.0)),
+          plot_x="α"),
+    Study("beta", "Loss weight β (Eq. 7)", "SEDS Fig. 5 (right)",
+          tuple(Variant(f"β={b}", (f"loss.beta={b}",), value=b) for b in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)),
+          plot_x="β"),
+)}
+
+
+# --- configs and the run cache ------------------------------------------------------------------
+
+_NOT_IN_KEY = {"train": ("out", "log_every", "eval_batch_size", "device", "save_every_steps"),
+               "data": ("workers", "preload")}
+
+
+def run_key(cfg: Config) -> str:
+    """Hash of everything that can change a run's result (not output paths, logging, device); a
+    pretrained hand file enters by its content."""
+    d = to_dict(cfg)
+    for section, keys in _NOT_IN_KEY.items():
+        for k in keys:
+            d[section].pop(k, None)
+    sha = run_key_hand_sha(cfg)
+    if sha:
+        d["hand_init_sha1"] = sha
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _same_config(a: dict, b: dict) -> bool:
+    """Equal on every key both sides have (a field added to or removed from the config classes since a
+    run was cached does not invalidate it; a changed value does)."""
+    for k in a.keys() & b.keys():
+        if isinstance(a[k], dict) and isinstance(b[k], dict):
+            if not _same_config(a[k], b[k]):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def find_cached(cfg: Config, runs_dir: Path) -> dict | None:
+    """The cached result of ``cfg``: by :func:`run_key`, else by comparing stored configs (see
+    :func:`_same_config`) — so runs survive new config fields with defaults."""
+    f = Path(runs_dir) / run_key(cfg) / "result.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    want = to_dict(cfg)
+    for section, keys in _NOT_IN_KEY.items():
+        for k in keys:
+            want[section].pop(k, None)
+    for f in sorted(Path(runs_dir).glob("*/result.json")):
+        res = json.loads(f.read_text())
+        if res.get("hand_init_sha1") != (run_key_hand_sha(cfg)):
+            continue
+        got = res.get("config", {})
+        if _same_config(want, {s: {k: v for k, v in d.items() if k not in _NOT_IN_KEY.get(s, ())}
+                               if isinstance(d, dict) else d for s, d in got.items()}):
+            return res
+    return None
+
+
+def run_key_hand_sha(cfg: Config) -> str | None:
+    init = cfg.model.pose.hand_init
+    if not init:
+        return None
+    from seds.pretrain_hands import _weights_path
+    return hashlib.sha1(_weights_path(init).read_bytes()).hexdigest()
+
+
+DEFAULT_HAND_INIT = "runs/hands-ablation"
+
+
+def variant_config(base: Config, variant: Variant, seed: int, store_root: Path | None = None,
+                   hand_init: str = DEFAULT_HAND_INIT) -> Config:
+    """``base`` + the variant's overrides + ``train.seed``; a store with dropped parts when asked.
+    ``{hand_init}`` in an override stands for the pretrained hand weights."""
+    overrides = [o.replace("{hand_init}", str(hand_init)) for o in variant.overrides]
+    d = _deep_merge(to_dict(base), parse_overrides(overrides + [f"train.seed={seed}"]))
+    try:
+        cfg = from_dict(Config, d)
+    except ConfigError as e:
+        raise AblationError(f"variant {variant.name!r}: {e}") from None
+    if variant.drop_parts:
+        cfg.data.store = str(derived_store(Path(base.data.store), variant.drop_parts, store_root))
+    return cfg
+
+
+def ensure_store(cfg: Config) -> None:
+    """Generate the synthetic store on first use (as ``seds.train`` would)."""
+    from seds.train import prepare_data
+    if cfg.data.dataset == "synthetic" and not (Path(cfg.data.store) / f"manifest_{cfg.data.train_split}.csv").exists():
+        prepare_data(cfg)
+
+
+def derived_store(src: Path, drop_parts: tuple[str, ...], root: Path | None = None) -> Path:
+    """A copy of feature store ``src`` whose keypoints of ``drop_parts`` (store-layout part names, e.g.
+    "body") have confidence 0 and coordinates 0 — as if the detector never saw them. Built once."""
+    from seds.data.features import STORE_LAYOUT
+    from seds.data.store import FeatureStore, load_features, save_features
+
+    slices = STORE_LAYOUT.part_slices()
+    bad = [p for p in drop_parts if p not in slices]
+    if bad:
+        raise AblationError(f"cannot drop keypoint part(s) {bad}; store parts are {sorted(slices)}")
+    dst = (root or src.parent) / f"{src.name}-no-{'-'.join(drop_parts)}"
+    done = dst / ".complete"
+    if done.exists():
+        return dst
+    if not src.is_dir():
+        raise AblationError(f"feature store {src} not found")
+    dst.mkdir(parents=True, exist_ok=True)
+    store = FeatureStore(src)
+    for f in sorted(src.glob("*.csv")) + sorted(src.glob("*.json")):
+        shutil.copy2(f, dst / f.name)
+    for vid in store.ids():
+        feats = load_features(store.path_for(vid))
+        for p in drop_parts:
+            feats.keypoints[:, slices[p]] = 0.0
+        save_features(FeatureStore(dst).path_for(vid), feats, vid)
+    done.write_text(json.dumps({"source": str(src), "dropped": list(drop_parts)}))
+    return dst
+
+
+def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, keep_last: bool = False) -> dict:
+    """Train one SEDS config (cached by :func:`run_key`), pick the best epoch on val, evaluate test.
+
+    Returns ``{"key", "config", "best_epoch", "val", "test", "train_seconds", ...}`` where ``val``/``test``
+    are :func:`seds.evaluate.evaluate_model` results (per stream) of the selected checkpoint."""
+    from seds.checkpoint import load_checkpoint
+    from seds.evaluate import build_dataset, evaluate_model, rsum
+    from seds.train import train
+
+    cfg = copy.deepcopy(cfg)
+    cached = find_cached(cfg, runs_dir)
+    if cached is not None:
+        return cached
+    key = run_key(cfg)
+    out = Path(runs_dir) / key
+    res_file = out / "result.json"
+    ensure_store(cfg)
+    cfg.train.out = str(out)
+    t0 = time.time()
+    log = train(cfg, progress=progress)
+    seconds = time.time() - t0
+    model, _, _, info = load_checkpoint(out / "best")
+    bs = cfg.train.eval_batch_size
+    val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
+    test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
+    result = {"key": key, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
+              "best_epoch": info.get("epoch"), "val_rsum": rsum(val),
+              "val": val, "test": test, "train_seconds": round(seconds, 1),
+              "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
+                         for r in log["history"]]}
+    res_file.write_text(json.dumps(result, indent=1))
+    if not keep_last:
+        shutil.rmtree(out / "last", ignore_errors=True)
+    return result
+
+
+# --- aggregation and tables ------------------------------------------------------------------------
+
+def primary_stream(result: dict) -> str:
+    """The stream a variant is judged by: fused when both streams exist, else the single stream."""
+    t = result["test"]
+    return "fused" if "fused" in t else next(iter(t))
+
+
+def aggregate(results: list[dict], split: str = "test") -> dict:
+    """mean and sample std (ddof=1; 0 for one seed) over seeds of every metric of the primary stream."""
+    out: dict = {"mean": {}, "std": {}, "n": len(results)}
+    for d in ("t2v", "v2t"):
+        for m in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
+            vals = np.array([r[split][primary_stream(r)][d][m] for r in results], dtype=float)
+            out["mean"][f"{d}_{m}"] = float(vals.mean())
+            out["std"][f"{d}_{m}"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+    out["mean"]["rsum"] = sum(out["mean"][f"{d}_R@{k}"] for d in ("t2v", "v2t") for k in (1, 5, 10))
+    return out
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
+
+
+def markdown_table(rows: list[tuple[str, dict]]) -> str:
+    """rows: (name, :func:`aggregate` output) → markdown table of T2V/V2T R@1/5/10, MedR."""
+    head = ["Variant"] + [f"{d.upper()} {m}" for d, m in METRIC_COLS] + ["R-sum"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for name, agg in rows:
+        cells = [_pm(agg["mean"][f"{d}_{m}"], agg["std"][f"{d}_{m}"], agg["n"]) for d, m in METRIC_COLS]
+        lines.append("| " + " | ".join([name] + cells + [f"{agg['mean']['rsum']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def describe_scale(cfg: Config, seeds: list[int]) -> str:
+    """One paragraph stating data, model size, schedule and seeds (every table carries it)."""
+    m, t = cfg.model, cfg.train
+    if cfg.data.dataset == "synthetic":
+        syn = cfg.data.synthetic or {}
+        data = (f"synthetic signing benchmark (seds.data.synthetic; {cfg.data.rgb_features} RGB features — "
+                f"\"synthetic, proxy-RGB\", not I3D; keypoints {cfg.data.pose_backend}); generator settings "
+                f"{json.dumps(syn, sort_keys=True)} (train/val/test sentences; unseen signers and unseen "
+                "subject-verb combinations in val/test)")
+    else:
+        data = f"dataset {cfg.data.dataset} from store {cfg.data.store}"
+    return (f"**Scale.** Data: {data}. Model: D={m.dim}, pose ST-GCN widths {list(m.pose.widths)}, "
+            f"interaction transformers {m.pose_transformer.layers}×{m.pose_transformer.width} (pose) / "
+            f"{m.rgb_transformer.layers}×{m.rgb_transformer.width} (RGB), text {m.text.model} "
+            f"({m.text.hash_layers}×{m.text.hash_width} if hashed), fusion {m.fusion.kind} × {m.fusion.layers}. "
+            f"Training: {t.epochs} epochs, batch {t.batch_size}, lr {t.lr_pose:g} (pose/fusion) / "
+            f"{t.lr_transformer:g} (transformers/text), α={cfg.loss.alpha:g}, β={cfg.loss.beta:g} unless varied. "
+            f"Checkpoint chosen on val R-sum, test split reported; seeds {seeds} "
+            f"({'mean ± sample std' if len(seeds) > 1 else 'one seed'}). CPU-scale proxy of the paper's setting: "
+            "compare rows with each other, not with the paper's numbers.")
+
+
+def plot_sweep(study: Study, rows: list[tuple[Variant, dict]], path: Path) -> None:
+    """R@1 (T2V and V2T) against the swept value with ±std error bars, like SEDS Fig. 5."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [v.value for v, _ in rows]
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for d, label, mk in (("t2v", "T2V R@1", "o-"), ("v2t", "V2T R@1", "s--")):
+        y = [a["mean"][f"{d}_R@1"] for _, a in rows]
+        e = [a["std"][f"{d}_R@1"] for _, a in rows]
+        ax.errorbar(x, y, yerr=e, fmt=mk, capsize=3, label=label)
+    ax.set_xlabel(study.plot_x)
+    ax.set_ylabel("R@1 (%)")
+    ax.set_title(f"{study.title} ({rows[0][1]['n']} seed{'s' if rows[0][1]['n'] > 1 else ''})", fontsize=9)
+    ax.set_xticks(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_study(study: Study, rows: list, records: list, base: Config, seeds: list[int], results_dir: Path,
+                command: str, complete: bool) -> dict:
+    """``<study>.md`` / ``.json`` (+ ``.png`` for sweeps) from the variants done so far."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    scale = describe_scale(base, seeds)
+    table = markdown_table([(v.name, a) for v, a in rows])
+    md = [f"# {study.title} ({study.paper})", "", f"Command: `{command}`" if command else "", "", scale, ""]
+    if not complete:
+        md += [f"**Partial: {len(rows)} of the study's variants done so far.**", ""]
+    if study.note:
+        md += [f"Note: {study.note}", ""]
+    md += ["Test split, primary stream of each variant (fused for two streams). R@K in %, MedR in ranks.", "",
+           table, ""]
+    doc = {"study": study.name, "title": study.title, "paper": study.paper, "command": command, "seeds": seeds,
+           "complete": complete, "scale": scale, "base_config": to_dict(base), "variants": records}
+    if study.plot_x and complete:
+        png = results_dir / f"{study.name}.png"
+        plot_sweep(study, rows, png)
+        md += [f"![{study.title}]({png.name})", ""]
+        doc["plot"] = png.name
+    (results_dir / f"{study.name}.md").write_text("\n".join(md))
+    (results_dir / f"{study.name}.json").write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RESULTS_DIR,
+              runs_dir: Path = RUNS_DIR, only: list[str] | None = None, command: str = "",
+              progress: bool = False, hand_init: str = DEFAULT_HAND_INIT) -> dict:
+    """Train every (variant, seed) of study ``name`` (cached), write ``<name>.md/.json`` (+ ``.png``)."""
+    if name not in STUDIES:
+        raise AblationError(f"unknown study {name!r}; choose from {', '.join(STUDIES)}")
+    study = STUDIES[name]
+    variants = list(study.variants)
+    if only:
+        known = {v.name for v in variants}
+        missing = [o for o in only if o not in known]
+        if missing:
+            raise AblationError(f"study {name}: no variant(s) {missing}; variants are {sorted(known)}")
+        variants = [v for v in variants if v.name in only]
+    ensure_store(base)
+    rows, records = [], []
+    doc: dict = {}
+    for i, v in enumerate(variants):
+        runs = []
+        for s in seeds:
+            cfg = variant_config(base, v, s, runs_dir / "stores", hand_init)
+            print(f"[{name}] {v.name} seed {s} (run {run_key(cfg)})", flush=True)
+            runs.append(run_seds(cfg, runs_dir, progress))
+        agg = aggregate(runs)
+        rows.append((v, agg))
+        records.append({"variant": v.name, "overrides": list(v.overrides), "drop_parts": list(v.drop_parts),
+                        "value": v.value, "stream": primary_stream(runs[0]), "runs": [r["key"] for r in runs],
+                        "per_seed": [{"seed": s, "best_epoch": r["best_epoch"], "test": r["test"][primary_stream(r)],
+                                      "train_seconds": r["train_seconds"]} for s, r in zip(seeds, runs)],
+                        **agg})
+        # the table is rewritten after every variant, so a long study shows its progress
+        doc = write_study(study, rows, records, base, seeds, results_dir, command,
+                          complete=i + 1 == len(variants))
+    table = markdown_table([(v.name, a) for v, a in rows])
+    print(table, flush=True)
+    return doc
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m seds.ablate", description="Run one SEDS ablation study.")
+    ap.add_argument("--study", required=True, choices=sorted(STUDIES))
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"base config (default {DEFAULT_CONFIG})")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
+    ap.add_argument("--results", default=str(RESULTS_DIR), help="folder for <study>.md/.json/.png")
+    ap.add_argument("--runs", default=str(RUNS_DIR), help="run cache folder")
+    ap.add_argument("--hand-init", default=DEFAULT_HAND_INIT,
+                    help=f"pretrained hand ST-GCN for the hand-init study (default {DEFAULT_HAND_INIT})")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(max(1, args.threads))
+    if args.seeds < 1:
+        print("error: --seeds must be ≥ 1", file=sys.stderr)
+        return 2
+    try:
+        base = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    command = "python -m seds.ablate " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    only = [o.strip() for o in args.only.split(",")] if args.only else None
+    from seds.train import TrainingError
+    try:
+        run_study(args.study, base, list(range(args.seeds)), Path(args.results), Path(args.runs), only, command,
+                  args.progress, args.hand_init)
+    except (AblationError, FileNotFoundError, ValueError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The ablation runner end to end on a tiny synthetic store: tables, JSON, plots, the run cache, the
+derived hand-only store, aggregation against numpy."""
+import json
+
+import numpy as np
+import pytest
+
+from seds import ablate
+from seds.config import load_config
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from seds.data.synthetic import SyntheticConfig, write_synthetic_store
+    root = tmp_path_factory.mktemp("abl")
+    store = root / "store"
+    write_synthetic_store(store, SyntheticConfig(vocab_size=30, n_signers=(2, 1, 1), n_sentences=(16, 8, 8),
+                                                 max_words=4, fps=12, height=48, width=48), workers=1)
+    overrides = [f"data.store={store}", "model.preset=tiny", "model.text.hash_buckets=512",
+                 "model.text.hash_width=32", "model.text.hash_layers=1", "model.max_clips=64", "train.epochs=1",
+                 "train.batch_size=8",
+                 "train.eval_batch_size=8"]
+    return root, store, overrides
+
+
+def _cli(root, overrides, *args):
+    return ablate.main(["--config", "configs/ablation_cpu.yaml", "--results", str(root / "res"),
+                        "--runs", str(root / "runs"), *args, *overrides])
+
+
+def test_alignment_study_end_to_end_and_cache(tiny):
+    root, store, overrides = tiny
+    assert _cli(root, overrides, "--study", "alignment", "--seeds", "2") == 0
+    doc = json.loads((root / "res" / "alignment.json").read_text())
+    assert [v["variant"] for v in doc["variants"]] == ["w/o L_p-r (β=0)", "w/ L_p-r (β=0.4)"]
+    for v in doc["variants"]:
+        assert len(v["per_seed"]) == 2 and v["stream"] == "fused"
+        r1 = [s["test"]["t2v"]["R@1"] for s in v["per_seed"]]
+        assert v["mean"]["t2v_R@1"] == pytest.approx(np.mean(r1))
+        assert v["std"]["t2v_R@1"] == pytest.approx(np.std(r1, ddof=1))
+        assert 0 <= v["mean"]["t2v_R@1"] <= 100 and v["mean"]["t2v_MedR"] >= 1
+    # the two variants really differ in β, and each run's stored config says so
+    keys = [v["runs"] for v in doc["variants"]]
+    assert len({k for ks in keys for k in ks}) == 4
+    cfg0 = json.loads((root / "runs" / keys[0][0] / "result.json").read_text())["config"]
+    assert cfg0["loss"]["beta"] == 0.0 and cfg0["train"]["seed"] == 0
+    md = (root / "res" / "alignment.md").read_text()
+    assert "python -m seds.ablate" in md and "--study alignment" in md and "proxy-RGB" in md and "seeds [0, 1]" in md
+    assert md.count("\n| w/") == 2 and "±" in md
+    # rerun: everything cached, nothing retrained
+    stamps = {p: p.stat().st_mtime for p in (root / "runs").glob("*/result.json")}
+    assert _cli(root, overrides, "--study", "alignment", "--seeds", "2") == 0
+    assert {p: p.stat().st_mtime for p in (root / "runs").glob("*/result.json")} == stamps
+    assert not any((root / "runs").glob("*/last"))       # only best/ is kept
+
+
+def test_cache_survives_new_config_fields(tiny, tmp_path):
+    """A run cached before a config field was added (so its stored config lacks it, and its hash key
+    differs) is still found; a changed value is not."""
+    import shutil
+    root, store, overrides = tiny
+    base = load_config("configs/ablation_cpu.yaml", overrides)
+    v = next(x for x in ablate.STUDIES["alignment"].variants if "β=0)" in x.name)
+    cfg = ablate.variant_config(base, v, 0)
+    old = root / "runs" / ablate.run_key(cfg)
+    assert old.exists()                      # trained by the alignment test above
+    runs = tmp_path / "runs"
+    moved = runs / "0123456789ab"
+    shutil.copytree(old, moved)
+    res = json.loads((moved / "result.json").read_text())
+    del res["config"]["model"]["pose"]["hand_init"]          # "an older config without this field"
+    (moved / "result.json").write_text(json.dumps(res))
+    assert ablate.find_cached(cfg, runs)["key"] == res["key"]
+    other = ablate.variant_config(base, ablate.Variant("x", ("loss.beta=0.3",)), 0)
+    assert ablate.find_cached(other, runs) is None
+
+
+def test_sweep_plot_and_variant_selection(tiny):
+    root, store, overrides = tiny
+    assert _cli(root, overrides, "--study", "beta", "--seeds", "1", "--only", "β=0.0,β=0.4") == 0
+    doc = json.loads((root / "res" / "beta.json").read_text())
+    assert [v["value"] for v in doc["variants"]] == [0.0, 0.4]
+    png = root / "res" / "beta.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    # β=0 and β=0.4 are the alignment study's seed-0 runs: shared through the cache
+    align = json.loads((root / "res" / "alignment.json").read_text())
+    assert doc["variants"][0]["runs"][0] == align["variants"][0]["runs"][0]
+    assert _cli(root, overrides, "--study", "beta", "--only", "β=7") == 1
+
+
+def test_hand_only_store_drops_body(tiny):
+    root, store, overrides = tiny
+    from seds.data.store import FeatureStore
+    dst = ablate.derived_store(store, ("body",), root / "stores")
+    src_fs, dst_fs = FeatureStore(store), FeatureStore(dst)
+    assert src_fs.ids() == dst_fs.ids()
+    a, b = src_fs[src_fs.ids()[0]], dst_fs[src_fs.ids()[0]]
+    assert (b.keypoints[:, :7] == 0).all() and (a.keypoints[:, :7, 2] > 0).any()
+    np.testing.assert_array_equal(a.keypoints[:, 7:], b.keypoints[:, 7:])
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    assert (dst / "manifest_test.csv").read_text() == (store / "manifest_test.csv").read_text()
+    base = load_config("configs/ablation_cpu.yaml", overrides)
+    v = next(x for x in ablate.STUDIES["keypoints"].variants if x.name == "hand")
+    cfg = ablate.variant_config(base, v, 0, root / "stores")
+    assert cfg.data.store == str(dst) and ablate.run_key(cfg) != ablate.run_key(base)
+
+
+def test_every_study_builds_valid_configs(tiny):
+    root, store, overrides = tiny
+    base = load_config("configs/ablation_cpu.yaml", overrides)
+    for study in ablate.STUDIES.values():
+        keys = set()
+        variants = [v for v in study.variants if not v.drop_parts and not any("hand_init" in o for o in v.overrides)]
+        for v in variants:
+            keys.add(ablate.run_key(ablate.variant_config(base, v, 0)))
+        assert len(keys) == len(variants), study.name
+    # run keys ignore output paths but not seeds
+    a = ablate.variant_config(base, ablate.Variant("x"), 0)
+    b = ablate.variant_config(base, ablate.Variant("x", ("train.out=elsewhere",)), 0)
+    c = ablate.variant_config(base, ablate.Variant("x"), 1)
+    assert ablate.run_key(a) == ablate.run_key(b) != ablate.run_key(c)
+
+
+def test_bad_inputs(tiny, capsys):
+    root, store, overrides = tiny
+    assert _cli(root, overrides + ["model.fusion.kind=sum"], "--study", "fusion") == 2
+    assert "model.fusion.kind" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _cli(root, overrides, "--study", "nonsense")

@@ -1,0 +1,168 @@
+"""The real app in a real headless browser (Debian's chromium driven by playwright; no browser download).
+
+The app runs in this process on a free localhost port with the default demo assets (checkpoints/demo +
+examples/gallery; a miniature of them when they are not built). Flows: upload an example video → three
+result tables, the skeleton preview and the Why heatmaps; type a sentence → videos per encoder; upload a
+file that is not a video and send an empty query → the message shows and the server keeps serving.
+Screenshots go to test-artifacts/app/.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "app"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+TIMEOUT = 180_000          # ms: a shared 2-core CPU can be slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("seds_demo_app", ROOT / "demo" / "app.py")
+    demo_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo_app)
+    from seds.app_backend import AppBackend, load_app_config
+
+    over = {"port": free_port(), "host": "127.0.0.1", "share": False}
+    ckpt, gallery = ROOT / "checkpoints" / "demo", ROOT / "examples" / "gallery"
+    if not ((ckpt / "model.safetensors").is_file() and (gallery / "gallery.json").is_file()):
+        from seds.data.manifest import load_manifest
+        from seds.data.store import FeatureStore
+        from seds.checkpoint import load_checkpoint
+        from seds.demo_assets import tiny_assets
+        from seds.index import build_gallery, checkpoint_fingerprint
+
+        a = tiny_assets(tmp_path_factory.mktemp("browser"), n_videos=3, n_sentences=8)
+        fs = FeatureStore(a.store)
+        model = load_checkpoint(a.checkpoint)[0]
+        build_gallery(a.root / "gallery", model, checkpoint_fingerprint(a.checkpoint),
+                      list(load_manifest(a.manifest)), lambda r: fs[r.id] if r.video else None, cache=True)
+        ckpt, gallery = a.checkpoint, a.root / "gallery"
+    over.update(checkpoint=str(ckpt), gallery=str(gallery))
+    cfg = load_app_config(ROOT / "configs" / "demo.yaml", over, env={})
+    be = AppBackend(cfg)
+    app = demo_app.launch(be, cfg, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{cfg.port}", be
+    app.close()
+    be.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
+        pg.set_default_timeout(TIMEOUT)
+        pg.goto(server[0])
+        pg.wait_for_selector("#video-in")
+        yield pg
+        browser.close()
+
+
+def n_rows(page, elem_id: str) -> int:
+    """Data rows of a gr.Dataframe (its rows carry role=row; the first is the header)."""
+    return page.locator(f"#{elem_id} [role=row]").count() - 1
+
+
+def wait_rows(page, elem_id: str, n: int) -> None:
+    page.wait_for_function(f"document.querySelectorAll('#{elem_id} [role=row]').length >= {n + 1}")
+
+
+def test_header_says_what_is_loaded(page, server):
+    be = server[1]
+    banner = page.locator("#seds-banner").inner_text()
+    assert "checkpoint:" in banner and f"device: {be.device}" in banner
+    if be.is_synthetic:
+        assert "synthetic data, proxy RGB" in banner and "not meaningful" in banner
+    page.screenshot(path=str(ARTIFACTS / "0_start.png"), full_page=True)
+
+
+def test_video_upload_gives_three_columns_preview_and_heatmaps(page, server):
+    be = server[1]
+    vid = be.gallery.info.get("ui_examples", be.gallery.videos.ids)[0]
+    page.set_input_files("#video-in input[type=file]", be.video_path(vid))
+    page.wait_for_selector("#v2t-heatmap .js-plotly-plot")
+    k = min(be.cfg.top_k, len(be.gallery.sentences))
+    for s in ("pose", "rgb", "fused"):
+        wait_rows(page, f"v2t-{s}", k)
+        assert n_rows(page, f"v2t-{s}") == k
+    assert page.locator("#v2t-heatmap .js-plotly-plot .heatmaplayer").count() >= 1
+    svg_text = "els => els.map(e => e.textContent).join(' ')"    # SVG text has no innerText
+    assert "clip × word similarity" in page.eval_on_selector_all("#v2t-heatmap .gtitle", svg_text)
+    titles = page.eval_on_selector_all("#v2t-heatmap .annotation-text", svg_text)
+    assert "Pose only" in titles and "RGB only" in titles and "Fused" in titles
+    # Why: choosing another sentence redraws the heatmaps for that pair
+    before = page.eval_on_selector_all("#v2t-heatmap .gtitle", svg_text)
+    page.click("#v2t-pair input")
+    option = page.locator("ul[role=listbox] li").nth(1)
+    chosen = option.inner_text().split("[")[0].strip(" ✓\n")
+    option.click()
+    page.wait_for_function("t => document.querySelector('#v2t-heatmap .gtitle').textContent.includes(t)", arg=chosen)
+    assert page.eval_on_selector_all("#v2t-heatmap .gtitle", svg_text) != before
+    page.wait_for_selector("#preview video[src]")
+    status = page.locator("#v2t-status").inner_text()
+    assert "gallery cache" in status
+    assert "Timings" in page.locator("#v2t-timings").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "1_video_to_text.png"), full_page=True)
+
+
+def test_text_query_gives_videos_per_encoder(page, server):
+    be = server[1]
+    page.get_by_role("tab", name="Text → video").click()
+    text = be.gallery.videos.meta(be.gallery.videos.ids[0])["text"]
+    page.fill("#text-in textarea", text)
+    page.click("#t2v-run")
+    page.wait_for_selector("#t2v-heatmap .js-plotly-plot")
+    k = min(be.cfg.top_k, len(be.gallery.videos))
+    for s in ("pose", "rgb", "fused"):
+        page.wait_for_function(f"document.querySelectorAll('#t2v-{s} video, #t2v-{s} img').length >= {k}")
+    captions = page.locator("#t2v-fused").inner_text()
+    assert "#1" in captions
+    page.screenshot(path=str(ARTIFACTS / "2_text_to_video.png"), full_page=True)
+
+
+def test_bad_inputs_show_a_message_and_the_server_keeps_serving(page, server, tmp_path):
+    # empty text
+    page.get_by_role("tab", name="Text → video").click()
+    page.fill("#text-in textarea", "")
+    page.click("#t2v-run")
+    page.wait_for_function("document.querySelector('#t2v-status').innerText.includes('Type a sentence')")
+    # a file that is not a video
+    page.get_by_role("tab", name="Video → text").click()
+    bad = tmp_path / "not_a_video.mp4"
+    bad.write_text("this is a text file, not a video\n" * 40)
+    clear = page.locator("#video-in button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+    page.set_input_files("#video-in input[type=file]", str(bad))
+    page.wait_for_function("document.querySelector('#v2t-status').innerText.includes('cannot be used as a video')")
+    page.screenshot(path=str(ARTIFACTS / "3_bad_upload.png"), full_page=True)
+    # still serving: a text query answers
+    page.get_by_role("tab", name="Text → video").click()
+    be = server[1]
+    page.fill("#text-in textarea", be.gallery.videos.meta(be.gallery.videos.ids[1])["text"])
+    page.click("#t2v-run")
+    page.wait_for_function("document.querySelector('#t2v-status').innerText.trim() === ''")
+    page.wait_for_function("document.querySelectorAll('#t2v-fused video, #t2v-fused img').length >= 1")
