@@ -1,6 +1,7 @@
 """``python -m seds.demo_assets``: (re)make the app's default checkpoint and example gallery.
 
-What it makes (all deterministic functions of ``configs/demo.yaml``'s ``assets`` section):
+What it makes (deterministic functions of ``configs/demo.yaml``'s ``assets`` section, for a given
+torch version and thread count):
 
 1. a feature store of a *small* synthetic signing benchmark (:mod:`seds.data.synthetic`: generated
    keypoints + the **proxy** RGB encoder, not I3D) under ``runs/demo-assets/store`` (not committed);
