@@ -1,110 +1,97 @@
 """Synthetic signing benchmark: does the learning machinery learn? (issue: training and evaluation)
 
-    python benchmarks/bench_synthetic.py                        # 3 seeds, the defaults below
-    python benchmarks/bench_synthetic.py --seeds 1 --epochs 4   # quicker
+    python benchmarks/bench_synthetic.py                  # 3 seeds, 2 runs at a time
+    python benchmarks/bench_synthetic.py --seeds 1 --jobs 1
 
-Trains four variants of the CPU preset on the deterministic synthetic signing data
-(``seds/data/synthetic.py``) — pose-only, RGB-only, fused with CGAF, fused with add-mlp — selects each
-checkpoint on the validation split, evaluates it on the test split (unseen signers, unseen word
-combinations), and writes ``benchmarks/results/synthetic.md`` / ``.json`` (mean ± std over seeds).
-These are synthetic-data numbers with the synthetic proxy RGB encoder, not I3D: they show that the
-code learns and how the streams behave on data whose structure we control — nothing about How2Sign.
+Trains four variants of the CPU ablation scale (``configs/ablation_cpu.yaml``) on the deterministic
+synthetic signing data (``seds/data/synthetic.py``) — pose only, RGB only, fused with CGAF, fused with
+add-mlp — selects each checkpoint on the validation split, evaluates it on the test split (unseen
+signers, unseen word combinations) and writes ``benchmarks/results/synthetic.md`` / ``.json``
+(mean ± sample std over seeds). Runs go through :func:`seds.ablate.run_seds` and its cache
+(``runs/ablations``), so a run shared with an ablation study (e.g. the default fused-CGAF model) is
+trained once and both tables report the same run.
+
+These are synthetic-data numbers with the synthetic proxy RGB encoder, not I3D: they show that the code
+learns and how the streams behave on data whose structure we control — nothing about How2Sign.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import shlex
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-
-from seds.checkpoint import load_checkpoint  # noqa: E402
+from seds.ablate import (RUNS_DIR, Variant, aggregate, ensure_store, primary_stream, run_seds,  # noqa: E402
+                         train_missing, variant_config)
 from seds.config import load_config  # noqa: E402
-from seds.evaluate import build_dataset, evaluate_model  # noqa: E402
-from seds.train import train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-VARIANTS = {
-    "fused, CGAF": ["model.fusion.kind=cgaf"],
-    "pose only": ["model.streams=[pose]"],
-    "RGB only (proxy)": ["model.streams=[rgb]"],
-    "fused, add-mlp": ["model.fusion.kind=add-mlp"],
-}
+VARIANTS = (
+    Variant("pose only", ("model.streams=[pose]",)),
+    Variant("RGB only (proxy RGB)", ("model.streams=[rgb]",)),
+    Variant("fused, CGAF", ("model.streams=[pose,rgb]", "model.fusion.kind=cgaf")),
+    Variant("fused, add-mlp", ("model.streams=[pose,rgb]", "model.fusion.kind=add-mlp")),
+)
+COLS = [(d, m) for d in ("t2v", "v2t") for m in ("R@1", "R@5", "R@10", "MedR")]
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--config", default="configs/ablation_cpu.yaml",
-                    help="base config (default: the 2-core CPU scale shared with seds.ablate)")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--work", default="runs/bench-synthetic")
-    ap.add_argument("--variants", default="|".join(VARIANTS), help="|-separated names")
+    ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (1 thread each)")
+    ap.add_argument("--config", default="configs/ablation_cpu.yaml")
+    ap.add_argument("--runs", default=str(RUNS_DIR))
+    ap.add_argument("--results", default=str(RESULTS))
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
-    work = Path(args.work)
-    base = [f"train.epochs={args.epochs}", f"train.batch_size={args.batch}", "train.log_every=50"]
-    store = Path(load_config(args.config, base + args.overrides).data.store)
-    results: dict[str, list[dict]] = {}
-    t_start = time.time()
-    for seed in range(args.seeds):          # seed-major: every variant has a number early
-        for name in args.variants.split("|"):
-            out = work / f"{name.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '')}-s{seed}"
-            cfg = load_config(args.config,
-                              base + VARIANTS[name] + [f"train.seed={seed}", f"train.out={out}"] + args.overrides)
-            t0 = time.time()
-            state = out / "last" / "train_state.pt"
-            done = state.exists() and (out / "best").exists() and \
-                torch.load(state, map_location="cpu", weights_only=True)["epoch"] >= cfg.train.epochs
-            if not done:                      # a finished run is evaluated again, not retrained
-                train(cfg, progress=False)
-            model, _, cfg_best, info = load_checkpoint(out / "best")
-            test = build_dataset(cfg_best, cfg_best.data.test_split)
-            res = evaluate_model(model, test, cfg_best.model.tau)
-            stream = "fused" if "fused" in res else next(iter(res))
-            rec = {"seed": seed, "stream": stream, "best_epoch": info.get("epoch"),
-                   "train_minutes": round((time.time() - t0) / 60, 2), **{d: res[stream][d] for d in ("t2v", "v2t")},
-                   "all_streams": res}
-            results.setdefault(name, []).append(rec)
-            print(f"{name} seed {seed}: T2V R@1 {rec['t2v']['R@1']:.1f}  V2T R@1 {rec['v2t']['R@1']:.1f} "
-                  f"(best epoch {rec['best_epoch']}, {rec['train_minutes']} min)", flush=True)
-            write(results, args, store, time.time() - t_start)
+    import torch
+    torch.set_num_threads(1)
+    base = load_config(args.config, args.overrides)
+    runs_dir, seeds = Path(args.runs), list(range(args.seeds))
+    ensure_store(base)
+    cfgs = {(v.name, s): variant_config(base, v, s) for v in VARIANTS for s in seeds}
+    train_missing(list(cfgs.values()), runs_dir, args.jobs, 1)
+    rows = []
+    for v in VARIANTS:
+        runs = [run_seds(cfgs[v.name, s], runs_dir) for s in seeds]
+        rows.append({"variant": v.name, "overrides": list(v.overrides), "stream": primary_stream(runs[0]),
+                     "runs": [r["key"] for r in runs], "train_seconds": [r["train_seconds"] for r in runs],
+                     "best_epochs": [r["best_epoch"] for r in runs],
+                     "per_seed_test": [r["test"] for r in runs], **aggregate(runs)})
+    write(rows, base, seeds, args, Path(args.results))
+    return 0
 
 
-def _ms(vals):
-    m = statistics.mean(vals)
-    s = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return f"{m:.1f} ± {s:.1f}"
-
-
-def write(results, args, store, seconds):
-    RESULTS.mkdir(exist_ok=True)
-    syn = json.loads((store / "synthetic_info.json").read_text())["config"]   # what the store really holds
+def write(rows: list[dict], base, seeds: list[int], args, results: Path) -> None:
+    syn = json.loads((Path(base.data.store) / "synthetic_info.json").read_text())["config"]
     n = syn["n_sentences"]
-    cmd = "python benchmarks/bench_synthetic.py " + " ".join(sys.argv[1:])
+    cmd = "python benchmarks/bench_synthetic.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = ["# Synthetic signing benchmark (synthetic data, proxy-RGB — not How2Sign)", "",
-             f"Command: `{cmd.strip()}`  ", f"Data: synthetic signing, {n[0]}/{n[1]}/{n[2]} train/val/test "
-             f"sentences of {syn['min_words']}–{syn['max_words']} words, {syn['vocab_size']}-sign vocabulary, "
-             f"{syn['fps']:g} fps (test signers and word combinations unseen in training); "
-             f"config `{args.config}` (model preset there); {args.epochs} epochs, "
-             f"batch {args.batch}; checkpoint chosen on val R-sum; test split reported; "
-             f"chance R@1 = {100 / n[2]:.1f} %.  ",
-             f"Seeds: {max(len(v) for v in results.values())}, mean ± std (± 0 with one seed). Training time "
-             f"per run is in synthetic.json (a 2-core CPU shared with other jobs).", "",
-             "| model | T2V R@1 | T2V R@5 | T2V R@10 | T2V MedR | V2T R@1 | V2T R@5 | V2T R@10 | V2T MedR |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, recs in results.items():
-        cells = [_ms([r[d][m] for r in recs]) for d in ("t2v", "v2t") for m in ("R@1", "R@5", "R@10", "MedR")]
-        lines.append(f"| {name} ({len(recs)} seeds) | " + " | ".join(cells) + " |")
-    (RESULTS / "synthetic.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / "synthetic.json").write_text(json.dumps({"command": cmd, "results": results}, indent=1))
+             f"Command: `{cmd.strip()}`  ",
+             f"Data: synthetic signing, {n[0]}/{n[1]}/{n[2]} train/val/test sentences of {syn['min_words']}–"
+             f"{syn['max_words']} words, {syn['vocab_size']}-sign vocabulary, {syn['fps']:g} fps; val/test "
+             "signers and subject–verb combinations unseen in training. RGB = the synthetic proxy encoder "
+             f"(not I3D).  ", f"Model/training: `{args.config}` ({base.train.epochs} epochs, batch "
+             f"{base.train.batch_size}, one CPU thread per run); checkpoint chosen on val R-sum; test split "
+             f"reported; chance R@1 = {100 / n[2]:.1f} %.  ",
+             f"Seeds {seeds}: mean ± sample std. Runs are shared with `python -m seds.ablate` "
+             "(benchmarks/results/ablations/), keys in synthetic.json.", "",
+             "| model | " + " | ".join(f"{d.upper()} {m}" for d, m in COLS) + " |",
+             "|---|" + "---:|" * len(COLS)]
+    for r in rows:
+        cells = [f"{r['mean'][f'{d}_{m}']:.1f} ± {r['std'][f'{d}_{m}']:.1f}" for d, m in COLS]
+        lines.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    mins = [s / 60 for r in rows for s in r["train_seconds"]]
+    lines += ["", f"Training time per run: {min(mins):.1f}–{max(mins):.1f} min on this 2-core CPU (one thread "
+              "per run, two runs at a time)."]
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "synthetic.md").write_text("\n".join(lines) + "\n")
+    (results / "synthetic.json").write_text(json.dumps({"command": cmd, "seeds": seeds, "config": args.config,
+                                                        "synthetic": syn, "variants": rows}, indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -341,8 +341,20 @@ def plot_sweep(study: Study, rows: list[tuple[Variant, dict]], path: Path) -> No
     plt.close(fig)
 
 
+def hand_init_note(path: str) -> str:
+    """What a pretrained hand file was trained on (from its ``hand_stgcn.json``)."""
+    info_file = Path(path) / "hand_stgcn.json"
+    if not info_file.exists():
+        return f"pretrained hands: `{path}`."
+    info = json.loads(info_file.read_text())
+    c = info.get("config", {})
+    return (f"pretrained hands: `{path}` — {info.get('source', 'seds.pretrain_hands masked hand-pose pretraining')}; "
+            f"{c.get('steps', '?')} steps × batch {c.get('batch_size', '?')}; data (feature stores: train split, "
+            f"labels unused) {json.dumps(info.get('sources', {}))}.")
+
+
 def write_study(study: Study, rows: list, records: list, base: Config, seeds: list[int], results_dir: Path,
-                command: str, complete: bool) -> dict:
+                command: str, complete: bool, extra_note: str = "") -> dict:
     """``<study>.md`` / ``.json`` (+ ``.png`` for sweeps) from the variants done so far."""
     results_dir.mkdir(parents=True, exist_ok=True)
     scale = describe_scale(base, seeds)
@@ -352,6 +364,8 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
         md += [f"**Partial: {len(rows)} of the study's variants done so far.**", ""]
     if study.note:
         md += [f"Note: {study.note}", ""]
+    if extra_note:
+        md += [extra_note, ""]
     md += ["Test split, primary stream of each variant (fused for two streams). R@K in %, MedR in ranks.", "",
            table, ""]
     doc = {"study": study.name, "title": study.title, "paper": study.paper, "command": command, "seeds": seeds,
@@ -398,15 +412,66 @@ def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RES
                         **agg})
         # the table is rewritten after every variant, so a long study shows its progress
         doc = write_study(study, rows, records, base, seeds, results_dir, command,
-                          complete=i + 1 == len(variants))
+                          complete=i + 1 == len(variants),
+                          extra_note=hand_init_note(hand_init) if name == "hand-init" else "")
     table = markdown_table([(v.name, a) for v, a in rows])
     print(table, flush=True)
     return doc
 
 
+def study_configs(names: list[str], base: Config, seeds: list[int], runs_dir: Path = RUNS_DIR,
+                  hand_init: str = DEFAULT_HAND_INIT) -> list[Config]:
+    """Every (variant, seed) config of the studies ``names``, in study/variant/seed order, each distinct
+    run once (the default model is shared by most studies)."""
+    out, seen = [], set()
+    for name in names:
+        for v in STUDIES[name].variants:
+            for s in seeds:
+                cfg = variant_config(base, v, s, runs_dir / "stores", hand_init)
+                key = run_key(cfg)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(cfg)
+    return out
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+    torch.set_num_threads(max(1, threads))
+
+
+def _train_one(cfg: Config, runs_dir: str) -> tuple[str, float]:
+    res = run_seds(cfg, Path(runs_dir))
+    return res["key"], res["train_seconds"]
+
+
+def train_missing(cfgs: list[Config], runs_dir: Path = RUNS_DIR, jobs: int = 1, threads: int = 1) -> int:
+    """Train the configs that are not cached yet, ``jobs`` runs at a time (separate processes with
+    ``threads`` torch threads each: on a small CPU, two 1-thread runs finish sooner than one 2-thread run).
+    Returns the number trained. Runs are independent, so the results equal sequential training."""
+    todo = [c for c in cfgs if find_cached(c, runs_dir) is None]
+    if jobs <= 1 or len(todo) <= 1:
+        for i, c in enumerate(todo):
+            print(f"[train {i + 1}/{len(todo)}] run {run_key(c)}", flush=True)
+            run_seds(c, runs_dir)
+        return len(todo)
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as pool:
+        futs = {pool.submit(_train_one, c, str(runs_dir)): run_key(c) for c in todo}
+        for i, f in enumerate(as_completed(futs)):
+            key, sec = f.result()
+            print(f"[train {i + 1}/{len(todo)}] run {key} done in {sec:.0f} s", flush=True)
+    return len(todo)
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seds.ablate", description="Run one SEDS ablation study.")
-    ap.add_argument("--study", required=True, choices=sorted(STUDIES))
+    ap = argparse.ArgumentParser(prog="python -m seds.ablate", description="Run SEDS ablation studies.")
+    ap.add_argument("--study", required=True,
+                    help=f"a study, a comma-separated list, or 'all' ({', '.join(STUDIES)})")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="train this many runs at once (processes of --threads threads each) before writing tables")
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"base config (default {DEFAULT_CONFIG})")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     ap.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
@@ -428,12 +493,30 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    command = "python -m seds.ablate " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    argl = list(argv if argv is not None else sys.argv[1:])
+    if "--config" not in argl:
+        argl += ["--config", args.config]
+    command = "python -m seds.ablate " + " ".join(shlex.quote(a) for a in argl)
     only = [o.strip() for o in args.only.split(",")] if args.only else None
+    names = list(STUDIES) if args.study == "all" else [n.strip() for n in args.study.split(",") if n.strip()]
+    unknown = [n for n in names if n not in STUDIES]
+    if unknown or not names:
+        print(f"error: unknown study {unknown or args.study!r}; choose from {', '.join(STUDIES)} or 'all'",
+              file=sys.stderr)
+        return 2
+    if only and len(names) > 1:
+        print("error: --only needs a single --study", file=sys.stderr)
+        return 2
     from seds.train import TrainingError
+    seeds = list(range(args.seeds))
     try:
-        run_study(args.study, base, list(range(args.seeds)), Path(args.results), Path(args.runs), only, command,
-                  args.progress, args.hand_init)
+        if args.jobs > 1 and not only:
+            ensure_store(base)
+            train_missing(study_configs(names, base, seeds, Path(args.runs), args.hand_init), Path(args.runs),
+                          args.jobs, args.threads)
+        for name in names:
+            run_study(name, base, seeds, Path(args.results), Path(args.runs), only, command,
+                      args.progress, args.hand_init)
     except (AblationError, FileNotFoundError, ValueError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

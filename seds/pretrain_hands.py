@@ -28,6 +28,7 @@ CLI::
     python -m seds.pretrain_hands extract --videos ../shared/data/how2sign-mini --out runs/pose-h2s-mini
     python -m seds.pretrain_hands train --real runs/pose-h2s-mini --store runs/ablation-store \\
         --preset ablation --out runs/hands-ablation [--steps 3000]
+    python -m seds.pretrain_hands evaluate --model runs/hands-ablation --real runs/pose-h2s-mini
     python -m seds.pretrain_hands signbert --checkpoint signbert.pth --preset paper --out runs/hands-signbert
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shlex
 import sys
 import time
@@ -195,8 +197,11 @@ def mask_hands(x: torch.Tensor, valid: torch.Tensor, cfg: MaskConfig, gen: torch
     n, f, v = x.shape[:3]
     p_start = cfg.frame_rate / cfg.run_length
     starts = torch.rand(n, f, generator=gen) < p_start
-    lengths = torch.distributions.Geometric(probs=torch.tensor(1.0 / cfg.run_length)).sample((n, f)).long() + 1 \
-        if cfg.run_length > 1 else torch.ones(n, f, dtype=torch.long)
+    if cfg.run_length > 1:      # 1 + Geometric(1 / run_length) by inversion, drawn from ``gen`` (deterministic)
+        u = torch.rand(n, f, generator=gen, dtype=torch.float64).clamp(min=1e-12)
+        lengths = 1 + torch.floor(torch.log(u) / math.log(1.0 - 1.0 / cfg.run_length)).long()
+    else:
+        lengths = torch.ones(n, f, dtype=torch.long)
     # frame t is masked if some run starting at s ≤ t has s + length > t: running max of (s + len) · start
     end = torch.where(starts, torch.arange(f)[None, :] + lengths, torch.zeros_like(lengths))
     frames = torch.cummax(end, dim=1).values > torch.arange(f)[None, :]
@@ -599,6 +604,45 @@ def _table(ev: dict) -> str:
     return "\n".join(lines)
 
 
+def load_hand_mae(folder: str | Path) -> tuple[HandMAE, dict]:
+    """The pretrained encoder + decoder written by ``train`` (``hand_stgcn.*`` + ``decoder.pt``)."""
+    folder = Path(folder)
+    info = json.loads((folder / INFO).read_text())
+    hidden = info.get("config", {}).get("decoder_hidden", 128)
+    model = HandMAE(tuple(info["widths"]), info["temporal_kernel"], hidden)
+    load_into_stgcn(model.encoder, load_hand_state(folder), str(folder))
+    dec = torch.load(folder / "decoder.pt", map_location="cpu", weights_only=True)
+    model.decoder.load_state_dict(dec["decoder"])
+    with torch.no_grad():
+        model.joint_embed.copy_(dec["joint_embed"])
+    return model.eval(), info
+
+
+def real_data(real: str | Path, held_out: float, seed: int) -> tuple[list, list, dict]:
+    """(pretraining sequences, held-out sequences, source summary) of an ``extract`` folder."""
+    tr, ho = real_split(real, held_out, seed)
+    train, held = sequences_from_rows(real, tr), sequences_from_rows(real, ho)
+    return train, held, {"folder": str(real), "pretrain_clips": len(tr), "heldout_clips": len(ho),
+                         "pretrain_hand_sequences": len(train), "heldout_hand_sequences": len(held),
+                         "held_out_fraction": held_out, "split_seed": seed}
+
+
+def write_report(path: str | Path, command: str, real: dict, ev: dict, mcfg: MaskConfig, window: int,
+                 encoder: str) -> None:
+    md = ["# Masked hand-pose pretraining: reconstruction on held-out real clips", "",
+          f"Command: `{command}`", "",
+          f"Held-out: {real['heldout_clips']} How2Sign-mini clips ({real['heldout_hand_sequences']} hand "
+          f"sequences; {ev['n_windows']} windows of {window} frames; {ev['n_masked_joints']} masked observed joints, "
+          f"{ev['n_frame_masked']} in whole-frame masks, {ev['n_joint_masked']} single joints) from source videos "
+          f"not used for pretraining; pretraining saw {real['pretrain_clips']} other real clips. MediaPipe "
+          "Holistic keypoints at 12 fps, first 6 s of each clip. Error = mean L2 distance of the masked joints in "
+          "normalized hand coordinates (the hand's box half-side = 1, as the pose encoder sees them). Masking "
+          f"(fixed seed): {asdict(mcfg)}. Mean hand = per-joint mean over the real pretraining clips.", "",
+          f"Encoder: {encoder}", "", _table(ev), ""]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(md))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m seds.pretrain_hands", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -616,15 +660,22 @@ def main(argv=None) -> int:
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--window", type=int, default=48)
-    t.add_argument("--held-out", type=float, default=0.2, help="fraction of real source videos held out")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=1)
     t.add_argument("--results", default=None, help="also write the evaluation table here (markdown)")
+    v = sub.add_parser("evaluate", help="held-out reconstruction error of a pretrained model vs trivial baselines")
+    v.add_argument("--model", required=True, help="folder written by `train`")
+    v.add_argument("--real", required=True)
+    v.add_argument("--results", default=None)
+    for q in (t, v):
+        q.add_argument("--held-out", type=float, default=0.2, help="fraction of real source videos held out")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--threads", type=int, default=1)
     s = sub.add_parser("signbert", help="convert a local SignBERT checkpoint into a hand_stgcn.safetensors")
     s.add_argument("--checkpoint", required=True)
     s.add_argument("--preset", default="paper")
     s.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    command = "python -m seds.pretrain_hands " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                                    else sys.argv[1:]))
     try:
         if args.cmd == "extract":
             extract_pose_folder(args.videos, args.out, args.fps, args.max_seconds, args.limit)
@@ -636,43 +687,45 @@ def main(argv=None) -> int:
             print(f"wrote {Path(args.out) / WEIGHTS}" + "".join(f"\nnote: {n}" for n in notes))
             return 0
         torch.set_num_threads(max(1, args.threads))
+        mcfg = MaskConfig()
+        if args.cmd == "evaluate":
+            model, info = load_hand_mae(args.model)
+            real_train, held, real = real_data(args.real, args.held_out, args.seed)
+            window = info.get("config", {}).get("window", 48)
+            ev = evaluate_reconstruction(model, held, mcfg, mean_hand(real_train), window=window)
+            print(_table(ev))
+            if args.results:
+                c = info.get("config", {})
+                write_report(args.results, command, real, ev, mcfg, window,
+                             f"hand ST-GCN widths {info['widths']} from `{args.model}` ({c.get('steps')} steps × "
+                             f"batch {c.get('batch_size')}; sources {json.dumps(info.get('sources', {}))})")
+            return 0
         widths, tk = _widths_of(args.preset)
-        train_seqs, held_seqs, sources = [], [], {}
+        train_seqs, held_seqs, real_train, sources = [], [], [], {}
         if args.real:
-            tr, ho = real_split(args.real, args.held_out, args.seed)
-            real_train = sequences_from_rows(args.real, tr)
-            held_seqs = sequences_from_rows(args.real, ho)
+            real_train, held_seqs, sources["real"] = real_data(args.real, args.held_out, args.seed)
             train_seqs += real_train
-            sources["real"] = {"folder": args.real, "pretrain_clips": len(tr), "heldout_clips": len(ho),
-                               "pretrain_hand_sequences": len(real_train), "heldout_hand_sequences": len(held_seqs)}
         for st in args.store:
             seqs = sequences_from_store(st, "train")
             train_seqs += seqs
             sources[f"store:{st}"] = {"hand_sequences": len(seqs)}
         cfg = PretrainConfig(widths=widths, temporal_kernel=tk, window=args.window, batch_size=args.batch_size,
                              steps=args.steps, seed=args.seed)
-        mcfg = MaskConfig()
         print(f"pretraining on {len(train_seqs)} hand sequences ({sources}); held out: {len(held_seqs)}", flush=True)
         model, history = pretrain(train_seqs, cfg, mcfg, held_seqs or None)
-        info = {"config": asdict(cfg), "mask": asdict(mcfg), "sources": sources, "history": history}
+        info = {"config": asdict(cfg), "mask": asdict(mcfg), "sources": sources, "history": history,
+                "command": command}
         if held_seqs:
-            ev = evaluate_reconstruction(model, held_seqs, mcfg, mean_hand(train_seqs), window=cfg.window)
+            ev = evaluate_reconstruction(model, held_seqs, mcfg, mean_hand(real_train), window=cfg.window)
             info["heldout_eval"] = ev
             print(_table(ev))
         save_hand_encoder(args.out, model.encoder, info)
         torch.save({"decoder": model.decoder.state_dict(), "joint_embed": model.joint_embed.detach()},
                    Path(args.out) / "decoder.pt")
         if args.results and held_seqs:
-            cmd = "python -m seds.pretrain_hands " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-            md = ["# Masked hand-pose pretraining: reconstruction on held-out real clips", "",
-                  f"Command: `{cmd}`", "",
-                  f"Held-out: {sources['real']['heldout_clips']} How2Sign clips ({ev['n_windows']} windows of "
-                  f"{cfg.window} frames, {ev['n_masked_joints']} masked observed joints) from source videos not "
-                  f"used for pretraining. Error = mean L2 distance in normalized hand units (the hand box's "
-                  f"half side = 1). Masking: {asdict(mcfg)}. Encoder: hand ST-GCN widths {list(widths)}, "
-                  f"{cfg.steps} steps × batch {cfg.batch_size}.", "", _table(ev), ""]
-            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.results).write_text("\n".join(md))
+            write_report(args.results, command, sources["real"], ev, mcfg, cfg.window,
+                         f"hand ST-GCN widths {list(widths)}, {cfg.steps} steps × batch {cfg.batch_size}; "
+                         f"sources {json.dumps(sources)}")
         return 0
     except PretrainError as e:
         print(f"error: {e}", file=sys.stderr)

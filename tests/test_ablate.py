@@ -125,5 +125,26 @@ def test_bad_inputs(tiny, capsys):
     root, store, overrides = tiny
     assert _cli(root, overrides + ["model.fusion.kind=sum"], "--study", "fusion") == 2
     assert "model.fusion.kind" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        _cli(root, overrides, "--study", "nonsense")
+    assert _cli(root, overrides, "--study", "nonsense") == 2
+    assert "unknown study" in capsys.readouterr().err
+
+
+def test_several_studies_in_parallel_match_sequential(tiny, tmp_path):
+    """``--study a,b --jobs 2`` trains each distinct run once in worker processes (the default model is
+    shared by both studies) and gives the same numbers as the sequential runner."""
+    root, store, overrides = tiny
+    assert _cli(root, overrides, "--study", "alignment", "--seeds", "2") == 0       # sequential (cached)
+    seq = json.loads((root / "res" / "alignment.json").read_text())
+    par_root = tmp_path
+    assert ablate.main(["--config", "configs/ablation_cpu.yaml", "--results", str(par_root / "res"),
+                        "--runs", str(par_root / "runs"), "--study", "alignment,streams", "--seeds", "1",
+                        "--jobs", "2", *overrides]) == 0
+    par = json.loads((par_root / "res" / "alignment.json").read_text())
+    streams = json.loads((par_root / "res" / "streams.json").read_text())
+    # alignment (2 variants) + streams (3 variants, the fused one = alignment's β=0.4 run) → 4 runs
+    assert len(list((par_root / "runs").glob("*/result.json"))) == 4
+    assert streams["variants"][2]["runs"] == par["variants"][1]["runs"]
+    for a, b in zip(seq["variants"], par["variants"]):
+        assert a["runs"][0] == b["runs"][0]
+        assert a["per_seed"][0]["test"] == b["per_seed"][0]["test"]
+    assert ablate.main(["--study", "alignment,nope", "--seeds", "1"]) == 2

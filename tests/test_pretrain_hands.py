@@ -86,6 +86,8 @@ def test_mask_statistics_and_padding():
     # whole-frame masks come in runs: a masked frame's neighbour is masked much more often than chance
     both = (whole[:, 1:] & whole[:, :-1]).float().sum() / whole[:, :-1].float().sum()
     assert both > 0.5
+    again = mask_hands(x, valid, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(m, again)                              # the generator alone decides the mask
     with pytest.raises(PretrainError):
         MaskConfig(frame_rate=1.2)
 
@@ -260,3 +262,14 @@ def test_real_clip_hands(shared_data, tmp_path):
         assert np.abs(s[..., :2][on]).max() <= 1.0 + 1e-5
     tr, ho = real_split(tmp_path / "pose", held_out=0.5)
     assert len(tr) == len(ho) == 1 and tr[0]["group"] != ho[0]["group"]
+    # the CLI: pretrain a few steps on one clip, evaluate on the other, load into SEDS
+    from seds.pretrain_hands import main
+    out = tmp_path / "hands"
+    assert main(["train", "--real", str(tmp_path / "pose"), "--held-out", "0.5", "--preset", "tiny", "--steps", "3",
+                 "--batch-size", "4", "--window", "16", "--out", str(out)]) == 0
+    report = tmp_path / "report.md"
+    assert main(["evaluate", "--model", str(out), "--real", str(tmp_path / "pose"), "--held-out", "0.5",
+                 "--results", str(report)]) == 0
+    text = report.read_text()
+    assert "interpolation" in text and "last-frame copy" in text and "python -m seds.pretrain_hands evaluate" in text
+    SEDS(model_config("tiny", [f"pose.hand_init={out}"]))

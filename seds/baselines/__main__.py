@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default="benchmarks/results")
     ap.add_argument("--runs", default="runs/baselines", help="cache of the SPOT-ALIGN runs")
     ap.add_argument("--seds-runs", default="runs/ablations", help="cache of CiCo/SEDS runs (shared with seds.ablate)")
+    ap.add_argument("--stem", default=None, help="output file stem (default baselines / baselines_<name>)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("overrides", nargs="*")
@@ -121,8 +122,11 @@ def main(argv=None) -> int:
     except (BaselineError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    command = "python -m seds.baselines " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    stem = "baselines" if args.name == "all" else f"baselines_{args.name}"
+    argl = list(argv if argv is not None else sys.argv[1:])
+    if "--config" not in argl:
+        argl += ["--config", args.config]
+    command = "python -m seds.baselines " + " ".join(shlex.quote(a) for a in argl)
+    stem = args.stem or ("baselines" if args.name == "all" else f"baselines_{args.name}")
     res_dir = Path(args.results)
     res_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows)
@@ -132,8 +136,9 @@ def main(argv=None) -> int:
           f"features (SR: per-window classifier, threshold {sr.threshold}, IoU similarity, ties broken at random "
           f"with a fixed seed; CM: {cm.video_layers}-layer temporal encoder + NetVLAD({cm.clusters}) over "
           f"{cm.text_model} word embeddings, margin {cm.margin}, RAdam lr {cm.lr:g}, batch {cm.batch_size}, "
-          f"{cm.epochs} epochs; SR {sr.epochs} epochs), CiCo = SEDS with the RGB stream only. All selected on "
-          "validation; test split reported.", "", table, ""]
+          f"{cm.epochs} epochs; SR {sr.epochs} epochs), CiCo = SEDS with the RGB stream only; CiCo and SEDS train with "
+          f"the SEDS recipe of the scale paragraph ({base.train.epochs} epochs). All selected on validation; test "
+          "split reported.", "", table, ""]
     (res_dir / f"{stem}.md").write_text("\n".join(md))
     (res_dir / f"{stem}.json").write_text(json.dumps({"command": command, "seeds": seeds, "cm": to_dict(cm),
                                                       "sr": to_dict(sr), "base_config": to_dict(base),
