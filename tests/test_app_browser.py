@@ -3,7 +3,8 @@
 The app runs in this process on a free localhost port with the default demo assets (checkpoints/demo +
 examples/gallery; a miniature of them when they are not built). Flows: upload an example video → three
 result tables, the skeleton preview and the Why heatmaps; type a sentence → videos per encoder; upload a
-file that is not a video and send an empty query → the message shows and the server keeps serving.
+file that is not a video and send an empty query → the message shows and the server keeps serving;
+record with the webcam (chromium's fake camera playing a real How2Sign clip) → results.
 Screenshots go to test-artifacts/app/.
 """
 from __future__ import annotations
@@ -67,18 +68,24 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def pw():
+    """One playwright driver per module (the sync API cannot be started twice in one event loop)."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
-        pg.set_default_timeout(TIMEOUT)
-        pg.goto(server[0])
-        pg.wait_for_selector("#video-in")
-        yield pg
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(server, pw):
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+    pg = browser.new_page(viewport={"width": 1400, "height": 1100})
+    pg.set_default_timeout(TIMEOUT)
+    pg.goto(server[0])
+    pg.wait_for_selector("#video-in")
+    yield pg
+    browser.close()
 
 
 def n_rows(page, elem_id: str) -> int:
@@ -166,3 +173,44 @@ def test_bad_inputs_show_a_message_and_the_server_keeps_serving(page, server, tm
     page.click("#t2v-run")
     page.wait_for_function("document.querySelector('#t2v-status').innerText.trim() === ''")
     page.wait_for_function("document.querySelectorAll('#t2v-fused video, #t2v-fused img').length >= 1")
+
+
+def test_webcam_recording_of_a_real_signer_gives_results(server, pw, shared_data, tmp_path):
+    """Record with the webcam: chromium's fake camera plays a real How2Sign clip (as a y4m file), the
+    test presses Record and Stop like a user, and the recorded webm goes through the live pipeline
+    (MediaPipe finds the signer) to the three result tables and the heatmaps."""
+    import subprocess
+    import time
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg is needed to turn the clip into a fake-camera y4m file")
+    clip = shared_data / "how2sign-mini" / "clips" / "--7E2sU6zP4_10-5-rgb_front.mp4"
+    cam = tmp_path / "camera.y4m"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-t", "4", "-i", str(clip), "-vf", "fps=24",
+                    "-pix_fmt", "yuv420p", str(cam)], check=True)
+    args = CHROME_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                          f"--use-file-for-fake-video-capture={cam}"]
+    be = server[1]
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        ctx = browser.new_context(permissions=["camera", "microphone"], viewport={"width": 1400, "height": 1100})
+        pg = ctx.new_page()
+        pg.set_default_timeout(TIMEOUT)
+        pg.goto(server[0])
+        pg.click("#video-in button[aria-label='Capture from camera']")
+        pg.click("#video-in button:has-text('Click to Access Webcam')")
+        pg.click("#video-in button[aria-label='start recording']")
+        pg.wait_for_selector("#video-in button.capture-button:has-text('Stop')")
+        time.sleep(3.0)                                    # record ~3 s of signing
+        pg.click("#video-in button.capture-button")
+        pg.wait_for_selector("#v2t-heatmap .js-plotly-plot")
+        k = min(be.cfg.top_k, len(be.gallery.sentences))
+        for s in ("pose", "rgb", "fused"):
+            wait_rows(pg, f"v2t-{s}", k)
+        status = pg.locator("#v2t-status").inner_text()
+        assert "Features extracted: pose by mediapipe" in status
+        assert "usable frames" not in status            # the whole recording was decoded, not 2 frames
+        pg.screenshot(path=str(ARTIFACTS / "4_webcam.png"), full_page=True)
+    finally:
+        browser.close()

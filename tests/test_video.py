@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from seds.extract import video as V
-from seds.extract.video import VideoError, VideoNotFoundError, probe, read_video, resample_indices
+from seds.extract.video import (VideoError, VideoNotFoundError, probe, read_video, resample_by_time,
+                               resample_indices)
 
 
 # --- fixtures ------------------------------------------------------------------------------------
@@ -175,6 +176,52 @@ def test_opencv_fallback_matches_decord(clip, monkeypatch):
     assert np.abs(a.frames.astype(int) - b.frames).mean() < 1.0
     info = probe(clip["path"])
     assert info.backend == "opencv" and info.num_frames == clip["n_frames"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_resample_by_time_picks_the_nearest_timestamp(seed):
+    """Irregular timestamps (a webcam recording): each output time k/fps takes the nearest source
+    frame (ties to the earlier one), compared with a brute-force distance matrix."""
+    rng = np.random.default_rng(seed)
+    times = 3.7 + np.cumsum(rng.uniform(0.02, 0.07, size=80))        # any origin, jittery intervals
+    idx, src_fps = resample_by_time(times, 24.0)
+    t = times - times[0]
+    dur = t[-1] + t[-1] / (len(t) - 1)
+    assert len(idx) == int(np.floor(dur * 24.0 + 0.5))
+    assert src_fps == pytest.approx((len(t) - 1) / t[-1])
+    dist = np.abs(np.arange(len(idx))[:, None] / 24.0 - t[None, :])
+    best = dist.min(axis=1)
+    assert np.allclose(dist[np.arange(len(idx)), idx], best)
+    assert all(i == np.flatnonzero(np.isclose(d, b))[0] for i, d, b in zip(idx, dist, best))
+    keep, _ = resample_by_time(times, None)
+    np.testing.assert_array_equal(keep, np.arange(len(times)))
+    one, _ = resample_by_time(np.array([5.0]), 24.0)
+    assert one.tolist() == [0]
+
+
+def test_stream_without_duration_is_read_by_timestamps(clip, tmp_path):
+    """A WebM written to a pipe has no duration or frame count — what a browser's MediaRecorder
+    uploads from the webcam. It must decode to its real length, not to a couple of frames."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg is needed to write the live-style WebM")
+    rec = tmp_path / "webcam.webm"
+    with open(rec, "wb") as f:
+        subprocess.run([ffmpeg, "-loglevel", "error", "-t", "3", "-i", str(clip["path"]), "-an", "-vf",
+                        "scale=320:180", "-c:v", "libvpx", "-b:v", "400k", "-f", "webm", "pipe:1"],
+                       stdout=f, check=True)
+    info = probe(rec)
+    assert info.num_frames >= 0                        # unknown (0), never a garbage negative count
+    v = read_video(rec, fps=24.0, resize_short=90)
+    ref = read_video(clip["path"], fps=24.0, resize_short=90, max_seconds=3.0, trim_long=True)
+    assert v.backend == "opencv" and abs(v.num_frames - ref.num_frames) <= 1
+    assert v.source_fps == pytest.approx(clip["fps"], rel=0.02)
+    n = min(v.num_frames, ref.num_frames)
+    assert np.abs(v.frames[:n].astype(int) - ref.frames[:n]).mean() < 12      # same content (lossy VP8)
+    with pytest.raises(VideoError, match="longer than max_seconds"):
+        read_video(rec, fps=24.0, max_seconds=1.0)
+    short = read_video(rec, fps=24.0, max_seconds=1.0, trim_long=True)
+    assert short.trimmed and abs(short.num_frames - 24) <= 1
 
 
 def test_decord_failure_mid_decode_falls_back(clip, monkeypatch):

@@ -91,6 +91,33 @@ def resample_indices(num_source: int, source_fps: float, fps: float | None) -> n
     return np.minimum(idx, num_source - 1)
 
 
+MAX_NOMINAL_FPS = 240.0     # a container claiming more is reporting its time base, not a frame rate
+
+
+def resample_by_time(times: np.ndarray, fps: float | None) -> tuple[np.ndarray, float]:
+    """Like :func:`resample_indices` for a stream whose frame rate is unknown or variable (browser
+    webcam recordings: WebM with no duration, ``r_frame_rate`` = the 1 kHz time base): output frame k
+    takes the source frame whose timestamp is nearest to ``k / fps`` (ties: the earlier frame), for
+    ``round(duration * fps)`` frames, duration = last timestamp + the mean frame interval.
+
+    ``times``: presentation times in seconds of the decoded frames (any origin, non-decreasing).
+    Returns (source indices, measured mean frame rate)."""
+    t = np.asarray(times, dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("a video needs at least one frame")
+    t = t - t[0]
+    interval = float(t[-1] / (t.size - 1)) if t.size > 1 and t[-1] > 0 else 1.0 / (fps or 24.0)
+    src_fps = 1.0 / interval
+    if fps is None:
+        return np.arange(t.size, dtype=np.int64), src_fps
+    n_out = max(1, int(math.floor((t[-1] + interval) * fps + 0.5)))
+    want = np.arange(n_out, dtype=np.float64) / fps
+    right = np.clip(np.searchsorted(t, want, side="left"), 0, t.size - 1)
+    left = np.maximum(right - 1, 0)
+    idx = np.where(np.abs(t[left] - want) <= np.abs(t[right] - want), left, right)
+    return idx.astype(np.int64), src_fps
+
+
 def _output_geometry(width: int, height: int, crop, resize_short):
     """Crop box (x, y, w, h) in source pixels (validated) and the final (w, h)."""
     if crop is None:
@@ -236,7 +263,8 @@ def probe(path) -> VideoInfo:
         raise _unusable(p, "; ".join(errors + ["opencv could not open it"]))
     import cv2
     try:
-        info = VideoInfo(str(p), float(cap.get(cv2.CAP_PROP_FPS)), int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))   # < 0 for a stream without a duration: unknown
+        info = VideoInfo(str(p), float(cap.get(cv2.CAP_PROP_FPS)), max(0, count),
                          int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
                          "opencv")
     finally:
@@ -340,9 +368,10 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
         width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if width <= 0 or height <= 0:
             raise _unusable(p, "; ".join(errors + ["opencv found no video stream"]))
-        if not (src_fps > 0 and math.isfinite(src_fps)):
-            raise VideoError(f"{p}: video stream reports no valid frame rate ({src_fps})")
         box, size = _output_geometry(width, height, crop, resize_short)
+        if not (0 < src_fps <= MAX_NOMINAL_FPS) or reported <= 0:
+            # no usable nominal rate or length (a live recording): select frames by their timestamps
+            return _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long)
         if reported > 0:   # fail early on an over-long video before decoding it
             _limit_frames(p, reported, src_fps, max_seconds, trim_long)
         limit = None if max_seconds is None else int(math.floor(max_seconds * src_fps + 1e-6))
@@ -387,3 +416,45 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
     frames = np.stack([kept[j] for j in sel]) if kept else np.zeros((0, size[1], size[0], 3), np.uint8)
     return DecodedVideo(frames, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
                         "opencv", idx, trimmed, truncated)
+
+
+def _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long) -> DecodedVideo:
+    """Two passes over a stream without a trustworthy frame rate: timestamps first (``grab``), then
+    decode only the frames :func:`resample_by_time` selects."""
+    import cv2
+    times, trimmed = [], False
+    while cap.grab():
+        times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+        if max_seconds is not None and times[-1] - times[0] >= max_seconds:
+            if not trim_long:
+                raise VideoError(f"{p}: video is longer than max_seconds={max_seconds:g} "
+                                 "(pass trim_long=True to keep only the beginning)")
+            times.pop()
+            trimmed = True
+            break
+    if not times:
+        raise VideoError(f"{p}: no frame could be decoded (zero frames, or a corrupt stream)")
+    idx, src_fps = resample_by_time(np.array(times), fps)
+    again = _open_cv2(p)            # a fresh reader: streams without cues may not seek back to 0
+    if again is None:
+        raise _unusable(p, "opencv could not reopen it")
+    wanted, frames, i = set(idx.tolist()), {}, 0
+    try:
+        while i <= idx.max():
+            ok, frame = again.read()
+            if not ok:
+                break
+            if i in wanted:
+                frames[i] = _postprocess(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)[None], box, size)[0]
+            i += 1
+    finally:
+        again.release()
+    if not frames:
+        raise VideoError(f"{p}: no frame could be decoded (zero frames, or a corrupt stream)")
+    # a selected frame that did not decode the second time: the latest earlier one that did
+    got = sorted(frames)
+    out = np.stack([frames[j] if j in frames else frames[got[max(0, np.searchsorted(got, j) - 1)]]
+                    for j in idx.tolist()])
+    n_used = len(times)
+    return DecodedVideo(out, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
+                        "opencv", idx, trimmed, False)
