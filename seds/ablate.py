@@ -466,6 +466,14 @@ def train_missing(cfgs: list[Config], runs_dir: Path = RUNS_DIR, jobs: int = 1, 
     return len(todo)
 
 
+def command_line(module: str, argv, config: str) -> str:
+    """The command that reproduces a table: ``python -m <module> <args>`` with ``--config`` spelled out."""
+    argl = list(argv if argv is not None else sys.argv[1:])
+    if "--config" not in argl:
+        argl += ["--config", config]
+    return f"python -m {module} " + " ".join(shlex.quote(a) for a in argl)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m seds.ablate", description="Run SEDS ablation studies.")
     ap.add_argument("--study", required=True,
@@ -493,10 +501,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    argl = list(argv if argv is not None else sys.argv[1:])
-    if "--config" not in argl:
-        argl += ["--config", args.config]
-    command = "python -m seds.ablate " + " ".join(shlex.quote(a) for a in argl)
+    command = command_line("seds.ablate", argv, args.config)
     only = [o.strip() for o in args.only.split(",")] if args.only else None
     names = list(STUDIES) if args.study == "all" else [n.strip() for n in args.study.split(",") if n.strip()]
     unknown = [n for n in names if n not in STUDIES]

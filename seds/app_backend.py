@@ -19,7 +19,6 @@ raises :class:`AppError` with a message meant for the UI; the backend stays usab
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -35,7 +34,7 @@ import torch
 
 from seds.clips import WINDOW
 from seds.config import ConfigError, from_dict
-from seds.data.features import STORE_LAYOUT, VideoFeatures
+from seds.data.features import VideoFeatures
 
 log = logging.getLogger("seds.app")
 

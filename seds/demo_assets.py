@@ -18,8 +18,6 @@ the app says so. ``--skip-train`` rebuilds ``examples/`` with the existing check
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import json
 import multiprocessing
 import os
@@ -143,7 +141,7 @@ def _store_chunk(cfg, split: str, lo: int, hi: int, root: str, max_clips: int) -
 def write_demo_store(out: str | os.PathLike, syn_cfg, max_clips: int, workers: int = 2,
                      chunk: int = 50) -> dict[str, Path]:
     """The demo's feature store + ``manifest_<split>.csv``; existing files are kept (resumable)."""
-    from seds.data.synthetic import SPLITS
+    from seds.data.synthetic import SPLITS, write_chunk_manifests
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,17 +154,7 @@ def write_demo_store(out: str | os.PathLike, syn_cfg, max_clips: int, workers: i
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
             futs = [ex.submit(_store_chunk, syn_cfg, s, lo, hi, str(out), max_clips) for s, lo, hi in jobs]
             results = [f.result() for f in futs]
-    manifests = {}
-    for s in SPLITS:
-        path = out / f"manifest_{s}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["id", "video", "text", "split", "signer"])
-            w.writeheader()
-            for (js, _, _), rows in zip(jobs, results):
-                if js == s:
-                    w.writerows(rows)
-        manifests[s] = path
-    return manifests
+    return write_chunk_manifests(out, SPLITS, jobs, results)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from seds.app_backend import (AppBackend, AppConfig, AppError, ProxyRGBExtractor, clip_times,  # noqa: E402
-                              encode_videos, explanation_figure, load_app_config, make_rgb_extractor,
+                              explanation_figure, load_app_config, make_rgb_extractor,
                               rgb_weights, write_video)
 from seds.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from seds.demo_assets import ROOT, tiny_assets  # noqa: E402

@@ -1,7 +1,7 @@
 """One config system: presets as data, overrides, and errors that name the field."""
 import pytest
 
-from seds.config import Config, ConfigError, load_config, model_config, parse_overrides, to_dict, from_dict
+from seds.config import ConfigError, load_config, model_config, parse_overrides, to_dict, from_dict
 
 
 def test_presets_load_and_roundtrip():

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shlex
 import sys
 from pathlib import Path
 
+from seds.ablate import command_line
 from seds.config import Config, ConfigError, load_config, to_dict
 
 NAMES = ("sa-sr", "sa-cm", "sa-comb", "cico", "all")
@@ -122,15 +122,12 @@ def main(argv=None) -> int:
     except (BaselineError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    argl = list(argv if argv is not None else sys.argv[1:])
-    if "--config" not in argl:
-        argl += ["--config", args.config]
-    command = "python -m seds.baselines " + " ".join(shlex.quote(a) for a in argl)
+    command = command_line("seds.baselines", argv, args.config)
     stem = args.stem or ("baselines" if args.name == "all" else f"baselines_{args.name}")
     res_dir = Path(args.results)
     res_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(rows)
-    md = [f"# Baselines vs SEDS (SEDS Tab. 1 protocol)" if args.name == "all" else f"# Baseline {args.name}", "",
+    md = ["# Baselines vs SEDS (SEDS Tab. 1 protocol)" if args.name == "all" else f"# Baseline {args.name}", "",
           f"Command: `{command}`", "", describe_scale(base, seeds), "",
           "Baselines: SA-SR / SA-CM / SA-COMB as in SPOT-ALIGN (Duarte et al. 2022) on the store's RGB window "
           f"features (SR: per-window classifier, threshold {sr.threshold}, IoU similarity, ties broken at random "

@@ -1113,6 +1113,22 @@ def _store_chunk(cfg: SyntheticConfig, split: str, lo: int, hi: int, root: str) 
     return rows
 
 
+def write_chunk_manifests(out: Path, splits, jobs: list, results: list) -> dict[str, Path]:
+    """``manifest_<split>.csv`` (id, video, text, split, signer) of each split from the rows the store
+    chunks returned; ``jobs[i] = (split, lo, hi)`` produced ``results[i]``. Returns split → path."""
+    manifests = {}
+    for s in splits:
+        path = Path(out) / f"manifest_{s}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, fieldnames=["id", "video", "text", "split", "signer"])
+            w.writeheader()
+            for (js, _, _), rows in zip(jobs, results):
+                if js == s:
+                    w.writerows(rows)
+        manifests[s] = path
+    return manifests
+
+
 def write_synthetic_store(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(),
                           splits: Sequence[str] = SPLITS, workers: int | None = None,
                           chunk: int = 64) -> dict[str, Path]:
@@ -1141,16 +1157,7 @@ def write_synthetic_store(out_dir: str | os.PathLike, cfg: SyntheticConfig = Syn
                                  initializer=_worker_init) as ex:
             futs = [ex.submit(_store_chunk, cfg, s, lo, hi, str(out)) for s, lo, hi in jobs]
             results = [f.result() for f in futs]
-    manifests = {}
-    for s in splits:
-        path = out / f"manifest_{s}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["id", "video", "text", "split", "signer"])
-            w.writeheader()
-            for (js, _, _), rows in zip(jobs, results):
-                if js == s:
-                    w.writerows(rows)
-        manifests[s] = path
+    manifests = write_chunk_manifests(out, splits, jobs, results)
     info = {"note": PROXY_RGB_NOTE, "config": asdict(cfg),
             "vocab": [asdict(v) for v in data.vocab], "signers": [asdict(sg) for sg in data.signers]}
     (out / "synthetic_info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
