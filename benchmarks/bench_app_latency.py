@@ -151,6 +151,7 @@ def main(argv=None):
         finally:
             be.close()
     out["machine"]["loadavg_end"] = list(os.getloadavg())
+    out["command"] = "python benchmarks/bench_app_latency.py " + " ".join(sys.argv[1:])
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "cpu" if dev == "cpu" else "gpu"
     (RESULTS / f"app_latency_{name}.json").write_text(json.dumps(out, indent=2))
@@ -162,11 +163,13 @@ def markdown(out: dict) -> str:
     m = out["machine"]
     lines = [f"# App latency: a {out['clip']['seconds_used']:g}-second sign clip, video → text, end to end ({m['device']})",
              "",
-             f"`python benchmarks/bench_app_latency.py --device {m['device']}` · {m['date']} · {m['platform']}, "
+             f"`{out.get('command', 'python benchmarks/bench_app_latency.py --device ' + m['device']).strip()}` · {m['date']} · {m['platform']}, "
              f"{m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads)"
              + (f", {m['gpu']}" if m.get("gpu") else "") + f"; load average {m['loadavg_start'][0]:.1f} at the start, "
-             f"{m['loadavg_end'][0]:.1f} at the end (other jobs shared the machine: wall times are inflated, "
-             "CPU time is the steadier number).",
+             f"{m['loadavg_end'][0]:.1f} at the end"
+             + (" (other jobs shared the machine: wall times are inflated, CPU time is the steadier number)."
+                if m["loadavg_start"][0] > 1.0 else " (no other job running; the benchmark's own threads make up "
+                "the load at the end)."),
              "",
              f"Clip: How2Sign-mini `{out['clip']['id']}` ({out['clip']['source_size']}, {out['clip']['fps']} fps), "
              f"first {out['clip']['seconds_used']:g} s. Median of the timed runs after one warm-up run; seconds.",
