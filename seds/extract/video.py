@@ -322,6 +322,11 @@ def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
     return _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors)
 
 
+def _too_long(p: Path, max_seconds: float) -> VideoError:
+    return VideoError(f"{p}: video is longer than max_seconds={max_seconds:g} "
+                      "(pass trim_long=True to keep only the beginning)")
+
+
 def _limit_frames(p: Path, n: int, src_fps: float, max_seconds, trim_long) -> tuple[int, bool]:
     if max_seconds is None:
         return n, False
@@ -372,8 +377,7 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
         if not (0 < src_fps <= MAX_NOMINAL_FPS) or reported <= 0:
             # no usable nominal rate or length (a live recording): select frames by their timestamps
             return _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long)
-        if reported > 0:   # fail early on an over-long video before decoding it
-            _limit_frames(p, reported, src_fps, max_seconds, trim_long)
+        _limit_frames(p, reported, src_fps, max_seconds, trim_long)   # fail early on an over-long video
         limit = None if max_seconds is None else int(math.floor(max_seconds * src_fps + 1e-6))
         ratio = 1.0 if fps is None else src_fps / fps
         kept, kept_src, k, i = [], [], 0, 0
@@ -381,8 +385,7 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
             if limit is not None and i >= limit:
                 if cap.grab():   # one more frame exists: the video is too long
                     if not trim_long:
-                        raise VideoError(f"{p}: video is longer than max_seconds={max_seconds:g} "
-                                         "(pass trim_long=True to keep only the beginning)")
+                        raise _too_long(p, max_seconds)
                     trimmed = True
                 else:
                     trimmed = False
@@ -404,7 +407,7 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
     n_used = i
     if n_used == 0:
         raise VideoError(f"{p}: no frame could be decoded (zero frames, or a corrupt stream)")
-    truncated = reported > 0 and max_seconds is None and n_used < reported - max(2, int(0.05 * reported))
+    truncated = max_seconds is None and n_used < reported - max(2, int(0.05 * reported))
     if truncated and not allow_partial:
         raise VideoError(f"{p}: corrupt or truncated video: decoded {n_used} of the {reported} frames "
                          "the container reports (pass allow_partial=True to keep them)")
@@ -427,8 +430,7 @@ def _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_l
         times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
         if max_seconds is not None and times[-1] - times[0] >= max_seconds:
             if not trim_long:
-                raise VideoError(f"{p}: video is longer than max_seconds={max_seconds:g} "
-                                 "(pass trim_long=True to keep only the beginning)")
+                raise _too_long(p, max_seconds)
             times.pop()
             trimmed = True
             break
