@@ -7,7 +7,8 @@ Studies (paper table in brackets):
 * ``streams``      [Tab. 4]         pose only, RGB only, pose + RGB
 * ``keypoints``    [supp. Tab. 4]   hand, hand+body, +face, +mouth, +face+mouth
 * ``cgaf-layers``  [supp. Tab. 5]   0–4 cross gloss attention layers
-* ``batch-size``   [supp. Tab. 6]   16, 32, 64, 128
+* ``batch-size``   [supp. Tab. 6]   16, 32, 64, 128 at fixed epochs
+* ``batch-size-steps`` [supp. Tab. 6] the same with epochs scaled by batch/32: equal optimisation steps
 * ``hand-init``    [supp. Tab. 3]   hand ST-GCN from scratch vs. pretrained (``seds.pretrain_hands``)
 * ``alpha``/``beta`` [Fig. 5]       loss weights α and β (line plots)
 
@@ -56,6 +57,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
     drop_parts: tuple[str, ...] = ()     # keypoint parts removed from the store (e.g. "body")
     value: float | None = None           # x position in sweep plots
+    epoch_scale: float = 1.0             # multiply train.epochs, warmup_epochs and eval_every (steps-matched)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,13 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           note="sampled keys per layer: 5 in the first layer, 3 in the others (reference code: 5, 3)."),
     Study("batch-size", "Batch size", "SEDS supp. Tab. 6",
           tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b)) for b in (16, 32, 64, 128)),
-          note="epochs and learning rates fixed, so larger batches take fewer steps."),
+          note="epochs and learning rates fixed, so larger batches take fewer steps "
+               "(see batch-size-steps for the steps-matched version)."),
+    Study("batch-size-steps", "Batch size at an equal number of steps", "SEDS supp. Tab. 6",
+          tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b), epoch_scale=b / 32)
+                for b in (16, 32, 64, 128)),
+          note="epochs, warm-up and validation interval scaled by batch/32 (batch 32 = the base config), so "
+               "every variant takes the same number of optimisation steps; learning rates fixed."),
     Study("hand-init", "Hand ST-GCN initialisation", "SEDS supp. Tab. 3 (SignBERT there; masked hand-pose "
           "pretraining from seds.pretrain_hands here)",
           (Variant("pose only, random init", ("model.streams=[pose]",)),
@@ -181,6 +189,11 @@ def variant_config(base: Config, variant: Variant, seed: int, store_root: Path |
     ``{hand_init}`` in an override stands for the pretrained hand weights."""
     overrides = [o.replace("{hand_init}", str(hand_init)) for o in variant.overrides]
     d = _deep_merge(to_dict(base), parse_overrides(overrides + [f"train.seed={seed}"]))
+    if variant.epoch_scale != 1.0:
+        t, k = d["train"], variant.epoch_scale
+        t["epochs"] = max(1, round(t["epochs"] * k))
+        t["warmup_epochs"] = t["warmup_epochs"] * k
+        t["eval_every"] = max(1, round(t["eval_every"] * k))
     try:
         cfg = from_dict(Config, d)
     except ConfigError as e:

@@ -148,3 +148,26 @@ def test_several_studies_in_parallel_match_sequential(tiny, tmp_path):
         assert a["runs"][0] == b["runs"][0]
         assert a["per_seed"][0]["test"] == b["per_seed"][0]["test"]
     assert ablate.main(["--study", "alignment,nope", "--seeds", "1"]) == 2
+
+
+def test_steps_matched_batch_size_scales_the_schedule(tiny):
+    from seds.train import Dist, epoch_batches
+    root, store, overrides = tiny
+    base = load_config("configs/ablation_cpu.yaml", overrides + ["train.epochs=10", "train.warmup_epochs=1",
+                                                                 "train.eval_every=1"])
+    fixed = {v.name: ablate.variant_config(base, v, 0) for v in ablate.STUDIES["batch-size"].variants}
+    matched = {v.name: ablate.variant_config(base, v, 0) for v in ablate.STUDIES["batch-size-steps"].variants}
+    assert {n: c.train.epochs for n, c in fixed.items()} == {"16": 10, "32": 10, "64": 10, "128": 10}
+    assert {n: c.train.epochs for n, c in matched.items()} == {"16": 5, "32": 10, "64": 20, "128": 40}
+    assert {n: c.train.eval_every for n, c in matched.items()} == {"16": 1, "32": 1, "64": 2, "128": 4}
+    for n, c in matched.items():
+        assert c.train.batch_size == int(n) and c.train.warmup_epochs == pytest.approx(int(n) / 32)
+        # epochs ∝ batch size: epochs × n_train / batch (the number of steps) stays the same
+        assert c.train.epochs * 32 == 10 * c.train.batch_size
+    # batch 32 is the base config itself, so both studies share (and cache) that run
+    assert ablate.run_key(matched["32"]) == ablate.run_key(fixed["32"])
+    assert ablate.run_key(matched["64"]) != ablate.run_key(fixed["64"])
+    n_train = 600
+    steps = {n: c.train.epochs * len(epoch_batches(n_train, c.train.batch_size, 0, 0, Dist()))
+             for n, c in matched.items()}
+    assert steps == {"16": 190, "32": 190, "64": 200, "128": 200}
