@@ -102,7 +102,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b), epoch_scale=b / 32)
                 for b in (16, 32, 64, 128)),
           note="epochs, warm-up and validation interval scaled by batch/32 (batch 32 = the base config), so "
-               "every variant takes the same number of optimisation steps; learning rates fixed."),
+               "every variant takes about the same number of optimisation steps (a partial last batch per epoch is "
+               "kept); larger batches then also see more epochs. Learning rates fixed."),
     Study("hand-init", "Hand ST-GCN initialisation", "SEDS supp. Tab. 3 (SignBERT there; masked hand-pose "
           "pretraining from seds.pretrain_hands here)",
           (Variant("pose only, random init", ("model.streams=[pose]",)),
