@@ -8,7 +8,7 @@ Studies (paper table in brackets):
 * ``keypoints``    [supp. Tab. 4]   hand, hand+body, +face, +mouth, +face+mouth
 * ``cgaf-layers``  [supp. Tab. 5]   0–4 cross gloss attention layers
 * ``batch-size``   [supp. Tab. 6]   16, 32, 64, 128 at fixed epochs
-* ``batch-size-steps`` [supp. Tab. 6] the same with epochs scaled by batch/32: equal optimisation steps
+* ``batch-size-steps`` [supp. Tab. 6] the same with epochs scaled by batch / base batch: equal optimisation steps
 * ``hand-init``    [supp. Tab. 3]   hand ST-GCN from scratch vs. pretrained (``seds.pretrain_hands``)
 * ``alpha``/``beta`` [Fig. 5]       loss weights α and β (line plots)
 
@@ -57,7 +57,7 @@ class Variant:
     overrides: tuple[str, ...] = ()
     drop_parts: tuple[str, ...] = ()     # keypoint parts removed from the store (e.g. "body")
     value: float | None = None           # x position in sweep plots
-    epoch_scale: float = 1.0             # multiply train.epochs, warmup_epochs and eval_every (steps-matched)
+    match_steps: bool = False            # scale epochs, warm-up, eval interval by batch / base batch
 
 
 @dataclass(frozen=True)
@@ -99,9 +99,9 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           note="epochs and learning rates fixed, so larger batches take fewer steps "
                "(see batch-size-steps for the steps-matched version)."),
     Study("batch-size-steps", "Batch size at an equal number of steps", "SEDS supp. Tab. 6",
-          tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b), epoch_scale=b / 32)
+          tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b), match_steps=True)
                 for b in (16, 32, 64, 128)),
-          note="epochs, warm-up and validation interval scaled by batch/32 (batch 32 = the base config), so "
+          note="epochs, warm-up and validation interval scaled by batch / the base config's batch, so "
                "every variant takes about the same number of optimisation steps (a partial last batch per epoch is "
                "kept); larger batches then also see more epochs. Learning rates fixed."),
     Study("hand-init", "Hand ST-GCN initialisation", "SEDS supp. Tab. 3 (SignBERT there; masked hand-pose "
@@ -187,11 +187,13 @@ DEFAULT_HAND_INIT = "runs/hands-ablation"
 def variant_config(base: Config, variant: Variant, seed: int, store_root: Path | None = None,
                    hand_init: str = DEFAULT_HAND_INIT) -> Config:
     """``base`` + the variant's overrides + ``train.seed``; a store with dropped parts when asked.
-    ``{hand_init}`` in an override stands for the pretrained hand weights."""
+    ``{hand_init}`` in an override stands for the pretrained hand weights. ``match_steps`` scales epochs,
+    warm-up and validation interval by the variant's batch over ``base``'s, keeping the step count."""
     overrides = [o.replace("{hand_init}", str(hand_init)) for o in variant.overrides]
     d = _deep_merge(to_dict(base), parse_overrides(overrides + [f"train.seed={seed}"]))
-    if variant.epoch_scale != 1.0:
-        t, k = d["train"], variant.epoch_scale
+    if variant.match_steps:
+        t = d["train"]
+        k = t["batch_size"] / base.train.batch_size
         t["epochs"] = max(1, round(t["epochs"] * k))
         t["warmup_epochs"] = t["warmup_epochs"] * k
         t["eval_every"] = max(1, round(t["eval_every"] * k))

@@ -154,7 +154,7 @@ def test_steps_matched_batch_size_scales_the_schedule(tiny):
     from seds.train import Dist, epoch_batches
     root, store, overrides = tiny
     base = load_config("configs/ablation_cpu.yaml", overrides + ["train.epochs=10", "train.warmup_epochs=1",
-                                                                 "train.eval_every=1"])
+                                                                 "train.eval_every=1", "train.batch_size=32"])
     fixed = {v.name: ablate.variant_config(base, v, 0) for v in ablate.STUDIES["batch-size"].variants}
     matched = {v.name: ablate.variant_config(base, v, 0) for v in ablate.STUDIES["batch-size-steps"].variants}
     assert {n: c.train.epochs for n, c in fixed.items()} == {"16": 10, "32": 10, "64": 10, "128": 10}
@@ -171,3 +171,7 @@ def test_steps_matched_batch_size_scales_the_schedule(tiny):
     steps = {n: c.train.epochs * len(epoch_batches(n_train, c.train.batch_size, 0, 0, Dist()))
              for n, c in matched.items()}
     assert steps == {"16": 190, "32": 190, "64": 200, "128": 200}
+    # the scale follows the base config's batch, not a fixed 32 (e.g. a paper-style base at batch 128)
+    big = load_config("configs/ablation_cpu.yaml", overrides + ["train.epochs=40", "train.batch_size=128"])
+    scaled = {v.name: ablate.variant_config(big, v, 0).train.epochs for v in ablate.STUDIES["batch-size-steps"].variants}
+    assert scaled == {"16": 5, "32": 10, "64": 20, "128": 40}
