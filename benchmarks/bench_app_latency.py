@@ -1,6 +1,6 @@
 """End-to-end latency of the app's video → text query on a 5-second real sign clip, per stage.
 
-The query is exactly what ``demo/app.py`` runs (:meth:`seds.app_backend.AppBackend.query_video`):
+The query is exactly what ``demo/app.py`` runs (:meth:`demo.backend.AppBackend.query_video`):
 hash (feature-cache lookup) → decode at 24 fps → pose (MediaPipe Holistic) → frame filter → RGB window
 features → embed (SEDS, three streams) → search (faiss + fine-grained re-rank) → skeleton preview.
 
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from seds.app_backend import AppBackend, AppConfig  # noqa: E402
+from demo.backend import AppBackend, AppConfig  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT.parent / "shared" / "data"
@@ -63,7 +63,7 @@ def i3d_setup(work: Path, device: str) -> tuple[Path, Path, dict]:
     from seds.checkpoint import load_checkpoint, save_checkpoint
     from seds.config import load_config
     from seds.data.manifest import ManifestRow, load_manifest
-    from seds.index import build_gallery, checkpoint_fingerprint
+    from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
     from seds.losses import SEDSLoss
     from seds.model import SEDS
 
@@ -101,7 +101,7 @@ def run(be: AppBackend, video: Path, repeats: int) -> dict:
 
 
 def _sha(p):
-    from seds.index import file_sha256
+    from seds.retrieval.gallery import file_sha256
     return file_sha256(p)
 
 

@@ -7,7 +7,7 @@ Trains four variants of the CPU ablation scale (``configs/ablation_cpu.yaml``) o
 synthetic signing data (``seds/data/synthetic.py``) — pose only, RGB only, fused with CGAF, fused with
 add-mlp — selects each checkpoint on the validation split, evaluates it on the test split (unseen
 signers, unseen word combinations) and writes ``benchmarks/results/synthetic.md`` / ``.json``
-(mean ± sample std over seeds). Runs go through :func:`seds.ablate.run_seds` and its cache
+(mean ± sample std over seeds). Runs go through :func:`seds.experiments.runs.run_seds` and its cache
 (``runs/ablations``), so a run shared with an ablation study (e.g. the default fused-CGAF model) is
 trained once and both tables report the same run.
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from seds.ablate import (RUNS_DIR, Variant, aggregate, ensure_store, primary_stream, run_seds,  # noqa: E402
+from seds.experiments.ablate import (RUNS_DIR, Variant, aggregate, ensure_store, primary_stream, run_seds,  # noqa: E402
                          train_missing, variant_config)
 from seds.config import load_config  # noqa: E402
 
@@ -77,7 +77,7 @@ def write(rows: list[dict], base, seeds: list[int], args, results: Path) -> None
              f"(not I3D).  ", f"Model/training: `{args.config}` ({base.train.epochs} epochs, batch "
              f"{base.train.batch_size}, one CPU thread per run); checkpoint chosen on val R-sum; test split "
              f"reported; chance R@1 = {100 / n[2]:.1f} %.  ",
-             f"Seeds {seeds}: mean ± sample std. Runs are shared with `python -m seds.ablate` "
+             f"Seeds {seeds}: mean ± sample std. Runs are shared with `python -m seds.experiments.ablate` "
              "(benchmarks/results/ablations/), keys in synthetic.json.", "",
              "| model | " + " | ".join(f"{d.upper()} {m}" for d, m in COLS) + " |",
              "|---|" + "---:|" * len(COLS)]

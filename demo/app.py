@@ -6,7 +6,7 @@
 Defaults come from ``configs/demo.yaml`` (section ``app``); ``SEDS_*`` environment variables override
 them (``SEDS_CHECKPOINT``, ``SEDS_GALLERY``, ``SEDS_POSE_BACKEND``, ``SEDS_DEVICE``, ``SEDS_PORT``,
 ``SEDS_SHARE``, ``SEDS_HOST``, ``SEDS_TOP_K``, ``SEDS_MAX_CLIPS``, ``SEDS_MAX_SECONDS``), and flags
-override both. All logic lives in :mod:`seds.app_backend`; this file is the UI.
+override both. All logic lives in ``demo/backend.py`` (over :mod:`seds.retrieval.engine`); this file is the UI.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ if str(ROOT) not in sys.path:          # `python demo/app.py` from a checkout, w
 
 import gradio as gr  # noqa: E402
 
-from seds.app_backend import (STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
-                              explanation_figure, load_app_config)
+from demo.backend import (STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
+                          explanation_figure, load_app_config)
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
     import spaces

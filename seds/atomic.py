@@ -42,3 +42,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, suffix: str = ".tmp
         raise
     fsync_dir(path.parent)
     return path
+
+
+def atomic_save_file(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """A safetensors file of torch ``tensors``, written atomically."""
+    from safetensors.torch import save  # torch: this module's other writers stay torch-free
+
+    return atomic_write_bytes(path, save(tensors, metadata=metadata))

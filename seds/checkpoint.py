@@ -15,11 +15,12 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save
 
-from seds.atomic import atomic_write_bytes
+from seds.atomic import atomic_save_file, atomic_write_bytes  # noqa: F401 - atomic_save_file re-exported
 
 from seds.config import Config, ConfigError, from_dict, to_dict
+from seds.losses import SEDSLoss
+from seds.model import SEDS
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -28,10 +29,6 @@ FORMAT = "seds-checkpoint/1"
 
 class CheckpointError(ValueError):
     """The file or folder is not a usable SEDS checkpoint (the message says why)."""
-
-
-def atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None):
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
 
 
 def state_tensors(model: torch.nn.Module, loss: torch.nn.Module | None = None,
@@ -84,9 +81,6 @@ def read_config(folder: str | Path) -> tuple[Config, dict]:
 
 def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu", with_text: bool = True):
     """→ (model in eval mode, loss module, Config, info). Every key and shape is checked."""
-    from seds.losses import SEDSLoss
-    from seds.model import SEDS
-
     cfg, doc = read_config(folder)
     folder = Path(folder) if Path(folder).is_dir() else Path(folder).parent
     wpath = folder / WEIGHTS

@@ -37,7 +37,3 @@ def pad_frames(num_frames: int, window: int = WINDOW) -> int:
     """How many repeated last frames a video needs to hold one full window."""
     return max(0, window - num_frames)
 
-
-def window_frame_index(clip_starts: np.ndarray, window: int = WINDOW) -> np.ndarray:
-    """``(T, window)`` frame indices of each chosen window."""
-    return np.asarray(clip_starts)[:, None] + np.arange(window)[None, :]

@@ -30,6 +30,9 @@ def _check(cond: bool, name: str, msg: str) -> None:
         raise ConfigError(f"{name}: {msg}")
 
 
+check = _check            # the public name, for validation in other modules
+
+
 def _one_of(value, options, name):
     _check(value in options, name, f"{value!r} is not one of {', '.join(map(str, options))}")
 
@@ -50,7 +53,7 @@ class PoseEncoderConfig:
     extra_parts: tuple[str, ...] = ()  # keypoint ablation (supp. Tab. 4): "face", "mouth"
     dropout: float = 0.0
     in_channels: int = 3              # x, y, confidence
-    hand_init: str | None = None      # pretrained hand ST-GCN (seds.pretrain_hands: SignBERT stand-in or converted SignBERT)
+    hand_init: str | None = None      # pretrained hand ST-GCN (seds.experiments.pretrain_hands: SignBERT stand-in or converted SignBERT)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -322,6 +325,9 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+deep_merge = _deep_merge  # the public name, for other modules
+
+
 def _resolve_path(name: str | Path, rel_to: Path | None = None) -> Path:
     p = Path(name)
     candidates = [p]
@@ -392,3 +398,14 @@ def model_config(preset_or_dict="paper", overrides=None) -> ModelConfig:
         data = read_yaml_with_bases(_resolve_path(f"model/{preset_or_dict}.yaml"))
     data = _deep_merge(data, parse_overrides(overrides))
     return from_dict(ModelConfig, data)
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict:
+    """A YAML file whose top level is a mapping (no ``base:`` merging); ConfigError when it is absent."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} not found")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping")
+    return data

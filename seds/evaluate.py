@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from seds.data.dataset import collate
+from seds.checkpoint import load_checkpoint
+from seds.data.dataset import FeatureDataset, collate
+from seds.keypoints import KeypointLayout
 from seds.metrics import format_table, relevance_from_labels, retrieval_metrics
 from seds.similarity import fine_grained_scores
 
@@ -52,7 +55,6 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
     vmask, words, wmask, ids, texts = [], [], [], [], []
     rng = range(0, len(dataset), batch_size)
     if progress:
-        from tqdm import tqdm
         rng = tqdm(rng, desc="encode", unit="batch")
     for start in rng:
         batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
@@ -108,9 +110,6 @@ def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool =
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
                   missing: str | None = None):
     """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
-    from seds.data.dataset import FeatureDataset
-    from seds.keypoints import KeypointLayout
-
     root = Path(store or cfg.data.store)
     if not root.is_dir():
         raise FileNotFoundError(f"feature store {root} not found (data.store); run python -m seds.extract")
@@ -132,7 +131,6 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON file for the results (default: <checkpoint>/eval_<split>.json)")
     args = ap.parse_args(argv)
-    from seds.checkpoint import load_checkpoint
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from seds.config import model_config
+from seds.model import SEDS
 
 # supp. Tab. 2 (millions of parameters)
 PAPER_TABLE2 = {"pose_encoder": 9.66, "pose_transformer": 57.7, "rgb_transformer": 57.7, "fusion": 17.4}
@@ -20,7 +21,6 @@ def count(module) -> int:
 
 
 def parameter_table(preset: str = "paper", overrides=None) -> list[tuple[str, int, float | None]]:
-    from seds.model import SEDS
     cfg = model_config(preset, overrides)
     model = SEDS(cfg, with_text=True)
     rows = []

@@ -21,20 +21,24 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, read_config, save_checkpoint
-from seds.config import Config, ConfigError, load_config, to_dict
+from seds.config import Config, ConfigError, from_dict, load_config, to_dict
 from seds.data.dataset import collate
+from seds.data.synthetic import SyntheticConfig, write_synthetic_store
 from seds.evaluate import build_dataset, evaluate_model, rsum
+from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
-from seds.model import SEDS, TextEmbedding, VideoEmbedding
+from seds.model import TextEmbedding, VideoEmbedding, create_model
 
 STATE = "train_state.pt"
 
@@ -76,7 +80,6 @@ def _gather_padded(x: torch.Tensor, dim: int, d: Dist) -> torch.Tensor:
         shape = list(x.shape)
         shape[dim] = int(n) - x.shape[dim]
         x = torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
-    import warnings
     from torch.distributed.nn.functional import all_gather   # differentiable: gradients return to each rank
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -102,8 +105,6 @@ def prepare_data(cfg: Config, main: bool = True):
         cfg.data.store = str(store)
         if not (store / f"manifest_{cfg.data.train_split}.csv").exists():
             if main:
-                from seds.data.synthetic import SyntheticConfig, write_synthetic_store
-                from seds.config import from_dict
                 print(f"generating synthetic signing data in {store} ...", flush=True)
                 write_synthetic_store(store, from_dict(SyntheticConfig, cfg.data.synthetic))
             if dist.is_initialized():
@@ -125,7 +126,6 @@ def prepare_data(cfg: Config, main: bool = True):
 def check_features(item: dict, cfg: Config, split: str) -> None:
     m = cfg.model
     k = item["keypoints"].shape[1]
-    from seds.keypoints import KeypointLayout
     want = KeypointLayout(extra=m.pose.extra_parts).num_points
     if k != want:
         raise TrainingError(f"{split} features have {k} keypoints per frame, model.pose.extra_parts="
@@ -292,7 +292,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     out = Path(cfg.train.out)
     train_ds, val_ds = prepare_data(cfg, d.main)
 
-    model = SEDS(cfg.model).to(device)
+    model = create_model(cfg.model).to(device)
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau).to(device)
     groups = model.param_groups(cfg.train.lr_pose, cfg.train.lr_transformer)
     groups.append({"params": [p for p in crit.parameters() if p.requires_grad], "lr": cfg.train.lr_pose,
@@ -338,7 +338,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         it = range(skip_steps, len(batches))
         bar = None
         if progress and d.main:
-            from tqdm import tqdm
             bar = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="step", leave=False)
             it = bar
         for k in it:

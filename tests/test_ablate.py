@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from seds import ablate
+from seds.experiments import ablate
 from seds.config import load_config
 
 
@@ -28,6 +28,7 @@ def _cli(root, overrides, *args):
                         "--runs", str(root / "runs"), *args, *overrides])
 
 
+@pytest.mark.slow
 def test_alignment_study_end_to_end_and_cache(tiny):
     root, store, overrides = tiny
     assert _cli(root, overrides, "--study", "alignment", "--seeds", "2") == 0
@@ -45,7 +46,7 @@ def test_alignment_study_end_to_end_and_cache(tiny):
     cfg0 = json.loads((root / "runs" / keys[0][0] / "result.json").read_text())["config"]
     assert cfg0["loss"]["beta"] == 0.0 and cfg0["train"]["seed"] == 0
     md = (root / "res" / "alignment.md").read_text()
-    assert "python -m seds.ablate" in md and "--study alignment" in md and "proxy-RGB" in md and "seeds [0, 1]" in md
+    assert "python -m seds.experiments.ablate" in md and "--study alignment" in md and "proxy-RGB" in md and "seeds [0, 1]" in md
     assert md.count("\n| w/") == 2 and "±" in md
     # rerun: everything cached, nothing retrained
     stamps = {p: p.stat().st_mtime for p in (root / "runs").glob("*/result.json")}
@@ -54,6 +55,7 @@ def test_alignment_study_end_to_end_and_cache(tiny):
     assert not any((root / "runs").glob("*/last"))       # only best/ is kept
 
 
+@pytest.mark.slow
 def test_cache_survives_new_config_fields(tiny, tmp_path):
     """A run cached before a config field was added (so its stored config lacks it, and its hash key
     differs) is still found; a changed value is not."""
@@ -75,6 +77,7 @@ def test_cache_survives_new_config_fields(tiny, tmp_path):
     assert ablate.find_cached(other, runs) is None
 
 
+@pytest.mark.slow
 def test_sweep_plot_and_variant_selection(tiny):
     root, store, overrides = tiny
     assert _cli(root, overrides, "--study", "beta", "--seeds", "1", "--only", "β=0.0,β=0.4") == 0
@@ -129,6 +132,7 @@ def test_bad_inputs(tiny, capsys):
     assert "unknown study" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_several_studies_in_parallel_match_sequential(tiny, tmp_path):
     """``--study a,b --jobs 2`` trains each distinct run once in worker processes (the default model is
     shared by both studies) and gives the same numbers as the sequential runner."""

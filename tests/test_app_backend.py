@@ -1,4 +1,4 @@
-"""seds.app_backend: the app's logic without a browser — cache and extraction paths, per-stream
+"""demo/backend.py (over seds.retrieval.engine): the app's logic without a browser — cache and extraction paths, per-stream
 results against naive references, the Why heatmaps, bad input, configuration, the default assets."""
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import torch
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from seds.app_backend import (AppBackend, AppConfig, AppError, ProxyRGBExtractor, clip_times,  # noqa: E402
-                              explanation_figure, load_app_config, make_rgb_extractor,
-                              rgb_weights, write_video)
+from demo.backend import ROOT, AppBackend, AppConfig, AppError, explanation_figure, load_app_config  # noqa: E402
 from seds.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from seds.demo_assets import ROOT, tiny_assets  # noqa: E402
-from seds.index import build_gallery, checkpoint_fingerprint  # noqa: E402
+from seds.encode import clip_times, features_to_item  # noqa: E402
+from seds.extract.factory import RGBFeaturesError, make_rgb_extractor, rgb_weights  # noqa: E402
+from seds.extract.proxy_rgb import ProxyRGBExtractor  # noqa: E402
+from seds.extract.writer import write_video  # noqa: E402
+from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint  # noqa: E402
+from tests.assets import tiny_assets  # noqa: E402
 from seds.similarity import fine_grained_scores  # noqa: E402
 
 
@@ -62,7 +64,6 @@ def backend(assets):
 def naive_video(be, feats):
     """Per-stream clip features through the model directly (one video, no padding)."""
     from seds.data.dataset import collate
-    from seds.app_backend import features_to_item
     from seds.keypoints import KeypointLayout
 
     with torch.no_grad():
@@ -208,7 +209,7 @@ def test_config_precedence_and_rgb_extractor_choice(tmp_path):
         load_app_config(y, {"top_k": 0}, env={})
     assert rgb_weights("i3d-kinetics400") == "kinetics400" and rgb_weights("i3d:/w/bsl.pt") == "/w/bsl.pt"
     assert rgb_weights("synthetic-proxy") is None
-    with pytest.raises(AppError, match="rgb_features"):
+    with pytest.raises(RGBFeaturesError, match="rgb_features"):
         rgb_weights("resnet")
     assert isinstance(make_rgb_extractor("synthetic-proxy"), ProxyRGBExtractor)
     np.testing.assert_allclose(clip_times(np.array([0, 10]), 24.0), [7.5 / 24, 17.5 / 24])
@@ -219,7 +220,8 @@ DEMO_CKPT, DEMO_GALLERY = ROOT / "checkpoints" / "demo", ROOT / "examples" / "ga
 
 
 @pytest.mark.skipif(not (DEMO_CKPT / "model.safetensors").is_file() or not (DEMO_GALLERY / "gallery.json").is_file(),
-                    reason="the default demo assets are not built (python -m seds.demo_assets)")
+                    reason="the default demo assets are not built (python -m seds.experiments.demo_assets)")
+@pytest.mark.slow
 def test_default_demo_assets_work_out_of_the_box():
     """checkpoints/demo + examples/gallery load with no arguments, say they are synthetic, and find the
     example videos' own sentences (the demo model was trained on this synthetic benchmark)."""

@@ -24,7 +24,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")]
 TIMEOUT = 180_000          # ms: a shared 2-core CPU can be slow
 
 
@@ -41,7 +42,7 @@ def server(tmp_path_factory):
     spec = importlib.util.spec_from_file_location("seds_demo_app", ROOT / "demo" / "app.py")
     demo_app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo_app)
-    from seds.app_backend import AppBackend, load_app_config
+    from demo.backend import AppBackend, load_app_config
 
     over = {"port": free_port(), "host": "127.0.0.1", "share": False}
     ckpt, gallery = ROOT / "checkpoints" / "demo", ROOT / "examples" / "gallery"
@@ -49,8 +50,8 @@ def server(tmp_path_factory):
         from seds.data.manifest import load_manifest
         from seds.data.store import FeatureStore
         from seds.checkpoint import load_checkpoint
-        from seds.demo_assets import tiny_assets
-        from seds.index import build_gallery, checkpoint_fingerprint
+        from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
+        from tests.assets import tiny_assets
 
         a = tiny_assets(tmp_path_factory.mktemp("browser"), n_videos=3, n_sentences=8)
         fs = FeatureStore(a.store)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from seds.baselines.cico import cico_config
-from seds.baselines.netvlad import NetVLAD
-from seds.baselines.spot_align import (BaselineError, SACMConfig, SASRConfig, SignRecognizer, SplitFeatures,
-                                       break_ties, iou_similarity, load_sa_cm, max_margin_ranking_loss,
-                                       recognise, sa_cm_scores, window_labels)
+from seds.experiments.baselines.cico import cico_config
+from seds.experiments.baselines.common import BaselineError, SACMConfig, SASRConfig, SplitFeatures, break_ties
+from seds.experiments.baselines.netvlad import NetVLAD
+from seds.experiments.baselines.sa_cm import load_sa_cm, max_margin_ranking_loss, sa_cm_scores
+from seds.experiments.baselines.sa_sr import SignRecognizer, iou_similarity, recognise, window_labels
 from seds.config import load_config
 
 
@@ -190,7 +190,7 @@ def tiny_cfg(tmp_path_factory):
 
 
 def test_cli_all_baselines_end_to_end(tiny_cfg, tmp_path):
-    from seds.baselines.__main__ import main
+    from seds.experiments.baselines.__main__ import main
     store = tiny_cfg.data.store
     args = ["--name", "sa-comb", "--config", "configs/ablation_cpu.yaml", "--seeds", "1",
             "--results", str(tmp_path / "res"), "--runs", str(tmp_path / "runs"),
@@ -203,11 +203,11 @@ def test_cli_all_baselines_end_to_end(tiny_cfg, tmp_path):
         assert 0.0 <= m["mean"][key] <= 100.0
     assert m["mean"]["t2v_MedR"] >= 1
     md = (tmp_path / "res" / "baselines_sa-comb.md").read_text()
-    assert "python -m seds.baselines --name sa-comb" in md and "proxy-RGB" in md
+    assert "python -m seds.experiments.baselines --name sa-comb" in md and "proxy-RGB" in md
     # SA-CM's checkpoint round-trips: reloaded scores equal a fresh evaluation of the same split
     (cm_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("sa-cm-")]
     res = json.loads((cm_dir / "result.json").read_text())
-    from seds.baselines.spot_align import load_split, retrieval_from_scores
+    from seds.experiments.baselines.common import load_split, retrieval_from_scores
     cfg = load_config("configs/ablation_cpu.yaml", [f"data.store={store}"])
     model, text_inputs, _ = load_sa_cm(cm_dir / "best")
     test = load_split(cfg, "test")
@@ -220,7 +220,7 @@ def test_cli_all_baselines_end_to_end(tiny_cfg, tmp_path):
 
 
 def test_cli_cico_trains_the_rgb_stream(tiny_cfg, tmp_path):
-    from seds.baselines.__main__ import main
+    from seds.experiments.baselines.__main__ import main
     args = ["--name", "cico", "--config", "configs/ablation_cpu.yaml", "--seeds", "1", "--results", str(tmp_path),
             "--runs", str(tmp_path / "runs"), "--seds-runs", str(tmp_path / "seds"), f"data.store={tiny_cfg.data.store}",
             "model.preset=tiny", "model.max_clips=64", "model.text.hash_buckets=512", "train.epochs=1",
@@ -234,7 +234,7 @@ def test_cli_cico_trains_the_rgb_stream(tiny_cfg, tmp_path):
 
 
 def test_bad_override_is_a_config_error(tiny_cfg, tmp_path, capsys):
-    from seds.baselines.__main__ import main
+    from seds.experiments.baselines.__main__ import main
     assert main(["--name", "sa-cm", "--config", "configs/ablation_cpu.yaml", "cm.clusterz=3"]) == 2
     assert "cm.clusterz" in capsys.readouterr().err
 

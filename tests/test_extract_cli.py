@@ -22,7 +22,8 @@ import pytest
 from seds.data.features import VideoFeatures
 from seds.data.manifest import load_manifest
 from seds.data.store import FeatureStore, load_features
-from seds.extract.__main__ import PipelineFactory, main
+from seds.extract.__main__ import main
+from seds.extract.factory import ExtractorFactory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,6 +201,7 @@ def test_bad_videos_are_reported_not_fatal(dataset, capsys):
     check_stored(ds, list(ds["train"]))
 
 
+@pytest.mark.slow
 def test_worker_processes_survive_bad_and_crashing_videos(dataset):
     ds = dataset
     (ds["videos"] / "v1.mp4").write_text("CORRUPT")
@@ -213,6 +215,7 @@ def test_worker_processes_survive_bad_and_crashing_videos(dataset):
     check_stored(ds, [v for v in ds["train"] if v not in fails])
 
 
+@pytest.mark.slow
 def test_extractor_that_cannot_be_built_stops_early(dataset, capsys):
     ds = dataset
     for extra in ((), ("--workers", "2")):
@@ -233,8 +236,8 @@ def test_limit_split_and_argument_errors(dataset, capsys):
     assert main(argv(ds, "--opt", "text_col=nope")) == 2
     assert "lacks the text column" in capsys.readouterr().err
     import pickle
-    assert pickle.loads(pickle.dumps(PipelineFactory("mediapipe", "kinetics400", "cpu", 64))) == \
-        PipelineFactory("mediapipe", "kinetics400", "cpu", 64)
+    assert pickle.loads(pickle.dumps(ExtractorFactory("i3d-kinetics400", "mediapipe", "cpu", 64))) == \
+        ExtractorFactory("i3d-kinetics400", "mediapipe", "cpu", 64)
 
 
 @pytest.mark.slow

@@ -146,6 +146,7 @@ def test_model_shapes_and_bad_input():
 # Real weights on real data
 # ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_kinetics_classifier_on_cricket_clip(extractor, cricket, shared_data):
     labels = kinetics400_labels(shared_data / "kinetics-sample" / "label_map.txt")
     logits = extractor.classify(cricket)
@@ -158,6 +159,7 @@ def test_kinetics_classifier_on_cricket_clip(extractor, cricket, shared_data):
     assert logits[top[0]] == pytest.approx(JAX_CRICKET_LOGIT, abs=0.02)
 
 
+@pytest.mark.slow
 def test_features_compute_only_requested_windows(extractor, kinetics_model, cricket):
     class Recorder:  # an indexable video that logs every frame read
         def __init__(self, frames):

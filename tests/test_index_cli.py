@@ -14,8 +14,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from seds.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from seds.data.dataset import FeatureDataset, collate  # noqa: E402
-from seds.demo_assets import tiny_assets  # noqa: E402
-from seds.index import Gallery, checkpoint_fingerprint, main  # noqa: E402
+from seds.index import main  # noqa: E402
+from seds.retrieval.gallery import Gallery, checkpoint_fingerprint  # noqa: E402
+from tests.assets import tiny_assets  # noqa: E402
 from seds.similarity import fine_grained_scores  # noqa: E402
 
 SHARED = Path(__file__).parents[1].parent / "shared"
@@ -147,6 +148,7 @@ def test_cli_errors_are_clear(tiny, tmp_path, capsys):
     assert rc == 1 and "exactly one of --text or --video" in cap.err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (H2S / "manifest.csv").is_file(), reason=f"real How2Sign clips not found at {H2S}")
 def test_build_from_real_how2sign_clips_with_extraction(tmp_path, capsys):
     """The real path: How2Sign-mini clips → MediaPipe + Kinetics-400 I3D (the checkpoint says

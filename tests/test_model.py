@@ -156,6 +156,7 @@ def test_clip_visual_initialisation_asserts_every_key(tmp_path):
         load_clip_visual(t, {"foo": torch.zeros(1)})
 
 
+@pytest.mark.slow
 def test_minilm_text_encoder_offline():
     m = SEDS(model_config("tiny", ["text.model=minilm"]))
     t = m.encode_text(["Hello there, how are you?", "signs"])

@@ -181,6 +181,7 @@ def real_clip(shared_data):
     return root / r["file"], int(r["n_frames"]), float(r["fps"])
 
 
+@pytest.mark.slow
 def test_real_clip_through_mediapipe_with_stub_rgb(real_clip):
     path, n_frames, fps = real_clip
     rgb = StubRGB()

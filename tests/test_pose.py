@@ -55,6 +55,7 @@ def mediapipe_results(real_frames):
     return res, again
 
 
+@pytest.mark.slow
 def test_mediapipe_finds_signer_and_hands_on_real_frames(mediapipe_results):
     res, _ = mediapipe_results
     signer, left, right = [], [], []
@@ -80,6 +81,7 @@ def test_mediapipe_finds_signer_and_hands_on_real_frames(mediapipe_results):
     assert rates["both"] >= 0.6
 
 
+@pytest.mark.slow
 def test_mediapipe_left_is_the_subjects_left(mediapipe_results):
     """Non-mirrored front camera: the subject's left shoulder/hand appear on the image's right, and
     Holistic's left hand sits on the pose model's left wrist."""
@@ -94,6 +96,7 @@ def test_mediapipe_left_is_the_subjects_left(mediapipe_results):
         assert ok.sum() >= 10 and (d_own < d_other).mean() >= 0.9
 
 
+@pytest.mark.slow
 def test_mediapipe_face_and_mouth_parts(mediapipe_results):
     res, _ = mediapipe_results
     st = np.concatenate([r.to_store() for _, _, r in res])
@@ -105,6 +108,7 @@ def test_mediapipe_face_and_mouth_parts(mediapipe_results):
     assert (np.abs(mouth[..., 0].mean(1) - nose[:, 0]) < 30).all()    # and centred under it
 
 
+@pytest.mark.slow
 def test_mediapipe_resets_tracking_between_videos(mediapipe_results):
     res, again = mediapipe_results
     np.testing.assert_allclose(again.keypoints, res[0][2].keypoints, atol=1e-4)

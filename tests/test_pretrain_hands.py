@@ -7,8 +7,8 @@ import torch
 from seds.config import model_config
 from seds.data.synthetic import SyntheticConfig, SyntheticSignData
 from seds.keypoints import KeypointLayout
-from seds.model import SEDS
-from seds.pretrain_hands import (HandMAE, MaskConfig, PretrainConfig, PretrainError, evaluate_reconstruction,
+from seds.model import SEDS, create_model
+from seds.experiments.pretrain_hands import (HandMAE, MaskConfig, PretrainConfig, PretrainError, evaluate_reconstruction,
                                  hand_sequences, hand_stgcn, interpolate_baseline, last_copy_baseline,
                                  load_pretrained_hands, load_signbert, mask_hands, mean_hand, pretrain,
                                  save_hand_encoder)
@@ -61,7 +61,7 @@ def test_trivial_baselines_match_loops():
 
 
 def test_joint_features_pool_to_the_stgcn_output():
-    from seds.pretrain_hands import joint_features
+    from seds.experiments.pretrain_hands import joint_features
     enc = hand_stgcn((8, 8, 16, 16))
     x = torch.randn(3, 20, 21, 3)
     mask = torch.ones(3, 20, dtype=torch.bool)
@@ -115,6 +115,7 @@ def test_hand_sequences_are_what_the_pose_encoder_sees(synthetic_hands):
         hand_sequences(kp[:, :20])
 
 
+@pytest.mark.slow
 def test_pretraining_beats_trivial_baselines_on_held_out(synthetic_hands):
     tr, va = synthetic_hands
     torch.manual_seed(0)
@@ -137,7 +138,7 @@ def test_save_and_load_into_seds(tmp_path):
         for p in enc.parameters():
             p.normal_()
     save_hand_encoder(tmp_path / "h", enc, {"source": "test"})
-    model = SEDS(model_config("tiny", [f"pose.hand_init={tmp_path / 'h'}"]))
+    model = create_model(model_config("tiny", [f"pose.hand_init={tmp_path / 'h'}"]))
     for k, v in enc.state_dict().items():
         torch.testing.assert_close(model.pose_encoder.hand.state_dict()[k], v)
     # load_pretrained_hands into an existing model, too
@@ -146,7 +147,7 @@ def test_save_and_load_into_seds(tmp_path):
     torch.testing.assert_close(other.pose_encoder.hand.layers[0].gcn.weight, enc.layers[0].gcn.weight)
     # other widths → a clear error naming the shape mismatch
     with pytest.raises(PretrainError, match="shape"):
-        SEDS(model_config("tiny", [f"pose.hand_init={tmp_path / 'h'}", "pose.widths=[8,8,16,32]"]))
+        create_model(model_config("tiny", [f"pose.hand_init={tmp_path / 'h'}", "pose.widths=[8,8,16,32]"]))
     with pytest.raises(PretrainError, match="not found"):
         load_pretrained_hands(other, tmp_path / "nope")
     with pytest.raises(PretrainError, match="no hand ST-GCN"):
@@ -202,9 +203,9 @@ def test_signbert_checkpoint_mapping(tmp_path, partitions):
     ref.eval(), enc.eval()
     torch.testing.assert_close(enc(x, valid), ref(x, valid), atol=1e-4, rtol=1e-4)
     # the converted file loads into SEDS through hand_init
-    from seds.pretrain_hands import main
+    from seds.experiments.pretrain_hands.__main__ import main
     assert main(["signbert", "--checkpoint", str(path), "--preset", "tiny", "--out", str(tmp_path / "conv")]) == 0
-    model = SEDS(model_config("tiny", [f"pose.hand_init={tmp_path / 'conv'}"]))
+    model = create_model(model_config("tiny", [f"pose.hand_init={tmp_path / 'conv'}"]))
     torch.testing.assert_close(model.pose_encoder.hand.layers[3].tcn.weight, ref.layers[3].tcn.weight)
 
 
@@ -234,7 +235,7 @@ def test_signbert_errors(tmp_path):
 
 def test_real_clip_hands(shared_data, tmp_path):
     """A real How2Sign clip through MediaPipe gives hand sequences with both hands mostly present."""
-    from seds.pretrain_hands import extract_pose_folder, real_split, sequences_from_rows
+    from seds.experiments.pretrain_hands import extract_pose_folder, real_split, sequences_from_rows
     import csv
     src = shared_data / "how2sign-mini"
     # a two-clip folder view: manifest with the first two rows, files resolved against the real folder
@@ -263,7 +264,7 @@ def test_real_clip_hands(shared_data, tmp_path):
     tr, ho = real_split(tmp_path / "pose", held_out=0.5)
     assert len(tr) == len(ho) == 1 and tr[0]["group"] != ho[0]["group"]
     # the CLI: pretrain a few steps on one clip, evaluate on the other, load into SEDS
-    from seds.pretrain_hands import main
+    from seds.experiments.pretrain_hands.__main__ import main
     out = tmp_path / "hands"
     assert main(["train", "--real", str(tmp_path / "pose"), "--held-out", "0.5", "--preset", "tiny", "--steps", "3",
                  "--batch-size", "4", "--window", "16", "--out", str(out)]) == 0
@@ -271,5 +272,5 @@ def test_real_clip_hands(shared_data, tmp_path):
     assert main(["evaluate", "--model", str(out), "--real", str(tmp_path / "pose"), "--held-out", "0.5",
                  "--results", str(report)]) == 0
     text = report.read_text()
-    assert "interpolation" in text and "last-frame copy" in text and "python -m seds.pretrain_hands evaluate" in text
-    SEDS(model_config("tiny", [f"pose.hand_init={out}"]))
+    assert "interpolation" in text and "last-frame copy" in text and "python -m seds.experiments.pretrain_hands evaluate" in text
+    create_model(model_config("tiny", [f"pose.hand_init={out}"]))

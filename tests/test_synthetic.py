@@ -11,6 +11,7 @@ import pytest
 
 from seds.clips import select_clip_starts
 from seds.data.features import RGB_DIM, STORE_LAYOUT, VideoFeatures
+from seds.extract.proxy_rgb import ProxyRGBError
 from seds.data.synthetic import (SPLITS, HANDSHAPES, SentenceSpec, SyntheticConfig, SyntheticError,
                                  SyntheticSignData, hand_local_points, rgb_proxy_features,
                                  write_synthetic_store)
@@ -47,9 +48,9 @@ def test_bad_requests(small):
         small.make_spec([0, 10_000], 0)
     with pytest.raises(SyntheticError, match="signer"):
         small.make_spec([1, 2], 99)
-    with pytest.raises(SyntheticError, match="frames"):
+    with pytest.raises(ProxyRGBError, match="frames"):
         rgb_proxy_features(np.zeros((20, 32, 32, 3), np.float32), np.array([0]))
-    with pytest.raises(SyntheticError, match="clip_starts"):
+    with pytest.raises(ProxyRGBError, match="clip_starts"):
         rgb_proxy_features(np.zeros((20, 32, 32, 3), np.uint8), np.array([10]))
 
 
@@ -267,7 +268,7 @@ def test_proxy_rgb_sees_signers_more_than_words(word_signer_grid):
 # --- the proxy RGB encoder against a naive per-window reference -------------------------------------
 
 def _proxy_reference(frames, starts):
-    from seds.data.synthetic import _proxy_projections
+    from seds.extract.proxy_rgb import _proxy_projections
     p_app, p_mot = _proxy_projections()
     out = []
     for s in starts:

@@ -59,6 +59,7 @@ def weights(folder):
     return load_file(str(Path(folder) / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_training_reduces_the_loss_and_selects_on_val(store, tmp_path):
     cfg = load_config(None, tiny_overrides(store, tmp_path / "run", epochs=4))
     res = train(cfg, progress=False)
@@ -73,6 +74,7 @@ def test_training_reduces_the_loss_and_selects_on_val(store, tmp_path):
     assert {"t-fused", "t-pose", "t-rgb", "p-r", "val_fused_t2v_R@1", "lr_pose_encoder+fusion"} <= set(ep)
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_is_bit_exact(store, ref_run, tmp_path):
     # interrupted in the middle of epoch 2 (3 steps per epoch), then resumed
     cut = load_config(None, tiny_overrides(store, tmp_path / "cut", epochs=2, max_steps=4))
@@ -87,6 +89,7 @@ def test_resume_after_interruption_is_bit_exact(store, ref_run, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_same_weights(store, tmp_path):
     """A real SIGKILL mid-run (checkpoints every step are atomic), then --resume; compared with an
     uninterrupted run in a fresh process of the same kind."""
@@ -138,6 +141,7 @@ def test_nan_loss_stops_with_step_and_term(store, tmp_path, monkeypatch):
         train(cfg, progress=False)
 
 
+@pytest.mark.slow
 def test_clear_errors_for_missing_split_and_inconsistent_features(store, tmp_path):
     cfg = load_config(None, tiny_overrides(store, tmp_path / "x") + ["data.val_split=dev"])
     with pytest.raises(FileNotFoundError, match="manifest_dev.csv"):
@@ -176,6 +180,7 @@ def test_evaluate_cli(ref_run, tmp_path):
     assert out["results"]["fused"]["t2v"]["n_queries"] == 16
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gather_the_global_batch(store, tmp_path):
     """DDP on CPU (gloo): 2 ranks × 8 videos train on a global contrastive batch of 16."""
     torchrun = Path(sys.executable).parent / "torchrun"

@@ -133,6 +133,7 @@ def test_real_clips_probe_matches_manifest(clips):
     assert probe(ntsc["path"]).fps == pytest.approx(23.976, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_real_clip_resampled_to_24fps(clips):
     for r in [_pick(clips, 23.976, k=1)[0], _pick(clips, 24.0, k=1)[0]]:
         src = read_video(r["path"], fps=None)
@@ -199,6 +200,7 @@ def test_resample_by_time_picks_the_nearest_timestamp(seed):
     assert one.tolist() == [0]
 
 
+@pytest.mark.slow
 def test_stream_without_duration_is_read_by_timestamps(clip, tmp_path):
     """A WebM written to a pipe has no duration or frame count — what a browser's MediaRecorder
     uploads from the webcam. It must decode to its real length, not to a couple of frames."""

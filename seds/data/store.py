@@ -19,6 +19,8 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save
 
 from seds.atomic import atomic_write_bytes
 from seds.data.features import VideoFeatures
@@ -36,7 +38,7 @@ class FeatureStoreError(ValueError):
     """A feature file is missing, corrupt or not in the SEDS feature format."""
 
 
-def _json_default(o):
+def json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -48,12 +50,10 @@ def _json_default(o):
 
 def save_features(path: str | os.PathLike, feats: VideoFeatures, video_id: str | None = None) -> Path:
     """Write ``feats`` to ``path`` atomically (tmp file in the same directory, fsync, ``os.replace``)."""
-    from safetensors.numpy import save
-
     path = Path(path)
     feats.validate()
     try:
-        meta_json = json.dumps(feats.meta, default=_json_default, ensure_ascii=False)
+        meta_json = json.dumps(feats.meta, default=json_default, ensure_ascii=False)
     except TypeError as e:
         raise FeatureStoreError(f"cannot save {path}: {e}") from e
     metadata = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "fps": repr(float(feats.fps)),
@@ -68,8 +68,6 @@ def save_features(path: str | os.PathLike, feats: VideoFeatures, video_id: str |
 
 def _read_header(path: Path):
     """Open ``path`` with safetensors; return (handle context) or raise a FeatureStoreError."""
-    from safetensors import safe_open
-
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}")
     try:

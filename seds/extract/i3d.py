@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 FEATURE_DIM = 1024
@@ -252,8 +254,6 @@ class InceptionI3d(nn.Module):
 
     def save_safetensors(self, path: str | Path) -> Path:
         """Write the weights (and config) as ``.safetensors``, e.g. to cache a converted copy."""
-        from safetensors.torch import save_file
-
         if any(u.bn is None and u is not self.logits for u in self.units().values()):
             raise ValueError("cannot save a BN-fused I3D: save the model before fuse_batchnorm()")
         path = Path(path)
@@ -470,8 +470,6 @@ def load_i3d(weights: str | Path = "kinetics400", *, input_range: float | None =
         raise I3DWeightsError(f"I3D weights {str(weights)!r}: not 'kinetics400' and no such file")
     name = path.name.lower()
     if name.endswith(".safetensors"):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
 
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}

@@ -22,6 +22,7 @@ The frame-quality filter of Sec. 3.1 (drop frames without a signer or without a 
 from __future__ import annotations
 
 import abc
+import importlib.util
 import inspect
 import os
 from dataclasses import asdict, dataclass
@@ -453,7 +454,6 @@ _BACKEND_MODULES = {"mediapipe": ("mediapipe",), "rtmpose": ("onnxruntime", "rtm
 
 def available_pose_backends() -> list[str]:
     """Backends whose Python dependencies are installed (models may still be missing)."""
-    import importlib.util
     return [name for name, mods in _BACKEND_MODULES.items()
             if all(importlib.util.find_spec(m) is not None for m in mods)]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 
 from seds.config import TransformerConfig
 
@@ -91,7 +92,6 @@ def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"CLIP checkpoint not found: {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
         return load_file(str(path))
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True)

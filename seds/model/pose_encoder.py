@@ -47,9 +47,6 @@ class PoseEncoder(nn.Module):
         mk = lambda part: STGCN(torch.from_numpy(part_adjacency(part)), cfg.in_channels, cfg.widths,
                                 cfg.temporal_kernel, cfg.dropout)
         self.hand = mk("hand")
-        if cfg.hand_init:       # SEDS initialises the hand ST-GCN from SignBERT (supp. Tab. 3)
-            from seds.pretrain_hands import load_pretrained_hands
-            load_pretrained_hands(self.hand, cfg.hand_init)
         self.body = mk("body")
         self.extra = nn.ModuleDict({p: mk(p) for p in cfg.extra_parts})
         self.out_dim = cfg.out_dim

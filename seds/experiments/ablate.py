@@ -1,4 +1,4 @@
-"""Ablation studies of SEDS, one command each: ``python -m seds.ablate --study <name> [--seeds 3] [key=value ...]``.
+"""Ablation studies of SEDS, one command each: ``python -m seds.experiments.ablate --study <name> [--seeds 3] [key=value ...]``.
 
 Studies (paper table in brackets):
 
@@ -9,7 +9,7 @@ Studies (paper table in brackets):
 * ``cgaf-layers``  [supp. Tab. 5]   0–4 cross gloss attention layers
 * ``batch-size``   [supp. Tab. 6]   16, 32, 64, 128 at fixed epochs
 * ``batch-size-steps`` [supp. Tab. 6] the same with epochs scaled by batch / base batch: equal optimisation steps
-* ``hand-init``    [supp. Tab. 3]   hand ST-GCN from scratch vs. pretrained (``seds.pretrain_hands``)
+* ``hand-init``    [supp. Tab. 3]   hand ST-GCN from scratch vs. pretrained (``seds.experiments.pretrain_hands``)
 * ``alpha``/``beta`` [Fig. 5]       loss weights α and β (line plots)
 
 Every variant is trained with :func:`seds.train.train` for each seed, the checkpoint is chosen on the
@@ -26,27 +26,26 @@ ST-GCN then sees no input and contributes a constant.
 from __future__ import annotations
 
 import argparse
-import copy
-import hashlib
+import multiprocessing as mp
 import json
-import shlex
 import shutil
 import sys
-import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+import torch
 
-from seds.config import Config, ConfigError, from_dict, load_config, parse_overrides, to_dict, _deep_merge
+from seds.config import Config, ConfigError, deep_merge, from_dict, load_config, parse_overrides, to_dict
+from seds.data.features import STORE_LAYOUT
+from seds.data.store import FeatureStore, load_features, save_features
+from seds.experiments.report import (aggregate, command_line, describe_scale, markdown_table,  # noqa: F401
+                                     primary_stream, write_report)
+from seds.experiments.runs import RUNS_DIR, ensure_store, find_cached, run_key, run_seds  # noqa: F401
+from seds.train import TrainingError
 
 DEFAULT_CONFIG = "configs/ablation_cpu.yaml"
 RESULTS_DIR = Path("benchmarks/results/ablations")
-RUNS_DIR = Path("runs/ablations")
-METRIC_COLS = [("t2v", "R@1"), ("t2v", "R@5"), ("t2v", "R@10"), ("t2v", "MedR"),
-               ("v2t", "R@1"), ("v2t", "R@5"), ("v2t", "R@10"), ("v2t", "MedR")]
-
-
 class AblationError(ValueError):
     """Unknown study/variant or a run that cannot be done; the message says which."""
 
@@ -105,13 +104,13 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                "every variant takes about the same number of optimisation steps (a partial last batch per epoch is "
                "kept); larger batches then also see more epochs. Learning rates fixed."),
     Study("hand-init", "Hand ST-GCN initialisation", "SEDS supp. Tab. 3 (SignBERT there; masked hand-pose "
-          "pretraining from seds.pretrain_hands here)",
+          "pretraining from seds.experiments.pretrain_hands here)",
           (Variant("pose only, random init", ("model.streams=[pose]",)),
            Variant("pose only, pretrained hands", ("model.streams=[pose]", "model.pose.hand_init={hand_init}")),
            Variant("pose + RGB, random init", ("model.streams=[pose,rgb]",)),
            Variant("pose + RGB, pretrained hands", ("model.streams=[pose,rgb]", "model.pose.hand_init={hand_init}"))),
           note="pretrained hands: `--hand-init` (default runs/hands-ablation), written by "
-               "`python -m seds.pretrain_hands train`."),
+               "`python -m seds.experiments.pretrain_hands train`."),
     Study("alpha", "Loss weight α (Eq. 4)", "SEDS Fig. 5 (left)",
           tuple(Variant(f"α={a}", (f"loss.alpha={a}",), value=a) for a in (0.2, 0.4, 0.6, 0.8, 1.0)),
           plot_x="α"),
@@ -123,64 +122,6 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
 
 # --- configs and the run cache ------------------------------------------------------------------
 
-_NOT_IN_KEY = {"train": ("out", "log_every", "eval_batch_size", "device", "save_every_steps"),
-               "data": ("workers", "preload")}
-
-
-def run_key(cfg: Config) -> str:
-    """Hash of everything that can change a run's result (not output paths, logging, device); a
-    pretrained hand file enters by its content."""
-    d = to_dict(cfg)
-    for section, keys in _NOT_IN_KEY.items():
-        for k in keys:
-            d[section].pop(k, None)
-    sha = run_key_hand_sha(cfg)
-    if sha:
-        d["hand_init_sha1"] = sha
-    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def _same_config(a: dict, b: dict) -> bool:
-    """Equal on every key both sides have (a field added to or removed from the config classes since a
-    run was cached does not invalidate it; a changed value does)."""
-    for k in a.keys() & b.keys():
-        if isinstance(a[k], dict) and isinstance(b[k], dict):
-            if not _same_config(a[k], b[k]):
-                return False
-        elif a[k] != b[k]:
-            return False
-    return True
-
-
-def find_cached(cfg: Config, runs_dir: Path) -> dict | None:
-    """The cached result of ``cfg``: by :func:`run_key`, else by comparing stored configs (see
-    :func:`_same_config`) — so runs survive new config fields with defaults."""
-    f = Path(runs_dir) / run_key(cfg) / "result.json"
-    if f.exists():
-        return json.loads(f.read_text())
-    want = to_dict(cfg)
-    for section, keys in _NOT_IN_KEY.items():
-        for k in keys:
-            want[section].pop(k, None)
-    for f in sorted(Path(runs_dir).glob("*/result.json")):
-        res = json.loads(f.read_text())
-        if res.get("hand_init_sha1") != (run_key_hand_sha(cfg)):
-            continue
-        got = res.get("config", {})
-        if _same_config(want, {s: {k: v for k, v in d.items() if k not in _NOT_IN_KEY.get(s, ())}
-                               if isinstance(d, dict) else d for s, d in got.items()}):
-            return res
-    return None
-
-
-def run_key_hand_sha(cfg: Config) -> str | None:
-    init = cfg.model.pose.hand_init
-    if not init:
-        return None
-    from seds.pretrain_hands import _weights_path
-    return hashlib.sha1(_weights_path(init).read_bytes()).hexdigest()
-
-
 DEFAULT_HAND_INIT = "runs/hands-ablation"
 
 
@@ -190,7 +131,7 @@ def variant_config(base: Config, variant: Variant, seed: int, store_root: Path |
     ``{hand_init}`` in an override stands for the pretrained hand weights. ``match_steps`` scales epochs,
     warm-up and validation interval by the variant's batch over ``base``'s, keeping the step count."""
     overrides = [o.replace("{hand_init}", str(hand_init)) for o in variant.overrides]
-    d = _deep_merge(to_dict(base), parse_overrides(overrides + [f"train.seed={seed}"]))
+    d = deep_merge(to_dict(base), parse_overrides(overrides + [f"train.seed={seed}"]))
     if variant.match_steps:
         t = d["train"]
         k = t["batch_size"] / base.train.batch_size
@@ -206,19 +147,9 @@ def variant_config(base: Config, variant: Variant, seed: int, store_root: Path |
     return cfg
 
 
-def ensure_store(cfg: Config) -> None:
-    """Generate the synthetic store on first use (as ``seds.train`` would)."""
-    from seds.train import prepare_data
-    if cfg.data.dataset == "synthetic" and not (Path(cfg.data.store) / f"manifest_{cfg.data.train_split}.csv").exists():
-        prepare_data(cfg)
-
-
 def derived_store(src: Path, drop_parts: tuple[str, ...], root: Path | None = None) -> Path:
     """A copy of feature store ``src`` whose keypoints of ``drop_parts`` (store-layout part names, e.g.
     "body") have confidence 0 and coordinates 0 — as if the detector never saw them. Built once."""
-    from seds.data.features import STORE_LAYOUT
-    from seds.data.store import FeatureStore, load_features, save_features
-
     slices = STORE_LAYOUT.part_slices()
     bad = [p for p in drop_parts if p not in slices]
     if bad:
@@ -242,103 +173,13 @@ def derived_store(src: Path, drop_parts: tuple[str, ...], root: Path | None = No
     return dst
 
 
-def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, keep_last: bool = False) -> dict:
-    """Train one SEDS config (cached by :func:`run_key`), pick the best epoch on val, evaluate test.
-
-    Returns ``{"key", "config", "best_epoch", "val", "test", "train_seconds", ...}`` where ``val``/``test``
-    are :func:`seds.evaluate.evaluate_model` results (per stream) of the selected checkpoint."""
-    from seds.checkpoint import load_checkpoint
-    from seds.evaluate import build_dataset, evaluate_model, rsum
-    from seds.train import train
-
-    cfg = copy.deepcopy(cfg)
-    cached = find_cached(cfg, runs_dir)
-    if cached is not None:
-        return cached
-    key = run_key(cfg)
-    out = Path(runs_dir) / key
-    res_file = out / "result.json"
-    ensure_store(cfg)
-    cfg.train.out = str(out)
-    t0 = time.time()
-    log = train(cfg, progress=progress)
-    seconds = time.time() - t0
-    model, _, _, info = load_checkpoint(out / "best")
-    bs = cfg.train.eval_batch_size
-    val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
-    test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
-    result = {"key": key, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
-              "best_epoch": info.get("epoch"), "val_rsum": rsum(val),
-              "val": val, "test": test, "train_seconds": round(seconds, 1),
-              "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
-                         for r in log["history"]]}
-    res_file.write_text(json.dumps(result, indent=1))
-    if not keep_last:
-        shutil.rmtree(out / "last", ignore_errors=True)
-    return result
-
-
 # --- aggregation and tables ------------------------------------------------------------------------
-
-def primary_stream(result: dict) -> str:
-    """The stream a variant is judged by: fused when both streams exist, else the single stream."""
-    t = result["test"]
-    return "fused" if "fused" in t else next(iter(t))
-
-
-def aggregate(results: list[dict], split: str = "test") -> dict:
-    """mean and sample std (ddof=1; 0 for one seed) over seeds of every metric of the primary stream."""
-    out: dict = {"mean": {}, "std": {}, "n": len(results)}
-    for d in ("t2v", "v2t"):
-        for m in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
-            vals = np.array([r[split][primary_stream(r)][d][m] for r in results], dtype=float)
-            out["mean"][f"{d}_{m}"] = float(vals.mean())
-            out["std"][f"{d}_{m}"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-    out["mean"]["rsum"] = sum(out["mean"][f"{d}_R@{k}"] for d in ("t2v", "v2t") for k in (1, 5, 10))
-    return out
-
-
-def _pm(mean: float, std: float, n: int) -> str:
-    return f"{mean:.1f} ± {std:.1f}" if n > 1 else f"{mean:.1f}"
-
-
-def markdown_table(rows: list[tuple[str, dict]]) -> str:
-    """rows: (name, :func:`aggregate` output) → markdown table of T2V/V2T R@1/5/10, MedR."""
-    head = ["Variant"] + [f"{d.upper()} {m}" for d, m in METRIC_COLS] + ["R-sum"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    for name, agg in rows:
-        cells = [_pm(agg["mean"][f"{d}_{m}"], agg["std"][f"{d}_{m}"], agg["n"]) for d, m in METRIC_COLS]
-        lines.append("| " + " | ".join([name] + cells + [f"{agg['mean']['rsum']:.1f}"]) + " |")
-    return "\n".join(lines)
-
-
-def describe_scale(cfg: Config, seeds: list[int]) -> str:
-    """One paragraph stating data, model size, schedule and seeds (every table carries it)."""
-    m, t = cfg.model, cfg.train
-    if cfg.data.dataset == "synthetic":
-        syn = cfg.data.synthetic or {}
-        data = (f"synthetic signing benchmark (seds.data.synthetic; {cfg.data.rgb_features} RGB features — "
-                f"\"synthetic, proxy-RGB\", not I3D; keypoints {cfg.data.pose_backend}); generator settings "
-                f"{json.dumps(syn, sort_keys=True)} (train/val/test sentences; unseen signers and unseen "
-                "subject-verb combinations in val/test)")
-    else:
-        data = f"dataset {cfg.data.dataset} from store {cfg.data.store}"
-    return (f"**Scale.** Data: {data}. Model: D={m.dim}, pose ST-GCN widths {list(m.pose.widths)}, "
-            f"interaction transformers {m.pose_transformer.layers}×{m.pose_transformer.width} (pose) / "
-            f"{m.rgb_transformer.layers}×{m.rgb_transformer.width} (RGB), text {m.text.model} "
-            f"({m.text.hash_layers}×{m.text.hash_width} if hashed), fusion {m.fusion.kind} × {m.fusion.layers}. "
-            f"Training: {t.epochs} epochs, batch {t.batch_size}, lr {t.lr_pose:g} (pose/fusion) / "
-            f"{t.lr_transformer:g} (transformers/text), α={cfg.loss.alpha:g}, β={cfg.loss.beta:g} unless varied. "
-            f"Checkpoint chosen on val R-sum, test split reported; seeds {seeds} "
-            f"({'mean ± sample std' if len(seeds) > 1 else 'one seed'}). CPU-scale proxy of the paper's setting: "
-            "compare rows with each other, not with the paper's numbers.")
-
 
 def plot_sweep(study: Study, rows: list[tuple[Variant, dict]], path: Path) -> None:
     """R@1 (T2V and V2T) against the swept value with ±std error bars, like SEDS Fig. 5."""
-    import matplotlib
+    import matplotlib  # optional plotting dependency, only for the α/β sweeps
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use: the backend must be chosen first
 
     x = [v.value for v, _ in rows]
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
@@ -364,7 +205,7 @@ def hand_init_note(path: str) -> str:
         return f"pretrained hands: `{path}`."
     info = json.loads(info_file.read_text())
     c = info.get("config", {})
-    return (f"pretrained hands: `{path}` — {info.get('source', 'seds.pretrain_hands masked hand-pose pretraining')}; "
+    return (f"pretrained hands: `{path}` — {info.get('source', 'seds.experiments.pretrain_hands masked hand-pose pretraining')}; "
             f"{c.get('steps', '?')} steps × batch {c.get('batch_size', '?')}; data (feature stores: train split, "
             f"labels unused) {json.dumps(info.get('sources', {}))}.")
 
@@ -391,8 +232,7 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
         plot_sweep(study, rows, png)
         md += [f"![{study.title}]({png.name})", ""]
         doc["plot"] = png.name
-    (results_dir / f"{study.name}.md").write_text("\n".join(md))
-    (results_dir / f"{study.name}.json").write_text(json.dumps(doc, indent=1))
+    write_report(results_dir, study.name, md, doc)
     return doc
 
 
@@ -452,7 +292,6 @@ def study_configs(names: list[str], base: Config, seeds: list[int], runs_dir: Pa
 
 
 def _worker_init(threads: int) -> None:
-    import torch
     torch.set_num_threads(max(1, threads))
 
 
@@ -471,8 +310,6 @@ def train_missing(cfgs: list[Config], runs_dir: Path = RUNS_DIR, jobs: int = 1, 
             print(f"[train {i + 1}/{len(todo)}] run {run_key(c)}", flush=True)
             run_seds(c, runs_dir)
         return len(todo)
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
         futs = {pool.submit(_train_one, c, str(runs_dir)): run_key(c) for c in todo}
@@ -482,16 +319,8 @@ def train_missing(cfgs: list[Config], runs_dir: Path = RUNS_DIR, jobs: int = 1, 
     return len(todo)
 
 
-def command_line(module: str, argv, config: str) -> str:
-    """The command that reproduces a table: ``python -m <module> <args>`` with ``--config`` spelled out."""
-    argl = list(argv if argv is not None else sys.argv[1:])
-    if "--config" not in argl:
-        argl += ["--config", config]
-    return f"python -m {module} " + " ".join(shlex.quote(a) for a in argl)
-
-
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seds.ablate", description="Run SEDS ablation studies.")
+    ap = argparse.ArgumentParser(prog="python -m seds.experiments.ablate", description="Run SEDS ablation studies.")
     ap.add_argument("--study", required=True,
                     help=f"a study, a comma-separated list, or 'all' ({', '.join(STUDIES)})")
     ap.add_argument("--jobs", type=int, default=1,
@@ -507,7 +336,6 @@ def main(argv=None) -> int:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
     args = ap.parse_args(argv)
-    import torch
     torch.set_num_threads(max(1, args.threads))
     if args.seeds < 1:
         print("error: --seeds must be ≥ 1", file=sys.stderr)
@@ -517,7 +345,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    command = command_line("seds.ablate", argv, args.config)
+    command = command_line("seds.experiments.ablate", argv, args.config)
     only = [o.strip() for o in args.only.split(",")] if args.only else None
     names = list(STUDIES) if args.study == "all" else [n.strip() for n in args.study.split(",") if n.strip()]
     unknown = [n for n in names if n not in STUDIES]
@@ -528,7 +356,6 @@ def main(argv=None) -> int:
     if only and len(names) > 1:
         print("error: --only needs a single --study", file=sys.stderr)
         return 2
-    from seds.train import TrainingError
     seeds = list(range(args.seeds))
     try:
         if args.jobs > 1 and not only:

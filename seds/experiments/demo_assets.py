@@ -1,4 +1,4 @@
-"""``python -m seds.demo_assets``: (re)make the app's default checkpoint and example gallery.
+"""``python -m seds.experiments.demo_assets``: (re)make the app's default checkpoint and example gallery.
 
 What it makes (deterministic functions of ``configs/demo.yaml``'s ``assets`` section, for a given
 torch version and thread count):
@@ -8,7 +8,7 @@ torch version and thread count):
 2. ``checkpoints/demo/``: the ``small`` SEDS model with the hashed word encoder, trained on it
    (``seds.train``; selected on the validation split) and saved in float16 (≈ 24 MB);
 3. ``examples/``: ``videos/`` — test-split sentences rendered as small VP9 WebM files (browser-playable,
-   read back by decord/OpenCV) — and ``gallery/`` — a gallery (:mod:`seds.index`) of those videos and of
+   read back by decord/OpenCV) — and ``gallery/`` — a gallery (:mod:`seds.retrieval.gallery`) of those videos and of
    every test-split sentence, with a feature cache keyed by each video file's SHA-256, so that the app
    uses the generator's keypoints for them: MediaPipe cannot find a cartoon signer.
 
@@ -25,16 +25,29 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from seds.clips import pad_frames, select_clip_starts
-from seds.config import ConfigError, from_dict
-from seds.data.features import VideoFeatures
+import cv2
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from seds.checkpoint import load_checkpoint, save_checkpoint
+from seds.clips import pad_frames, select_clip_starts
+from seds.config import ConfigError, from_dict, load_config, read_yaml_mapping
+from seds.data.features import VideoFeatures
+from seds.data.manifest import ManifestRow
+from seds.data.store import FeatureStore
+from seds.data.synthetic import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticSignData, write_chunk_manifests
+from seds.evaluate import build_dataset, evaluate_model
+from seds.extract.proxy_rgb import rgb_proxy_features
+from seds.extract.video import probe
+from seds.extract.writer import write_video
+from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
+from seds.train import train
+
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 VIDEO_SUFFIX = ".webm"
 VIDEO_FOURCC = "VP90"            # VP9 in WebM: plays in every browser, OpenCV's FFmpeg writes it
@@ -67,15 +80,7 @@ class AssetsConfig:
 
 
 def read_demo_yaml(path: str | os.PathLike = DEMO_CONFIG) -> dict:
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"demo config {p} not found")
-    data = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping")
-    return data
+    return read_yaml_mapping(path, "demo config")
 
 
 def load_assets_config(path: str | os.PathLike = DEMO_CONFIG) -> AssetsConfig:
@@ -83,7 +88,6 @@ def load_assets_config(path: str | os.PathLike = DEMO_CONFIG) -> AssetsConfig:
 
 
 def synthetic_config(assets: AssetsConfig):
-    from seds.data.synthetic import SyntheticConfig
     return from_dict(SyntheticConfig, dict(assets.synthetic), "assets.synthetic")
 
 
@@ -94,7 +98,6 @@ def synthetic_config(assets: AssetsConfig):
 def sentence_features(data, spec, max_clips: int, frames: np.ndarray | None = None) -> VideoFeatures:
     """:meth:`SyntheticSignData.make_features` with at most ``max_clips`` windows: generated keypoints,
     proxy RGB of the rendered frames (videos shorter than a window repeat their last frame)."""
-    from seds.data.synthetic import rgb_proxy_features
 
     kp = data.keypoints(spec)
     frames = data.render(spec) if frames is None else frames
@@ -114,7 +117,6 @@ _DATA: dict = {}
 
 
 def _data(cfg):
-    from seds.data.synthetic import SyntheticSignData
     key = repr(cfg)
     if key not in _DATA:
         _DATA.clear()
@@ -123,8 +125,6 @@ def _data(cfg):
 
 
 def _store_chunk(cfg, split: str, lo: int, hi: int, root: str, max_clips: int) -> list[dict]:
-    import cv2
-    from seds.data.store import FeatureStore
 
     cv2.setNumThreads(1)
     data = _data(cfg)
@@ -141,7 +141,6 @@ def _store_chunk(cfg, split: str, lo: int, hi: int, root: str, max_clips: int) -
 def write_demo_store(out: str | os.PathLike, syn_cfg, max_clips: int, workers: int = 2,
                      chunk: int = 50) -> dict[str, Path]:
     """The demo's feature store + ``manifest_<split>.csv``; existing files are kept (resumable)."""
-    from seds.data.synthetic import SPLITS, write_chunk_manifests
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,8 +162,6 @@ def write_demo_store(out: str | os.PathLike, syn_cfg, max_clips: int, workers: i
 
 def train_config(assets: AssetsConfig, store: Path, work: Path):
     """The training Config: ``assets.train_config`` + ``assets.train_overrides`` + the demo store."""
-    from dataclasses import asdict
-    from seds.config import load_config
 
     cfg = load_config(ROOT / assets.train_config if not Path(assets.train_config).is_absolute()
                       else assets.train_config,
@@ -180,11 +177,6 @@ def train_config(assets: AssetsConfig, store: Path, work: Path):
 def train_demo_checkpoint(assets: AssetsConfig, store: Path, work: Path, out: Path, progress: bool = True) -> dict:
     """Train on the demo store (best epoch on the validation split), evaluate on test, save ``out`` in
     ``assets.checkpoint_dtype``. Returns the checkpoint's info dict."""
-    import torch
-    from seds.checkpoint import load_checkpoint, save_checkpoint
-    from seds.data.synthetic import PROXY_RGB_NOTE
-    from seds.evaluate import build_dataset, evaluate_model
-    from seds.train import train
 
     torch.manual_seed(0)
     cfg = train_config(assets, store, work)
@@ -194,7 +186,7 @@ def train_demo_checkpoint(assets: AssetsConfig, store: Path, work: Path, out: Pa
     info = {**info, "kind": "demo",
             "note": ("Demo checkpoint: trained on the synthetic signing benchmark only (cartoon signers). "
                      + PROXY_RGB_NOTE + ". Results on real signing are not meaningful."),
-            "made_by": "python -m seds.demo_assets", "best_val_rsum": result["best_val_rsum"],
+            "made_by": "python -m seds.experiments.demo_assets", "best_val_rsum": result["best_val_rsum"],
             "test": _round(test)}
     for name in ("store",):          # paths inside the repository are recorded relative to it
         setattr(cfg.data, name, _rel(getattr(cfg.data, name)))
@@ -241,8 +233,6 @@ def _fixed_track_uid(path: Path) -> None:
 
 def write_webm(frames: np.ndarray, path: Path, fps: float) -> Path:
     """RGB frames → VP9 WebM (deterministic bytes); checks that it decodes back to as many frames."""
-    from seds.app_backend import write_video
-    from seds.extract.video import probe
 
     write_video(frames, path, fps, fourcc=VIDEO_FOURCC)
     _fixed_track_uid(path)
@@ -255,10 +245,6 @@ def write_webm(frames: np.ndarray, path: Path, fps: float) -> Path:
 def build_examples(assets: AssetsConfig, checkpoint: Path, store: Path, examples: Path) -> dict:
     """Render ``assets.gallery_videos`` test-split sentences to ``examples/videos`` and build
     ``examples/gallery`` (those videos with cached features + every test sentence)."""
-    from seds.checkpoint import load_checkpoint
-    from seds.data.manifest import ManifestRow
-    from seds.data.store import FeatureStore
-    from seds.index import build_gallery, checkpoint_fingerprint
 
     syn = synthetic_config(assets)
     data = _data(syn)
@@ -283,7 +269,7 @@ def build_examples(assets: AssetsConfig, checkpoint: Path, store: Path, examples
         raise DemoAssetsError(f"the demo store {store} lacks {missing[:3]}: rerun without --skip-store")
     gallery = build_gallery(examples / "gallery", model, checkpoint_fingerprint(checkpoint), rows,
                             lambda r: fs[r.id] if r.video else None, cache=True, thumbnails=True,
-                            info={"built_from": {"by": "python -m seds.demo_assets",
+                            info={"built_from": {"by": "python -m seds.experiments.demo_assets",
                                                  "note": "synthetic signing benchmark, test split"}})
     gallery.info["ui_examples"] = [r.id for r in rows if r.video][:assets.ui_examples]
     gallery.save()
@@ -293,7 +279,7 @@ def build_examples(assets: AssetsConfig, checkpoint: Path, store: Path, examples
 # --------------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seds.demo_assets", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m seds.experiments.demo_assets", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(DEMO_CONFIG), help="demo config (its 'assets' section)")
     ap.add_argument("--work", default=str(ROOT / "runs" / "demo-assets"), help="store + training runs (not committed)")
     ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "demo"))
@@ -330,55 +316,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-# --------------------------------------------------------------------------------------------------
-# a miniature for tests and smoke checks
-# --------------------------------------------------------------------------------------------------
-
-@dataclass
-class TinyAssets:
-    root: Path
-    checkpoint: Path            # tiny random-init model (synthetic-proxy RGB), max_clips 16
-    store: Path                 # feature store with every test-split sentence
-    manifest: Path              # manifest_test.csv; the first ``n_videos`` rows have a video file
-    videos: list[Path]
-    data: object                # the SyntheticSignData
-    specs: list                 # the test-split SentenceSpecs
-
-
-def tiny_assets(out: str | os.PathLike, n_videos: int = 4, n_sentences: int = 12, seed: int = 0,
-                max_clips: int = 16) -> TinyAssets:
-    """A seconds-fast miniature of the demo assets: a small synthetic test split in a feature store
-    (+ manifest), ``n_videos`` of it rendered to WebM, and a random-init ``tiny`` checkpoint."""
-    import torch
-    from seds.checkpoint import save_checkpoint
-    from seds.config import load_config
-    from seds.data.manifest import ManifestRow, write_manifest
-    from seds.data.store import FeatureStore
-    from seds.data.synthetic import SyntheticConfig, SyntheticSignData
-    from seds.losses import SEDSLoss
-    from seds.model import SEDS
-
-    out = Path(out)
-    syn = SyntheticConfig(vocab_size=40, n_signers=(1, 1, 2), n_sentences=(2, 2, n_sentences), min_words=3,
-                          max_words=5, seed=seed)
-    data = SyntheticSignData(syn)
-    specs = data.sentences("test")
-    fs = FeatureStore(out / "store", create=True)
-    rows, videos = [], []
-    for i, spec in enumerate(specs):
-        frames = data.render(spec)
-        fs.save(spec.id, sentence_features(data, spec, max_clips, frames))
-        video = ""
-        if i < n_videos:
-            video = str(write_webm(frames, out / "videos" / f"{spec.id}{VIDEO_SUFFIX}", syn.fps))
-            videos.append(Path(video))
-        rows.append(ManifestRow(spec.id, video, spec.text, "test", data.signers[spec.signer].id))
-    manifest = write_manifest(rows, out / "store" / "manifest_test.csv")
-    torch.manual_seed(seed)
-    cfg = load_config(ROOT / "configs" / "synthetic_cpu.yaml",
-                      ["model.preset=tiny", f"model.max_clips={max_clips}", f"data.store={out / 'store'}"])
-    model = SEDS(cfg.model).eval()
-    ckpt = save_checkpoint(out / "ckpt", model, cfg, SEDSLoss(cfg.loss, tau=cfg.model.tau))
-    return TinyAssets(out, ckpt, out / "store", manifest, videos, data, specs)

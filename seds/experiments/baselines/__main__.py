@@ -1,24 +1,29 @@
-"""``python -m seds.baselines --name sa-cm|sa-sr|sa-comb|cico|all [--config ...] [--seeds N] [key=value ...]``.
+"""``python -m seds.experiments.baselines --name sa-cm|sa-sr|sa-comb|cico|all [--config ...] [--seeds N] [key=value ...]``.
 
 Trains the baseline(s) on the config's feature store (same splits, relevance and metrics as SEDS) for
 seeds 0..N-1 and writes a results table (mean ± std on the test split) with the command that produced it:
 ``<results>/baselines.md|json`` for ``--name all`` (which also trains SEDS itself at the same scale as the
 reference row), ``<results>/baselines_<name>.md|json`` otherwise.
 
-Overrides: ``cm.<field>=`` (:class:`~seds.baselines.spot_align.SACMConfig`), ``sr.<field>=``
-(:class:`~seds.baselines.spot_align.SASRConfig`); everything else goes to the SEDS config
+Overrides: ``cm.<field>=`` (:class:`~seds.experiments.baselines.common.SACMConfig`), ``sr.<field>=``
+(:class:`~seds.experiments.baselines.common.SASRConfig`); everything else goes to the SEDS config
 (``data.*``, ``train.*`` and, for CiCo/SEDS, ``model.*``).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from pathlib import Path
 
-from seds.ablate import command_line
+import torch
+
 from seds.config import Config, ConfigError, load_config, to_dict
+from seds.experiments.baselines import sa_cm, sa_sr
+from seds.experiments.baselines.cico import cico_config
+from seds.experiments.baselines.common import BaselineError, baseline_configs, split_overrides
+from seds.experiments.baselines.sa_cm import evaluate_sa_comb
+from seds.experiments.report import aggregate, command_line, describe_scale, markdown_table, write_report
+from seds.experiments.runs import RUNS_DIR, cached_result, ensure_store, result_key, run_seds
 
 NAMES = ("sa-sr", "sa-cm", "sa-comb", "cico", "all")
 LABELS = {"sa-sr": "SA-SR (sign recognition, IoU)", "sa-cm": "SA-CM (cross-modal, NetVLAD text)",
@@ -26,41 +31,23 @@ LABELS = {"sa-sr": "SA-SR (sign recognition, IoU)", "sa-cm": "SA-CM (cross-modal
           "seds": "SEDS (pose + RGB, CGAF)"}
 
 
-def _key(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def _cached(folder: Path, fn) -> dict:
-    f = folder / "result.json"
-    if f.exists():
-        return json.loads(f.read_text())
-    res = fn()
-    folder.mkdir(parents=True, exist_ok=True)
-    f.write_text(json.dumps(res, indent=1))
-    return res
-
-
 def run_one(name: str, cfg: Config, cm, sr, runs: Path, progress: bool, seds_runs: Path | None = None) -> dict:
     """One baseline for one seed (``cfg.train.seed``), cached under ``runs`` (SEDS-code runs — CiCo and
     SEDS — under ``seds_runs``, by default the ablation cache, so they are shared with the studies)."""
-    from seds.ablate import RUNS_DIR, ensure_store, run_seds
-    from seds.baselines import spot_align as sa
-    from seds.baselines.cico import cico_config
-
     ensure_store(cfg)
     data = to_dict(cfg.data)
     seed = cfg.train.seed
     if name == "sa-sr":
-        out = runs / f"sa-sr-{_key(to_dict(sr), data, seed, cfg.model.window)}"
-        return _cached(out, lambda: sa.train_sa_sr(cfg, sr, out, progress))
+        out = runs / f"sa-sr-{result_key(to_dict(sr), data, seed, cfg.model.window)}"
+        return cached_result(out, lambda: sa_sr.train_sa_sr(cfg, sr, out, progress))
     if name == "sa-cm":
-        out = runs / f"sa-cm-{_key(to_dict(cm), data, seed)}"
-        return _cached(out, lambda: sa.train_sa_cm(cfg, cm, out, progress))
+        out = runs / f"sa-cm-{result_key(to_dict(cm), data, seed)}"
+        return cached_result(out, lambda: sa_cm.train_sa_cm(cfg, cm, out, progress))
     if name == "sa-comb":
         r_sr = run_one("sa-sr", cfg, cm, sr, runs, progress)
         r_cm = run_one("sa-cm", cfg, cm, sr, runs, progress)
-        out = runs / f"sa-comb-{_key(r_sr['out'], r_cm['out'])}"
-        return _cached(out, lambda: sa.evaluate_sa_comb(cfg, Path(r_cm["out"]) / "best", Path(r_sr["out"]) / "best"))
+        out = runs / f"sa-comb-{result_key(r_sr['out'], r_cm['out'])}"
+        return cached_result(out, lambda: evaluate_sa_comb(cfg, Path(r_cm["out"]) / "best", Path(r_sr["out"]) / "best"))
     if name == "cico":
         return run_seds(cico_config(cfg), seds_runs or RUNS_DIR, progress)
     if name == "seds":
@@ -69,7 +56,7 @@ def run_one(name: str, cfg: Config, cm, sr, runs: Path, progress: bool, seds_run
 
 
 def split_metrics(name: str, result: dict) -> dict:
-    """The test metrics of a result in the form :func:`seds.ablate.aggregate` reads."""
+    """The test metrics of a result in the form :func:`seds.experiments.ablate.aggregate` reads."""
     t = result["test"]
     if name in ("cico", "seds"):
         return {"test": t}
@@ -77,22 +64,19 @@ def split_metrics(name: str, result: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seds.baselines", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m seds.experiments.baselines", description=__doc__.split("\n")[0])
     ap.add_argument("--name", required=True, choices=NAMES)
     ap.add_argument("--config", default="configs/ablation_cpu.yaml")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--results", default="benchmarks/results")
     ap.add_argument("--runs", default="runs/baselines", help="cache of the SPOT-ALIGN runs")
-    ap.add_argument("--seds-runs", default="runs/ablations", help="cache of CiCo/SEDS runs (shared with seds.ablate)")
+    ap.add_argument("--seds-runs", default="runs/ablations", help="cache of CiCo/SEDS runs (shared with seds.experiments.ablate)")
     ap.add_argument("--stem", default=None, help="output file stem (default baselines / baselines_<name>)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
-    import torch
     torch.set_num_threads(max(1, args.threads))
-    from seds.ablate import aggregate, describe_scale, markdown_table
-    from seds.baselines.spot_align import BaselineError, baseline_configs, split_overrides
 
     rest, cm_o, sr_o = split_overrides(args.overrides)
     try:
@@ -122,7 +106,7 @@ def main(argv=None) -> int:
     except (BaselineError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    command = command_line("seds.baselines", argv, args.config)
+    command = command_line("seds.experiments.baselines", argv, args.config)
     stem = args.stem or ("baselines" if args.name == "all" else f"baselines_{args.name}")
     res_dir = Path(args.results)
     res_dir.mkdir(parents=True, exist_ok=True)
@@ -136,10 +120,8 @@ def main(argv=None) -> int:
           f"{cm.epochs} epochs; SR {sr.epochs} epochs), CiCo = SEDS with the RGB stream only; CiCo and SEDS train with "
           f"the SEDS recipe of the scale paragraph ({base.train.epochs} epochs). All selected on validation; test "
           "split reported.", "", table, ""]
-    (res_dir / f"{stem}.md").write_text("\n".join(md))
-    (res_dir / f"{stem}.json").write_text(json.dumps({"command": command, "seeds": seeds, "cm": to_dict(cm),
-                                                      "sr": to_dict(sr), "base_config": to_dict(base),
-                                                      "methods": records}, indent=1))
+    write_report(res_dir, stem, md, {"command": command, "seeds": seeds, "cm": to_dict(cm), "sr": to_dict(sr),
+                                     "base_config": to_dict(base), "methods": records})
     print(table)
     return 0
 

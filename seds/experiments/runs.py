@@ -1,0 +1,134 @@
+"""The experiments' one run cache. SEDS runs (ablation variants, CiCo, the SEDS row of the baselines) are
+trained once per config — keyed by a hash of everything that can change the result
+(:func:`run_key`; a pretrained hand file enters by its content) — and kept as ``<runs>/<key>/result.json``
+with the validation-selected checkpoint's val/test metrics; other runs (SA-SR, SA-CM, SA-COMB) are kept
+as ``result.json`` in a folder named by :func:`result_key` (:func:`cached_result`). Studies that share a
+variant train it once, and an interrupted study resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from seds.checkpoint import load_checkpoint
+from seds.config import Config, to_dict
+from seds.evaluate import build_dataset, evaluate_model, rsum
+from seds.model.hand_init import weights_path
+from seds.train import prepare_data, train
+
+RUNS_DIR = Path("runs/ablations")
+
+
+_NOT_IN_KEY = {"train": ("out", "log_every", "eval_batch_size", "device", "save_every_steps"),
+               "data": ("workers", "preload")}
+
+
+def run_key(cfg: Config) -> str:
+    """Hash of everything that can change a run's result (not output paths, logging, device); a
+    pretrained hand file enters by its content."""
+    d = to_dict(cfg)
+    for section, keys in _NOT_IN_KEY.items():
+        for k in keys:
+            d[section].pop(k, None)
+    sha = run_key_hand_sha(cfg)
+    if sha:
+        d["hand_init_sha1"] = sha
+    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _same_config(a: dict, b: dict) -> bool:
+    """Equal on every key both sides have (a field added to or removed from the config classes since a
+    run was cached does not invalidate it; a changed value does)."""
+    for k in a.keys() & b.keys():
+        if isinstance(a[k], dict) and isinstance(b[k], dict):
+            if not _same_config(a[k], b[k]):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+def find_cached(cfg: Config, runs_dir: Path) -> dict | None:
+    """The cached result of ``cfg``: by :func:`run_key`, else by comparing stored configs (see
+    :func:`_same_config`) — so runs survive new config fields with defaults."""
+    f = Path(runs_dir) / run_key(cfg) / "result.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    want = to_dict(cfg)
+    for section, keys in _NOT_IN_KEY.items():
+        for k in keys:
+            want[section].pop(k, None)
+    for f in sorted(Path(runs_dir).glob("*/result.json")):
+        res = json.loads(f.read_text())
+        if res.get("hand_init_sha1") != (run_key_hand_sha(cfg)):
+            continue
+        got = res.get("config", {})
+        if _same_config(want, {s: {k: v for k, v in d.items() if k not in _NOT_IN_KEY.get(s, ())}
+                               if isinstance(d, dict) else d for s, d in got.items()}):
+            return res
+    return None
+
+
+def run_key_hand_sha(cfg: Config) -> str | None:
+    init = cfg.model.pose.hand_init
+    if not init:
+        return None
+    return hashlib.sha1(weights_path(init).read_bytes()).hexdigest()
+
+
+def ensure_store(cfg: Config) -> None:
+    """Generate the synthetic store on first use (as ``seds.train`` would)."""
+    if cfg.data.dataset == "synthetic" and not (Path(cfg.data.store) / f"manifest_{cfg.data.train_split}.csv").exists():
+        prepare_data(cfg)
+
+
+def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, keep_last: bool = False) -> dict:
+    """Train one SEDS config (cached by :func:`run_key`), pick the best epoch on val, evaluate test.
+
+    Returns ``{"key", "config", "best_epoch", "val", "test", "train_seconds", ...}`` where ``val``/``test``
+    are :func:`seds.evaluate.evaluate_model` results (per stream) of the selected checkpoint."""
+    cfg = copy.deepcopy(cfg)
+    cached = find_cached(cfg, runs_dir)
+    if cached is not None:
+        return cached
+    key = run_key(cfg)
+    out = Path(runs_dir) / key
+    res_file = out / "result.json"
+    ensure_store(cfg)
+    cfg.train.out = str(out)
+    t0 = time.time()
+    log = train(cfg, progress=progress)
+    seconds = time.time() - t0
+    model, _, _, info = load_checkpoint(out / "best")
+    bs = cfg.train.eval_batch_size
+    val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
+    test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
+    result = {"key": key, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
+              "best_epoch": info.get("epoch"), "val_rsum": rsum(val),
+              "val": val, "test": test, "train_seconds": round(seconds, 1),
+              "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
+                         for r in log["history"]]}
+    res_file.write_text(json.dumps(result, indent=1))
+    if not keep_last:
+        shutil.rmtree(out / "last", ignore_errors=True)
+    return result
+
+
+def result_key(*parts) -> str:
+    """A short hash of JSON-able ``parts`` (names a cached run folder)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cached_result(folder: Path, fn) -> dict:
+    """``<folder>/result.json`` if it exists, else ``fn()`` written there."""
+    f = folder / "result.json"
+    if f.exists():
+        return json.loads(f.read_text())
+    res = fn()
+    folder.mkdir(parents=True, exist_ok=True)
+    f.write_text(json.dumps(res, indent=1))
+    return res

@@ -1,0 +1,240 @@
+"""The extraction run: fill a feature store from a manifest, in parallel worker processes, resumably.
+
+Videos already in the store are skipped, and since every file is written atomically an interrupted run
+leaves no half files (stray ``*.tmp`` files are removed at start). Each worker process builds its
+extractor once from a picklable *extractor factory* (a zero-argument callable returning
+``extractor(video_path, meta=dict) -> VideoFeatures``: :class:`seds.extract.factory.ExtractorFactory`
+for the real pipeline — pose + I3D over the shared 16-frame windows, Sec. 3.1 — or a fast fake one in
+tests). A video that fails (missing, corrupt, too short, ...) — even one that crashes its worker process
+— is reported as a failed :class:`Outcome` and skipped; it never stops the run. The command line is
+``python -m seds.extract`` (:mod:`seds.extract.__main__`).
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing as mp
+import os
+import sys
+import time
+import traceback
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from seds.data.manifest import MANIFEST_COLUMNS, Manifest
+from seds.data.store import FeatureStore, save_features
+
+log = logging.getLogger("seds.extract")
+
+ExtractorFactoryFn = Callable[[], Callable]   # any picklable zero-argument factory
+
+
+class ExtractorInitError(RuntimeError):
+    """The extractor itself could not be built (bad backend/weights/device): nothing can run."""
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    video: str
+    path: str            # output feature file
+    meta: dict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: str
+    video: str
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+    fatal: bool = False  # the extractor could not be built: abort
+
+
+@dataclass
+class Summary:
+    split: str
+    total: int                     # rows in the manifest
+    skipped: int = 0               # already in the store
+    extracted: int = 0
+    failures: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def __str__(self) -> str:
+        rate = self.extracted / self.seconds if self.seconds > 0 else 0.0
+        s = (f"split {self.split}: {self.total} videos — {self.extracted} extracted, "
+             f"{self.skipped} already in the store, {len(self.failures)} failed; "
+             f"{self.seconds:.1f} s ({rate:.2f} videos/s)")
+        if self.interrupted:
+            s += f"; INTERRUPTED ({self.total - self.skipped - self.extracted - len(self.failures)} left)"
+        return s
+
+
+# --- one video ------------------------------------------------------------------------------------
+
+def extract_one(extractor: Callable, task: Task) -> Outcome:
+    """Extract and store one video; any exception becomes a failed :class:`Outcome`.
+
+    Stored meta precedence: the manifest's core fields (id, video, text, split, signer) win, then
+    what the extractor measured (fps, frame counts, backends), then the manifest's extra columns
+    (e.g. a declared ``n_frames`` or ``fps`` never overwrites the measured one)."""
+    t0 = time.perf_counter()
+    core = {k: task.meta.get(k, "") for k in MANIFEST_COLUMNS}
+    extra = {k: v for k, v in task.meta.items() if k not in core}
+    try:
+        feats = extractor(task.video, meta=dict(core))
+        feats.meta = {**extra, **(feats.meta or {}), **core, "id": task.id}
+        save_features(task.path, feats, video_id=task.id)
+    except Exception as e:  # noqa: BLE001 - a bad video must never stop the run
+        msg = f"{type(e).__name__}: {e}".strip().replace("\n", " ")
+        return Outcome(task.id, task.video, False, msg, time.perf_counter() - t0)
+    return Outcome(task.id, task.video, True, "", time.perf_counter() - t0)
+
+
+# --- worker processes -------------------------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(factory: ExtractorFactoryFn, threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    try:
+        _WORKER["extractor"] = factory()
+    except Exception as e:  # noqa: BLE001 - reported once to the parent, which aborts
+        _WORKER["error"] = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}"
+
+
+def _worker_task(task: Task) -> Outcome:
+    if "error" in _WORKER:
+        return Outcome(task.id, task.video, False, _WORKER["error"], fatal=True)
+    return extract_one(_WORKER["extractor"], task)
+
+
+def _run_pool(queue: deque, factory: ExtractorFactoryFn, workers: int,
+              on_done: Callable[[Outcome], None]) -> list[Task]:
+    """Drain ``queue`` through a pool of ``workers`` processes. If a worker process dies (segfault,
+    OOM kill), the pool breaks: the tasks then in flight are returned as suspects, the rest stay queued."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(factory, threads))
+    inflight: dict = {}
+    suspects: list[Task] = []
+    clean_exit = False
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < 2 * workers:
+                task = queue.popleft()
+                try:
+                    inflight[ex.submit(_worker_task, task)] = task
+                except BrokenProcessPool:
+                    queue.appendleft(task)
+                    clean_exit = True
+                    return suspects + list(inflight.values())
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                task = inflight.pop(fut)
+                try:
+                    out = fut.result()
+                except BrokenProcessPool:
+                    suspects.append(task)
+                    broken = True
+                    continue
+                if out.fatal:
+                    raise ExtractorInitError(f"the extractor could not be built: {out.error}")
+                on_done(out)
+            if broken:
+                clean_exit = True
+                return suspects + list(inflight.values())
+        clean_exit = True
+        return suspects
+    finally:
+        # on an error or Ctrl-C do not wait for running videos: their files are written atomically
+        ex.shutdown(wait=clean_exit, cancel_futures=True)
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFactoryFn, workers: int = 1,
+                   split: str = "all", progress: bool = True) -> Summary:
+    """Extract every manifest video not yet in ``store``; returns a :class:`Summary` (failures
+    included; ``interrupted`` set after Ctrl-C). ``workers <= 1`` runs in this process; more uses
+    that many spawned processes. Raises :class:`ExtractorInitError` if no extractor can be built."""
+    t0 = time.perf_counter()
+    summary = Summary(split=split, total=len(manifest))
+    removed = store.clean_partial()
+    if removed:
+        log.info("removed %d partial file(s) left by an interrupted run", removed)
+    todo: list[Task] = []
+    for r in manifest:
+        if store.has(r.id):
+            summary.skipped += 1
+        elif not os.path.exists(r.video):
+            summary.failures.append(Outcome(r.id, r.video, False, f"video not found: {r.video}"))
+        else:
+            todo.append(Task(r.id, r.video, str(store.path_for(r.id)), r.as_dict()))
+    bar = tqdm(total=len(todo), unit="video", desc=f"extract {split}", disable=not progress, file=sys.stderr)
+
+    def on_done(out: Outcome) -> None:
+        if out.ok:
+            summary.extracted += 1
+        else:
+            summary.failures.append(out)
+            log.warning("failed %s: %s", out.id, out.error)
+        bar.update(1)
+        bar.set_postfix(failed=len(summary.failures), refresh=False)
+
+    try:
+        if workers <= 1:
+            try:
+                extractor = factory()
+            except Exception as e:
+                raise ExtractorInitError(f"the extractor could not be built: {type(e).__name__}: {e}") from e
+            for task in todo:
+                on_done(extract_one(extractor, task))
+        else:
+            queue = deque(todo)
+            crashes_in_a_row = 0
+            while queue:
+                for task in _run_pool(queue, factory, workers, on_done):
+                    # a worker died with this video in flight: retry it alone to find the culprit
+                    if not _run_pool(deque([task]), factory, 1, on_done):
+                        crashes_in_a_row = 0
+                        continue
+                    on_done(Outcome(task.id, task.video, False,
+                                    "the extraction process crashed on this video (segfault or killed)"))
+                    crashes_in_a_row += 1
+                    if crashes_in_a_row >= 3 and summary.extracted == 0:
+                        raise ExtractorInitError(
+                            "worker processes die on every video (3 in a row, none extracted): the "
+                            "extractor or its environment is broken, not the videos")
+    except KeyboardInterrupt:
+        summary.interrupted = True      # what is stored stays stored; rerun to resume
+    finally:
+        bar.close()
+        # workers terminated mid-write (a sibling crashed and broke the pool, or Ctrl-C) leave tmp files
+        store.clean_partial()
+        summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def write_failures(failures: list[Outcome], path: str | os.PathLike) -> Path:
+    """``id, video, error`` of each failed video (header only when none failed)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "video", "error"])
+        w.writerows([o.id, o.video, o.error] for o in failures)
+    os.replace(tmp, path)
+    return path

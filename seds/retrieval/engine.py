@@ -1,0 +1,409 @@
+"""The retrieval engine: a checkpoint + a gallery, queried with a video file or a sentence (the
+library side of ``python -m seds.index search`` and of the app, ``demo/backend.py``).
+
+* **Loading, once**: the checkpoint (:func:`seds.checkpoint.load_checkpoint`), the gallery
+  (:class:`seds.retrieval.gallery.Gallery`: a video index for text→video and a sentence index for
+  video→text, both :class:`seds.retrieval.index.GalleryIndex`), the pose estimator and the RGB
+  extractor *the checkpoint names* (``data.rgb_features``, :mod:`seds.extract.factory` — a model only
+  understands the RGB features it was trained on).
+* **Video → text** (:meth:`SearchEngine.query_video`): SHA-256 of the file → the gallery's feature
+  cache, or the extraction pipeline (decode → pose → frame filter → RGB windows, Sec. 3.1) → the
+  model's per-stream clip features (pose-only, RGB-only, fused; Sec. 3.2, :mod:`seds.encode`) → top-k
+  sentences per stream (faiss candidates re-ranked by the fine-grained score of Sec. 3.3).
+* **Text → video** (:meth:`SearchEngine.query_text`): word features → top-k gallery videos per stream.
+* **Why** (:meth:`SearchEngine.explain`): the clip×word similarity matrices ``E`` (Sec. 3.3, as in the
+  paper's Fig. 6) of one (video, sentence) pair for every stream, with clip times in seconds.
+
+Every problem a user can cause (no file, not a video, corrupt, empty, no signer, empty text, ...)
+raises :class:`QueryError` with a message meant for a person; the engine stays usable afterwards.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from seds.checkpoint import CheckpointError, load_checkpoint
+from seds.clips import WINDOW
+from seds.config import ConfigError
+from seds.data.features import VideoFeatures
+from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos, word_labels
+from seds.extract.factory import RGBFeaturesError, describe_rgb, make_rgb_extractor, rgb_weights
+from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
+from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
+from seds.extract.video import VideoError, read_video
+from seds.keypoints import N_BODY, N_HAND
+from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
+from seds.retrieval.index import GalleryIndexError
+from seds.similarity import clip_word_matrix, fine_grained_scores
+
+log = logging.getLogger("seds.app")
+
+STREAM_ORDER = ("pose", "rgb", "fused")
+STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
+ProgressFn = Callable[[str, float], None]
+
+
+class QueryError(ValueError):
+    """A problem with a user's input or with the engine's setup, worded for a person (the app calls it
+    ``AppError``)."""
+
+
+@dataclass
+class EngineConfig:
+    """What a :class:`SearchEngine` loads and how it answers (the app's ``AppConfig`` extends it)."""
+    checkpoint: str = "checkpoints/demo"
+    gallery: str = "examples/gallery"
+    pose_backend: str = "mediapipe"
+    device: str = "auto"
+    top_k: int = 5
+    rerank: int = 100
+    max_clips: int = 16
+    max_seconds: float = 20.0
+    preview: bool = False
+
+    def __post_init__(self):
+        if not 1 <= self.top_k <= 50:
+            raise ConfigError(f"top_k: must be in [1, 50], got {self.top_k}")
+        if self.rerank < 0:
+            raise ConfigError(f"rerank: must be ≥ 0, got {self.rerank}")
+        if not 1 <= self.max_clips <= 4096:
+            raise ConfigError(f"max_clips: must be ≥ 1, got {self.max_clips}")
+        if not self.max_seconds > 0:
+            raise ConfigError(f"max_seconds: must be > 0, got {self.max_seconds}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise QueryError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto")
+    return dev
+
+
+def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10) -> tuple[float, float]:
+    """Fraction of frames in which the (subject's) left / right hand is visible."""
+    ok = np.nan_to_num(raw_kpts[..., 2]) >= conf
+    left = (ok[:, N_BODY:N_BODY + N_HAND].sum(1) >= min_points).mean()
+    right = (ok[:, N_BODY + N_HAND:N_BODY + 2 * N_HAND].sum(1) >= min_points).mean()
+    return float(left), float(right)
+
+
+# ---------------------------------------------------------------------------------------------------
+# results
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class VideoQuery:
+    """A video query's features, embedding and per-stream top-k sentences."""
+    features: VideoFeatures
+    source: str                                  # "cache" or "extracted"
+    clips: dict[str, torch.Tensor]               # stream → (T, D) float32 CPU
+    clip_mask: torch.Tensor                      # (T,) bool
+    clip_times: np.ndarray                       # (T,) seconds
+    hits: dict[str, list]                        # stream → [seds.retrieval.index.Hit] (sentences)
+    timings: dict[str, float]
+    notes: list[str] = field(default_factory=list)
+    preview: str | None = None                   # skeleton-overlay video
+    sha256: str = ""
+    gallery_id: str | None = None                # set when the file is a gallery video
+    true_text: str | None = None                 # its sentence, when known
+
+
+@dataclass
+class TextQuery:
+    text: str
+    words: torch.Tensor                          # (L, D)
+    word_mask: torch.Tensor                      # (L,)
+    labels: list[str]
+    hits: dict[str, list]                        # stream → [Hit] (videos)
+    timings: dict[str, float]
+
+
+@dataclass
+class Explanation:
+    """Clip×word similarity matrices of one (video, sentence) pair: ``matrices[stream]`` is
+    ``(T, L)`` over the valid clips (rows, at ``times`` seconds) and words (columns, ``words``);
+    ``scores[stream]`` the retrieval score ½ (M_t2k + M_k2t) of the pair."""
+    matrices: dict[str, np.ndarray]
+    scores: dict[str, float]
+    times: np.ndarray
+    words: list[str]
+    video_label: str = ""
+    sentence: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# the engine
+# ---------------------------------------------------------------------------------------------------
+
+class SearchEngine:
+    """A checkpoint and its gallery, loaded once and shared by all requests (thread-safe: extraction
+    is serialised by a lock, encoding and search run concurrently)."""
+
+    def __init__(self, cfg: EngineConfig | None = None, *, pose_estimator=None, rgb_extractor=None,
+                 preload: bool = False):
+        self.cfg = cfg or EngineConfig()
+        self.device = resolve_device(self.cfg.device)
+        t0 = time.perf_counter()
+        ckpt = self.resolve_path(self.cfg.checkpoint)
+        try:
+            self.model, _, self.model_cfg, self.ckpt_info = load_checkpoint(ckpt, self.device)
+        except (CheckpointError, FileNotFoundError) as e:
+            raise QueryError(f"cannot load the checkpoint {ckpt}: {e}") from e
+        self.checkpoint_path = ckpt
+        self.fingerprint = checkpoint_fingerprint(ckpt)
+        self.rgb_features = self.model_cfg.data.rgb_features
+        try:
+            rgb_weights(self.rgb_features)                          # validates the name
+        except RGBFeaturesError as e:
+            raise QueryError(str(e)) from e
+        gpath = self.resolve_path(self.cfg.gallery)
+        try:
+            self.gallery = Gallery.load(gpath, device=self.device)
+        except (GalleryIndexError, FileNotFoundError) as e:
+            raise QueryError(f"cannot load the gallery {gpath}: {e}") from e
+        try:
+            self.gallery.check_checkpoint(self.fingerprint)
+        except GalleryIndexError as e:
+            raise QueryError(str(e)) from e
+        self.cache = self.gallery.cache
+        self._sha_to_video = {}
+        if self.gallery.videos is not None:
+            for vid in self.gallery.videos.ids:
+                sha = self.gallery.videos.meta(vid).get("sha256")
+                if sha:
+                    self._sha_to_video[sha] = vid
+        self.streams = tuple(s for s in STREAM_ORDER if s in self._model_streams())
+        self.max_clips = min(self.cfg.max_clips, self.model_cfg.model.max_clips)
+        self._pose = pose_estimator
+        self._rgb = rgb_extractor
+        self._extractor = None
+        self._lock = threading.Lock()
+        self.load_seconds = time.perf_counter() - t0
+        if preload:
+            self.extractor()
+
+    # -- setup --------------------------------------------------------------------------------------
+    def resolve_path(self, p) -> Path:
+        """Where a configured checkpoint/gallery path points (the app also looks in the repository)."""
+        return Path(p).expanduser()
+
+    def _model_streams(self) -> tuple[str, ...]:
+        s = tuple(self.model_cfg.model.streams)
+        return s + ("fused",) if len(s) == 2 else s
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.rgb_features == "synthetic-proxy" or self.model_cfg.data.dataset == "synthetic"
+
+    def extractor(self):
+        """The extraction pipeline (built on first use: MediaPipe + I3D take seconds to load)."""
+        if self._extractor is None:
+            try:
+                pose = self._pose or make_pose_estimator(self.cfg.pose_backend)
+            except (PoseError, PoseBackendUnavailable, ImportError) as e:
+                raise QueryError(f"pose backend {self.cfg.pose_backend!r} is not usable: {e}") from e
+            try:
+                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device)
+            except RGBFeaturesError as e:
+                raise QueryError(str(e)) from e
+            xcfg = ExtractConfig(pose_backend=self.cfg.pose_backend, device=str(self.device),
+                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True)
+            self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
+        return self._extractor
+
+    # -- video → text -------------------------------------------------------------------------------
+    def query_video(self, path, progress: ProgressFn | None = None, k: int | None = None) -> VideoQuery:
+        if self.gallery.sentences is None:
+            raise QueryError("this gallery has no sentences: video → text search is not available")
+        if path is None or str(path).strip() == "":
+            raise QueryError("Upload a video (or record one with the webcam) first.")
+        path = Path(path)
+        if not path.is_file():
+            raise QueryError(f"The video file {path.name} was not found (the upload may have failed).")
+        if path.stat().st_size == 0:
+            raise QueryError(f"{path.name} is empty (0 bytes): not a video.")
+        report = progress or (lambda stage, frac: None)
+        k = k or self.cfg.top_k
+        timings: dict[str, float] = {}
+        notes: list[str] = []
+        t_all = time.perf_counter()
+        t = time.perf_counter()
+        sha = file_sha256(path)
+        timings["hash"] = time.perf_counter() - t
+        feats = self.cache.get(sha) if self.cache is not None else None
+        frames = kpts_for_preview = None
+        if feats is not None:
+            source = "cache"
+            notes.append("Features from the gallery cache: this file is a gallery video, so its keypoints and RGB "
+                         f"features were computed when the gallery was built ({feats.meta.get('pose_backend', 'cached')}"
+                         f" keypoints); MediaPipe was not run.")
+            if feats.num_clips > self.model_cfg.model.max_clips:
+                raise QueryError(f"cached features have {feats.num_clips} clips > model max_clips")
+            times = clip_times(feats.clip_starts, feats.fps)
+            if self.cfg.preview:
+                t = time.perf_counter()
+                report("decode", 0.05)
+                try:
+                    frames = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds,
+                                        trim_long=True).frames
+                except VideoError:
+                    frames = None
+                timings["decode"] = time.perf_counter() - t
+                kpts_for_preview = feats.keypoints
+        else:
+            source = "extracted"
+            try:
+                with self._lock:
+                    ex = self.extractor()
+                    res = ex.extract(path, progress=report)
+            except NoSignerError as e:
+                raise QueryError(f"No signer found in this video ({e}). Use a front-facing video that shows the "
+                               "signer's upper body and hands.") from e
+            except VideoError as e:
+                detail = str(e).replace(str(path), "").lstrip(": ").split(" (")[0]
+                raise QueryError(f"This file cannot be used as a video ({path.name}): {detail}.") from e
+            except (PoseError, ExtractionError) as e:
+                raise QueryError(f"Feature extraction failed: {e}") from e
+            except MemoryError as e:
+                raise QueryError("Out of memory while extracting features: try a shorter or smaller video.") from e
+            feats = res.features
+            for st in ("decode", "pose", "filter", "rgb"):
+                timings[st] = res.timings.get(st, 0.0)
+            kept = np.flatnonzero(res.keep)
+            n_dec = len(res.keep)
+            frame_times = kept / feats.fps
+            pad = len(res.frames) - len(kept)
+            if pad > 0:
+                frame_times = np.concatenate([frame_times, np.full(pad, frame_times[-1])])
+            times = clip_times(feats.clip_starts, feats.fps, frame_times)
+            if feats.meta.get("trimmed"):
+                notes.append(f"The video is longer than {self.cfg.max_seconds:g} s: only its first "
+                             f"{self.cfg.max_seconds:g} s were used.")
+            if n_dec - len(kept) > 0:
+                notes.append(f"{n_dec - len(kept)} of {n_dec} frames showed no signer or no hand and were skipped.")
+            if pad > 0:
+                notes.append(f"Only {len(kept)} usable frames (< {WINDOW}): the last one was repeated.")
+            left, right = hand_presence(feats.keypoints[:len(kept)])
+            for name, frac in (("left", left), ("right", right)):
+                if frac < 0.1:
+                    notes.append(f"The signer's {name} hand was found in {100 * frac:.0f}% of the frames: the pose "
+                                 "stream works with one hand, results may be less reliable.")
+            notes.append(f"Features extracted: pose by {self.cfg.pose_backend}, RGB by "
+                         f"{describe_rgb(self.rgb_features)}; {feats.num_clips} windows.")
+            frames, kpts_for_preview = res.frames, feats.keypoints
+        report("embed", 0.97)
+        t = time.perf_counter()
+        try:
+            streams, mask = encode_videos(self.model, [feats])
+        except EncodeError as e:
+            raise QueryError(str(e)) from e
+        clips = {s: streams[s][0] for s in self.streams}
+        clip_mask = mask[0]
+        timings["embed"] = time.perf_counter() - t
+        t = time.perf_counter()
+        hits = {s: self.gallery.sentences.search(clips[s], clip_mask, stream="text", k=k, rerank=self.cfg.rerank)
+                for s in self.streams}
+        timings["search"] = time.perf_counter() - t
+        preview = None
+        if self.cfg.preview and frames is not None and kpts_for_preview is not None:
+            t = time.perf_counter()
+            preview = self.write_preview(frames, kpts_for_preview, sha, feats.fps)
+            timings["preview"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_all
+        gid = self._sha_to_video.get(sha)
+        true_text = None
+        if gid is not None:
+            true_text = self.gallery.videos.meta(gid).get("text") or None
+        report("done", 1.0)
+        return VideoQuery(feats, source, clips, clip_mask, times, hits, timings, notes, preview, sha, gid, true_text)
+
+    # -- text → video -------------------------------------------------------------------------------
+    def query_text(self, text: str, k: int | None = None) -> TextQuery:
+        if self.gallery.videos is None:
+            raise QueryError("this gallery has no videos: text → video search is not available")
+        text = (text or "").strip()
+        if not text:
+            raise QueryError("Type a sentence to search for.")
+        k = k or self.cfg.top_k
+        t0 = time.perf_counter()
+        try:
+            words, mask = encode_sentences(self.model, [text])
+        except ValueError as e:
+            raise QueryError(f"The text cannot be encoded: {e}") from e
+        t1 = time.perf_counter()
+        w, m = words[0], mask[0]
+        hits = {s: self.gallery.videos.search(w, m, stream=s, k=k, rerank=self.cfg.rerank) for s in self.streams}
+        t2 = time.perf_counter()
+        return TextQuery(text, w, m, word_labels(self.model, text), hits,
+                         {"embed": t1 - t0, "search": t2 - t1, "total": t2 - t0})
+
+    # -- why ----------------------------------------------------------------------------------------
+    def video_side(self, video_id) -> tuple[dict[str, torch.Tensor], torch.Tensor, np.ndarray, str]:
+        """Stored clip features of a gallery video: ({stream: (T, D)}, mask (T,), times, label)."""
+        g = self.gallery.videos
+        if g is None or video_id not in g:
+            raise QueryError(f"video {video_id!r} is not in the gallery")
+        row = g.row(video_id)
+        clips, mask = {}, None
+        for s in self.streams:
+            f, m = g.stream_data(s)
+            clips[s], mask = f[row].float().cpu(), m[row].cpu()
+        meta = g.meta(video_id)
+        times = np.asarray(meta.get("clip_times") or clip_times(np.arange(int(mask.sum())), meta.get("fps", 24.0)))
+        return clips, mask, times, str(video_id)
+
+    def sentence_side(self, sentence_id) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
+        g = self.gallery.sentences
+        if g is None or sentence_id not in g:
+            raise QueryError(f"sentence {sentence_id!r} is not in the gallery")
+        f, m = g.stream_data("text")
+        row = g.row(sentence_id)
+        text = g.meta(sentence_id).get("text", "")
+        return f[row].float().cpu(), m[row].cpu(), word_labels(self.model, text), text
+
+    def explain(self, clips: dict[str, torch.Tensor], clip_mask: torch.Tensor, times: np.ndarray,
+                words: torch.Tensor, word_mask: torch.Tensor, labels: list[str], video_label: str = "",
+                sentence: str = "") -> Explanation:
+        """E = f^k f^wᵀ of normalised clip and word features (Sec. 3.3) for every stream, restricted to
+        valid clips and words, with the pair's score ½ (M_t2k + M_k2t)."""
+        cm, wm = clip_mask.bool(), word_mask.bool()
+        tau = self.model_cfg.model.tau
+        mats, scores = {}, {}
+        for s in self.streams:
+            v = clips[s].float()
+            e = clip_word_matrix(v[None], words.float()[None])[0, 0]            # (T, L)
+            mats[s] = e[cm][:, wm].numpy()
+            scores[s] = float(fine_grained_scores(v[None], cm[None], words.float()[None], wm[None], tau=tau).mean[0, 0])
+        n_valid = int(cm.sum())
+        nw = int(wm.sum())
+        labels = list(labels)[:nw] + [f"w{i}" for i in range(len(labels), nw)]
+        return Explanation(mats, scores, np.asarray(times)[:n_valid], labels, video_label, sentence)
+
+    def explain_video_query(self, q: VideoQuery, sentence_id) -> Explanation:
+        words, wm, labels, text = self.sentence_side(sentence_id)
+        return self.explain(q.clips, q.clip_mask, q.clip_times, words, wm, labels, "your video", text)
+
+    def explain_text_query(self, q: TextQuery, video_id) -> Explanation:
+        clips, mask, times, label = self.video_side(video_id)
+        return self.explain(clips, mask, times, q.words, q.word_mask, q.labels, label, q.text)
+
+    def video_path(self, video_id) -> str | None:
+        """Absolute path of a gallery video's file (None when the gallery has no file for it)."""
+        return self.gallery.video_path(video_id)
+
+    def write_preview(self, frames: np.ndarray, kpts: np.ndarray, sha: str, fps: float) -> str | None:
+        """A skeleton-overlay preview of a query video (path), when ``cfg.preview``: none here — the app
+        draws one."""
+        return None
+
+    def close(self) -> None:
+        """Release what the engine holds (nothing on disk here)."""

