@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from seds.data.official_batch import OfficialPreprocess, official_collate, official_sample
+from seds.data.official import official_collate
+from seds.data.official_batch import OfficialPreprocess, official_sample
 from seds.data.official_format import (OfficialFormatError, OfficialPaths, frame_number, read_annotations,
                                        read_pose, read_rgb, write_pose)
 from seds.data.official_synthetic import DEFAULT_VIDEOS, SyntheticVideo, write_official_synthetic

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from seds.data.official import OfficialDataset, main as official_main, official_keypoints
-from seds.data.official_batch import official_collate, official_sample
+from seds.data.official import OfficialDataset, main as official_main, official_collate, official_keypoints
+from seds.data.official_batch import official_sample
 from seds.data.official_format import OfficialPaths, read_annotations, read_pose, read_rgb
 from seds.data.official_synthetic import write_official_synthetic
 from seds.data.store import FeatureStore

@@ -23,7 +23,7 @@ The manifest keeps the annotation order (the authors' dataset order), ``id`` = `
 evaluation protocol groups videos by it; the same text under two ids stays two sentences.
 
 :class:`OfficialDataset` reads such a store back as :func:`~seds.data.official_batch.official_sample`
-items (collate with :func:`~seds.data.official_batch.official_collate`): exactly the authors' batch
+items (collate with :func:`official_collate`): exactly the authors' batch
 when the pose files hold float32 keypoints (float64 files are rounded to float32 in the store, which
 moves crop coordinates by ~1e-5 px).
 """
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from seds.data.features import VideoFeatures
@@ -146,7 +147,7 @@ class OfficialDataset(Dataset):
     """Videos of a store imported by :func:`import_official`, as the authors' per-video samples.
 
     Each item is :func:`official_sample`'s dict plus ``id``, ``sentence_id`` and ``text``; batch with
-    :func:`~seds.data.official_batch.official_collate`. Videos keep the manifest order."""
+    :func:`official_collate`. Videos keep the manifest order."""
 
     def __init__(self, store_root: str | os.PathLike, manifest: Manifest | str | os.PathLike,
                  split: str | None = None, cfg: OfficialPreprocess = OfficialPreprocess()):
@@ -183,6 +184,26 @@ class OfficialDataset(Dataset):
         feats = self.store[row.id]
         s = official_sample(official_keypoints(feats), feats.rgb, self.cfg, name=row.id)
         return {**s, "id": row.id, "sentence_id": row.extra.get("sentence_id") or row.text, "text": row.text}
+
+
+def official_collate(items: list[dict]) -> dict:
+    """Stack :func:`official_sample` outputs (plus optional ``id``/``sentence_id``/``text``), zero-padding
+    poses in time to the longest video."""
+    if not items:
+        raise ValueError("official_collate needs at least one item")
+    t_max = max(len(it["body"]) for it in items)
+    batch = {}
+    for k, n in (("left", 21), ("right", 21), ("body", 7)):
+        x = np.zeros((len(items), t_max, n, 2), np.float32)
+        for b, it in enumerate(items):
+            x[b, :len(it[k])] = it[k]
+        batch[k] = torch.from_numpy(x)
+    for k in ("clip_starts", "clip_mask", "rgb"):
+        batch[k] = torch.from_numpy(np.stack([it[k] for it in items]))
+    batch["ids"] = [it.get("id", "") for it in items]
+    batch["sentence_ids"] = [it.get("sentence_id", "") for it in items]
+    batch["text"] = [it.get("text", "") for it in items]
+    return batch
 
 
 # --- command line -----------------------------------------------------------------------------------

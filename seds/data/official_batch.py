@@ -20,7 +20,7 @@ order of the pose file) and its I3D features into exactly the tensors the author
 One departure: the authors' loader raises ``ValueError`` when one hand has no box in any frame of a
 video; here that hand is all zeros (the other hand still defines the kept frames).
 
-Keys of :func:`official_collate`'s batch (B videos, ``Tmax`` = longest ``T'``): ``left``, ``right``
+Keys of :func:`seds.data.official.official_collate`'s batch (B videos, ``Tmax`` = longest ``T'``): ``left``, ``right``
 ``(B, Tmax, 21, 2)``, ``body`` ``(B, Tmax, 7, 2)`` float32 zero-padded in time; ``clip_starts``
 ``(B, 64)`` int64; ``clip_mask`` ``(B, 64)`` bool, True = valid (the authors' ``body_mask[:, 1:] == 0``);
 ``rgb`` ``(B, 64, 1024)`` float32 zero-padded (their ``RGB_feature[..., 0].transpose(1, 2)``); and the
@@ -32,7 +32,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from seds.data.official_format import N_WHOLEBODY, RGB_DIM, OfficialFormatError
 from seds.keypoints import BODY, LEFT_HAND, N_SEDS, RIGHT_HAND, coco_wholebody_to_seds
@@ -220,22 +219,3 @@ def official_sample(keypoints: np.ndarray, rgb: np.ndarray, cfg: OfficialPreproc
     out["n_clips"] = n
     return out
 
-
-def official_collate(items: list[dict]) -> dict:
-    """Stack :func:`official_sample` outputs (plus optional ``id``/``sentence_id``/``text``), zero-padding
-    poses in time to the longest video."""
-    if not items:
-        raise ValueError("official_collate needs at least one item")
-    t_max = max(len(it["body"]) for it in items)
-    batch = {}
-    for k, n in (("left", 21), ("right", 21), ("body", 7)):
-        x = np.zeros((len(items), t_max, n, 2), np.float32)
-        for b, it in enumerate(items):
-            x[b, :len(it[k])] = it[k]
-        batch[k] = torch.from_numpy(x)
-    for k in ("clip_starts", "clip_mask", "rgb"):
-        batch[k] = torch.from_numpy(np.stack([it[k] for it in items]))
-    batch["ids"] = [it.get("id", "") for it in items]
-    batch["sentence_ids"] = [it.get("sentence_id", "") for it in items]
-    batch["text"] = [it.get("text", "") for it in items]
-    return batch

@@ -130,15 +130,18 @@ def read_pose(path: str | os.PathLike) -> OfficialPose:
     return pose
 
 
-def default_img_list(n: int) -> list[str]:
-    return [f"frame_{i:06d}.jpg" for i in range(n)]
+def img_list_for(stem: str, n: int) -> list[str]:
+    """Frame names ``<stem>_000000.jpg ...`` (``frame_...`` when the stem has a dot, which the
+    authors' frame-number rule cannot parse)."""
+    prefix = stem if "." not in stem else "frame"
+    return [f"{prefix}_{i:06d}.jpg" for i in range(n)]
 
 
 def write_pose(path: str | os.PathLike, keypoints: np.ndarray, img_list: list[str] | None = None) -> Path:
     kp = np.asarray(keypoints)
     if kp.ndim != 3 or kp.shape[1:] != (N_WHOLEBODY, 3):
         raise OfficialFormatError(f"keypoints for {path} must be (frames, {N_WHOLEBODY}, 3), got {kp.shape}")
-    names = list(img_list) if img_list is not None else default_img_list(len(kp))
+    names = list(img_list) if img_list is not None else img_list_for("frame", len(kp))
     if len(names) != len(kp):
         raise OfficialFormatError(f"{path}: {len(names)} frame names for {len(kp)} frames")
     return _dump(path, {"keypoints": kp, "img_list": names})

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from seds.data.official_batch import OfficialPreprocess, as_seds49, clip_starts, select_frames
-from seds.data.official_format import (ANNOTATION_SUBDIR, OfficialPaths, OfficialVideo, default_img_list,
+from seds.data.official_format import (ANNOTATION_SUBDIR, OfficialPaths, OfficialVideo, img_list_for,
                                        write_annotations, write_pose, write_rgb)
 
 _BODY = {0: (128, 60), 5: (160, 100), 6: (96, 100), 7: (178, 140), 8: (78, 140), 9: (180, 175), 10: (76, 175)}
@@ -96,8 +96,7 @@ def write_official_synthetic(root: str | os.PathLike, split: str = "test",
     rows = []
     for v in videos:
         kp = synthetic_keypoints(rs, v.frames, v.scenario)
-        write_pose(paths.pose(v.name), kp, [f"{v.name}_{i:06d}.jpg" for i in range(v.frames)]
-                   if "." not in v.name else default_img_list(v.frames))
+        write_pose(paths.pose(v.name), kp, img_list_for(v.name, v.frames))
         frames, _ = select_frames(as_seds49(kp), cfg)
         n = len(clip_starts(len(frames), cfg))
         write_rgb(paths.rgb(v.name), rs.normal(0, 1, (n, 1024)).astype(np.float32), v.name)
