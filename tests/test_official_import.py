@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from seds.data.official import OfficialDataset, main as official_main, official_collate, official_keypoints
+from seds.data.official import (OfficialDataset, OfficialFilesDataset, main as official_main, official_collate,
+                                official_keypoints)
 from seds.data.official_batch import official_sample
 from seds.data.official_format import OfficialPaths, read_annotations, read_pose, read_rgb
 from seds.data.official_synthetic import write_official_synthetic
@@ -74,8 +75,11 @@ def test_store_reads_back_as_the_files_batch(imported):
     in_place = official_collate([official_sample(read_pose(paths.pose(v.new_video_name)).keypoints,
                                                  read_rgb(paths.rgb(v.new_video_name)))
                                  for v in read_annotations(src / "data_h2" / "test.pkl")])
+    files = OfficialFilesDataset(src / "data_h2" / "test.pkl", paths.pose_dir, paths.rgb_dir)
+    from_files = official_collate([files[i] for i in range(len(files))])
+    assert files.sentence_ids == ds.sentence_ids and files.ids == ds.ids and files.texts == ds.texts
     for k in ("left", "right", "body", "clip_starts", "clip_mask", "rgb"):
-        assert torch.equal(from_store[k], in_place[k]), k
+        assert torch.equal(from_store[k], in_place[k]) and torch.equal(from_files[k], in_place[k]), k
     assert from_store["sentence_ids"] == ds.sentence_ids == [r.sentence_id for r in rows]
     assert from_store["ids"] == ds.ids and from_store["text"] == [r.text for r in rows]
 
@@ -147,3 +151,24 @@ def test_train_runs_on_an_imported_store(tmp_path):
                               "train.warmup_epochs=0", f"train.out={out}", "train.seed=0"])
     result = train(tcfg, progress=False)
     assert len(result["history"]) == 1 and np.isfinite(result["history"][0]["loss"])
+
+
+def test_frames_are_put_in_frame_number_order(tmp_path):
+    """A pose file listing its frames out of order is stored (and read in place) sorted by frame number."""
+    from seds.data.official_format import write_pose
+
+    src = tmp_path / "src"
+    rows = write_official_synthetic(src, "test")
+    paths = OfficialPaths.under(src, "test")
+    name = rows[0].new_video_name
+    pose = read_pose(paths.pose(name))
+    perm = np.random.RandomState(0).permutation(len(pose.img_list))
+    write_pose(paths.pose(name), pose.keypoints[perm], [pose.img_list[i] for i in perm])
+    assert _import(src, tmp_path / "store") == 0
+    f = FeatureStore(tmp_path / "store")[name]
+    np.testing.assert_array_equal(official_keypoints(f), coco_wholebody_to_seds(pose.keypoints, ("face", "mouth")))
+    assert f.meta["reordered_frames"] is True
+    files = OfficialFilesDataset(src / "data_h2" / "test.pkl", paths.pose_dir, paths.rgb_dir)
+    ref = official_sample(pose.keypoints, read_rgb(paths.rgb(name)))
+    for k in ("left", "right", "body", "clip_starts"):
+        np.testing.assert_array_equal(files[0][k], ref[k])

@@ -131,7 +131,8 @@ def format_report(r: dict) -> str:
         return "   n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:6.2f}"
 
     lines = [f"A = {r['a']}", f"B = {r['b']}",
-             f"{'video':40s} {'T_A/T_B':>11s} {'body px':>8s} {'left px':>8s} {'right px':>8s} {'n_A/n_B':>9s} {'cosine':>7s}"]
+             f"{'video':40s} {'T_A/T_B':>11s} {'body px':>8s} {'left px':>8s} {'right px':>8s} "
+             f"{'n_A/n_B':>9s} {'cosine':>7s}"]
     for vid, v in r["videos"].items():
         n = f"{v['n'][0]}/{v['n'][1]}" if "n" in v else "-"
         cos = f"{v['cosine']:7.4f}" if "cosine" in v else "    n/a"
@@ -144,7 +145,8 @@ def format_report(r: dict) -> str:
                  f"{s['frame_count_differs']} with different frame counts")
     for side in ("a", "b"):
         if r[f"only_in_{side}"]:
-            lines.append(f"{len(r[f'only_in_{side}'])} video(s) only in {side.upper()}, e.g. {r[f'only_in_{side}'][:3]}")
+            only = r[f"only_in_{side}"]
+            lines.append(f"{len(only)} video(s) only in {side.upper()}, e.g. {only[:3]}")
     return "\n".join(lines)
 
 

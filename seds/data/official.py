@@ -23,9 +23,10 @@ The manifest keeps the annotation order (the authors' dataset order), ``id`` = `
 evaluation protocol groups videos by it; the same text under two ids stays two sentences.
 
 :class:`OfficialDataset` reads such a store back as :func:`~seds.data.official_batch.official_sample`
-items (collate with :func:`official_collate`): exactly the authors' batch
-when the pose files hold float32 keypoints (float64 files are rounded to float32 in the store, which
-moves crop coordinates by ~1e-5 px).
+items (collate with :func:`official_collate`): exactly the authors' batch when the pose files hold
+float32 keypoints. float64 files are rounded to float32 in the store, which moved hand coordinates by
+at most 5e-5 px on synthetic files (and could flip a point whose score lies within float32 rounding
+of a threshold); :class:`OfficialFilesDataset` reads the files in place and is exact for both.
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from seds.data.dataset import FeatureDataset
 from seds.data.features import VideoFeatures
-from seds.data.manifest import Manifest, ManifestRow, load_manifest, write_manifest
+from seds.data.manifest import Manifest, ManifestRow, write_manifest
 from seds.data.official_batch import OfficialPreprocess, official_sample
 from seds.data.official_format import OfficialFormatError, OfficialVideo, read_annotations, read_pose, read_rgb
 from seds.data.store import FeatureStore
@@ -150,29 +152,21 @@ class OfficialDataset(Dataset):
     :func:`official_collate`. Videos keep the manifest order."""
 
     def __init__(self, store_root: str | os.PathLike, manifest: Manifest | str | os.PathLike,
-                 split: str | None = None, cfg: OfficialPreprocess = OfficialPreprocess()):
-        self.store = FeatureStore(store_root)
-        if not isinstance(manifest, Manifest):
-            manifest = load_manifest(manifest)
-        if split is not None:
-            manifest = manifest.select(split)
-        absent = [r.id for r in manifest if not self.store.has(r.id)]
-        if absent:
-            raise FileNotFoundError(f"{len(absent)} of {len(manifest)} videos of {manifest.source} are not in "
-                                    f"{self.store.root}, e.g. {absent[:5]}")
-        self.rows = list(manifest)
-        self.cfg = cfg
+                 split: str | None = None, cfg: OfficialPreprocess = OfficialPreprocess(), missing: str = "error"):
+        # the store/manifest handling (split selection, absent videos) is FeatureDataset's
+        self.videos = FeatureDataset(store_root, manifest, split=split, normalize=False, missing=missing)
+        self.store, self.rows, self.cfg = self.videos.store, self.videos.rows, cfg
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.videos)
 
     @property
     def ids(self) -> list[str]:
-        return [r.id for r in self.rows]
+        return self.videos.ids
 
     @property
     def texts(self) -> list[str]:
-        return [r.text for r in self.rows]
+        return self.videos.texts
 
     @property
     def sentence_ids(self) -> list[str]:
@@ -184,6 +178,37 @@ class OfficialDataset(Dataset):
         feats = self.store[row.id]
         s = official_sample(official_keypoints(feats), feats.rgb, self.cfg, name=row.id)
         return {**s, "id": row.id, "sentence_id": row.extra.get("sentence_id") or row.text, "text": row.text}
+
+
+class OfficialFilesDataset(Dataset):
+    """The authors' files read in place (no store): annotation order, items as :class:`OfficialDataset`."""
+
+    def __init__(self, annotations: str | os.PathLike, pose_dir: str | os.PathLike, rgb_dir: str | os.PathLike,
+                 cfg: OfficialPreprocess = OfficialPreprocess()):
+        self.videos = read_annotations(annotations)
+        self.pose_dir, self.rgb_dir, self.cfg = Path(pose_dir), Path(rgb_dir), cfg
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def ids(self) -> list[str]:
+        return [v.new_video_name for v in self.videos]
+
+    @property
+    def texts(self) -> list[str]:
+        return [v.text for v in self.videos]
+
+    @property
+    def sentence_ids(self) -> list[str]:
+        return [v.sentence_id for v in self.videos]
+
+    def __getitem__(self, i: int) -> dict:
+        v = self.videos[i]
+        pose = read_pose(self.pose_dir / f"{v.new_video_name}.pkl")
+        kp = pose.keypoints[np.argsort(pose.frame_numbers, kind="stable")]
+        s = official_sample(kp, read_rgb(self.rgb_dir / f"{v.new_video_name}.pkl"), self.cfg, name=v.new_video_name)
+        return {**s, "id": v.new_video_name, "sentence_id": v.sentence_id, "text": v.text}
 
 
 def official_collate(items: list[dict]) -> dict:
