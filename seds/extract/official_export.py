@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from seds.data.manifest import Manifest
 from seds.data.official_batch import OfficialPreprocess, as_seds49, clip_starts, select_frames
@@ -120,8 +121,6 @@ class OfficialExporter:
 def export_manifest(manifest: Manifest, out: str | Path, split: str, factory, progress: bool = True) -> dict:
     """Export every manifest video (sequentially) in the authors' layout below ``out``; returns a summary
     dict (``exported``, ``skipped``, ``failures`` [(id, error)], ``pose_backend``)."""
-    from tqdm import tqdm
-
     out = Path(out)
     paths = OfficialPaths.under(out, split)
     exporter = factory()
