@@ -19,6 +19,7 @@ from pathlib import Path
 from seds.data.manifest import adapter_names, get_adapter, load_manifest, write_manifest
 from seds.data.store import FeatureStore
 from seds.extract.factory import ExtractorFactory, i3d_rgb_features
+from seds.extract.official_export import OfficialExporterFactory, export_manifest
 from seds.extract.runner import ExtractorFactoryFn, ExtractorInitError, run_extraction, write_failures
 
 # --- command line -----------------------------------------------------------------------------------
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N videos of the split")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--format", choices=("store", "official"), default="store", help="official: the SEDS "
+                   "authors' keypoint/I3D pickles + annotation pkl (see seds.extract.official_export)")
     return p
 
 
@@ -73,6 +76,12 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
         return 2
     if args.limit is not None:
         manifest = manifest.head(args.limit)
+    if args.format == "official":
+        s = export_manifest(manifest, args.out, split, extractor_factory or OfficialExporterFactory(
+            args.pose, args.i3d, args.device), progress=not args.no_progress)
+        print(f"split {split}: {s['exported']} of {len(manifest)} videos written in the authors' layout to "
+              f"{args.out}; {len(s['failures'])} failed (failures_{split}.csv)")
+        return 1 if s["failures"] else 0
     out = Path(args.out)
     store = FeatureStore(out, create=True)
     write_manifest(manifest, out / f"manifest_{split}.csv")

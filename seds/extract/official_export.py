@@ -1,0 +1,155 @@
+"""``python -m seds.extract ... --format official``: our extraction written in the SEDS authors' layout.
+
+For each video of the manifest, below ``--out``:
+
+* ``RTMpose/Pose_all_24rates/<id>.pkl``: ``{"keypoints": (T, 133, 3), "img_list": [...]}`` for every
+  decoded frame (24 fps), x, y in pixels of a 256 × 256 frame (the authors' ``original_size``: the
+  source pixels scaled by 256/W and 256/H), raw scores. RTMPose/MMPose give all 133 COCO-WholeBody
+  points. **MediaPipe** has another layout: only the slots the SEDS model reads are filled, body
+  ``0, 5, 7, 9, 6, 8, 10`` (nose, shoulders, elbows, wrists) from pose landmarks ``0, 11, 13, 15, 12,
+  14, 16`` and hands ``91:112`` / ``112:133`` from its left / right hand; every other slot (face,
+  feet, eyes, ears, hips, knees) is zeros with score 0;
+* ``I3D_features/<split>/<id>.pkl``: ``{"name": id, "feature": (n, 1024)}``, one I3D feature per
+  16-frame window over the frames the authors' hand filter keeps (after their >300-frame
+  subsampling), the windows chosen exactly as their loader chooses pose windows, so ``n`` equals their
+  pose-window count (their loader asserts it). Their own I3D windowing code is not public: this is
+  the layout their loader implies (FORMATS.md §3), not a reproduction of their extractor;
+* ``data_h2/<split>.pkl``: the annotation pickle (sentence id = the manifest's ``sentence_id``
+  column, else the video id);
+* ``official_export_<split>.json``: the backends used, ``failures_<split>.csv``.
+
+The result is read by the authors' loader and by ``python -m seds.data.official import``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from seds.data.manifest import Manifest
+from seds.data.official_batch import OfficialPreprocess, as_seds49, clip_starts, select_frames
+from seds.data.official_format import (ANNOTATION_SUBDIR, N_WHOLEBODY, OfficialPaths, OfficialVideo, img_list_for,
+                                       write_annotations, write_pose, write_rgb)
+from seds.data.store import escape_id
+from seds.extract.pose import COCO_WHOLEBODY, PoseResult, make_pose_estimator
+from seds.extract.video import read_video
+from seds.keypoints import COCO_WB_BODY, COCO_WB_LEFT_HAND, COCO_WB_RIGHT_HAND, MEDIAPIPE_TO_SEDS
+
+FPS = 24.0
+
+
+def wholebody133(result: PoseResult) -> np.ndarray:
+    """A pose result in the 133-point COCO-WholeBody layout (see the module doc for MediaPipe)."""
+    k = np.asarray(result.keypoints, dtype=np.float32)
+    if result.layout == COCO_WHOLEBODY:
+        return k.copy()
+    out = np.zeros((k.shape[0], N_WHOLEBODY, 3), np.float32)
+    out[:, list(COCO_WB_BODY + COCO_WB_LEFT_HAND + COCO_WB_RIGHT_HAND)] = k[:, list(MEDIAPIPE_TO_SEDS)]
+    return out
+
+
+def to_official_frame(kp133: np.ndarray, image_size: tuple[int, int], size: tuple[int, int] = (256, 256)) -> np.ndarray:
+    """Scale pixel x, y of a ``image_size`` = (W, H) frame to a ``size`` frame (scores unchanged)."""
+    out = np.array(kp133, dtype=np.float32, copy=True)
+    out[..., 0] *= np.float32(size[0] / image_size[0])
+    out[..., 1] *= np.float32(size[1] / image_size[1])
+    return out
+
+
+@dataclass(frozen=True)
+class OfficialExporterFactory:
+    """Builds an :class:`OfficialExporter` (picklable; backends are built lazily)."""
+
+    pose_backend: str = "mediapipe"
+    i3d_weights: str = "kinetics400"
+    device: str = "cpu"
+    max_seconds: float | None = None
+
+    def __call__(self) -> OfficialExporter:
+        return OfficialExporter(self.pose_backend, self.i3d_weights, self.device, max_seconds=self.max_seconds)
+
+
+class OfficialExporter:
+    """Video → the authors' keypoint array + I3D features (``pose_estimator`` / ``rgb_extractor``
+    replace the backends, e.g. in tests; the RGB one needs ``.features(frames, starts, window)``)."""
+
+    def __init__(self, pose_backend: str = "mediapipe", i3d_weights: str = "kinetics400", device: str = "cpu",
+                 pose_estimator=None, rgb_extractor=None, cfg: OfficialPreprocess = OfficialPreprocess(),
+                 max_seconds: float | None = None):
+        self.pose_backend, self.i3d_weights, self.device = pose_backend, i3d_weights, device
+        self._pose, self._rgb = pose_estimator, rgb_extractor
+        self.cfg = cfg
+        self.max_seconds = max_seconds
+
+    @property
+    def pose(self):
+        if self._pose is None:
+            self._pose = make_pose_estimator(self.pose_backend)
+        return self._pose
+
+    @property
+    def rgb(self):
+        if self._rgb is None:
+            from seds.extract.i3d import I3DFeatureExtractor   # torch: only when RGB is extracted
+            self._rgb = I3DFeatureExtractor(weights=self.i3d_weights, device=self.device)
+        return self._rgb
+
+    def extract_frames(self, frames: np.ndarray) -> dict:
+        """``keypoints`` (T, 133, 3) in the 256 × 256 frame and ``rgb`` (n, 1024) for RGB frames."""
+        res = self.pose(frames)
+        kp = to_official_frame(wholebody133(res), res.image_size, self.cfg.image_size)
+        kept, _ = select_frames(as_seds49(kp), self.cfg)
+        starts = clip_starts(len(kept), self.cfg)
+        index = np.concatenate([kept, np.full(max(self.cfg.window - len(kept), 0), kept[-1])])
+        rgb = np.asarray(self.rgb.features(frames[index], starts, window=self.cfg.window), np.float32)
+        if rgb.shape != (len(starts), 1024):
+            raise ValueError(f"RGB extractor returned {rgb.shape}, expected ({len(starts)}, 1024)")
+        return {"keypoints": kp, "rgb": rgb, "pose_backend": getattr(self.pose, "name", "pose"),
+                "pose_layout": res.layout}
+
+    def __call__(self, video_path) -> dict:
+        video = read_video(video_path, fps=FPS, max_seconds=self.max_seconds, trim_long=self.max_seconds is not None)
+        return self.extract_frames(video.frames)
+
+
+def export_manifest(manifest: Manifest, out: str | Path, split: str, factory, progress: bool = True) -> dict:
+    """Export every manifest video (sequentially) in the authors' layout below ``out``; returns a summary
+    dict (``exported``, ``skipped``, ``failures`` [(id, error)], ``pose_backend``)."""
+    out = Path(out)
+    paths = OfficialPaths.under(out, split)
+    exporter = factory()
+    t0 = time.perf_counter()
+    videos, failures, backend = [], [], None
+    done = 0
+    for row in tqdm(list(manifest), unit="video", desc=f"extract {split} (official)", disable=not progress,
+                    file=sys.stderr):
+        stem = escape_id(row.id)
+        try:
+            r = exporter(row.video)
+            write_pose(paths.pose(stem), r["keypoints"], img_list_for(stem, len(r["keypoints"])))
+            write_rgb(paths.rgb(stem), r["rgb"], stem)
+            backend = r["pose_backend"]
+            videos.append(OfficialVideo(row.extra.get("sentence_id") or row.id, row.text, stem, row.id,
+                                        len(r["keypoints"])))
+            done += 1
+        except Exception as e:  # noqa: BLE001 - a bad video must never stop the run
+            failures.append((row.id, f"{type(e).__name__}: {e}".replace("\n", " ")))
+    if videos:
+        write_annotations(out / ANNOTATION_SUBDIR / f"{split}.pkl", videos)
+    with open(out / f"failures_{split}.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "error"])
+        w.writerows(failures)
+    summary = {"split": split, "exported": done, "failures": failures, "pose_backend": backend,
+               "i3d_weights": getattr(exporter, "i3d_weights", ""), "seconds": round(time.perf_counter() - t0, 2),
+               "keypoint_frame": list(exporter.cfg.image_size),
+               "note": "MediaPipe fills only body 0,5,7,9,6,8,10 and hands 91:133 of the 133 slots"
+                       if backend == "mediapipe" else ""}
+    (out / f"official_export_{split}.json").write_text(json.dumps(summary, indent=2))
+    return summary
