@@ -47,8 +47,10 @@ def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Ten
 
 
 @torch.no_grad()
-def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False) -> EncodedSplit:
-    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``."""
+def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False,
+                 collate_fn=collate) -> EncodedSplit:
+    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``; ``collate_fn``
+    batches its items (the official variant reads the authors' batch layout, ``seds.model.seds``)."""
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
@@ -57,7 +59,7 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
     if progress:
         rng = tqdm(rng, desc="encode", unit="batch")
     for start in rng:
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = collate_fn([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
             v = model.encode_batch_video(batch)
             t = model.encode_text(batch["text"])
@@ -72,22 +74,24 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
                         _pad_cat(words), _pad_cat(wmask, value=False), ids, texts)
 
 
-def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64) -> dict[str, torch.Tensor]:
-    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks."""
+def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64,
+                   softmax_over_padding: bool = False) -> dict[str, torch.Tensor]:
+    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks.
+    ``softmax_over_padding``: the official variant's similarity (``VariantOptions``)."""
     out = {}
     w, wm = enc.words.to(device), enc.word_mask.to(device)
     for s, feats in enc.video.items():
         parts = []
         for i in range(0, feats.shape[0], chunk_size):
             sc = fine_grained_scores(feats[i:i + chunk_size].to(device), enc.video_mask[i:i + chunk_size].to(device),
-                                     w, wm, tau=tau)
+                                     w, wm, tau=tau, softmax_over_padding=softmax_over_padding)
             parts.append(sc.mean.cpu())
         out[s] = torch.cat(parts)
     return out
 
 
-def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu") -> dict[str, dict]:
-    scores = score_matrices(enc, tau, device)
+def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", softmax_over_padding: bool = False) -> dict[str, dict]:
+    scores = score_matrices(enc, tau, device, softmax_over_padding=softmax_over_padding)
     rel = relevance_from_labels(enc.texts, enc.texts)     # same sentence ⇒ relevant
     results = {}
     for s in ("fused", "pose", "rgb"):
@@ -102,9 +106,9 @@ def rsum(results: dict) -> float:
 
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
-                   progress: bool = False) -> dict[str, dict]:
-    enc = encode_split(model, dataset, batch_size, amp, progress)
-    return evaluate_encoded(enc, tau, model.device)
+                   progress: bool = False, collate_fn=collate) -> dict[str, dict]:
+    enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
+    return evaluate_encoded(enc, tau, model.device, model.cfg.options.softmax_over_padding)
 
 
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
@@ -134,7 +138,11 @@ def main(argv=None):
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)
-    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=device.startswith("cuda"), progress=True)
+    amp = device.startswith("cuda")
+    if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
+        model.half_clip_towers()
+        amp = False
+    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True)
     print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
     print(format_table(results))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"
