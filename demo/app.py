@@ -52,7 +52,9 @@ def banner_md(be: AppBackend) -> str:
         head = (f"**checkpoint: {ckpt} (synthetic data, proxy RGB) — results on real signing are not meaningful**"
                 " · pose: " + d["pose"].split(";")[0] + " · RGB: synthetic proxy, not I3D")
     else:
-        head = f"**checkpoint: {ckpt} ({be.model_cfg.data.dataset})** · pose: {d['pose'].split(';')[0]} · RGB: {d['rgb']}"
+        kind = "the authors' released weights, " if be.ckpt_info.get("converted_from") else ""
+        head = (f"**checkpoint: {ckpt} ({kind}{be.model_cfg.model.variant} variant, {be.model_cfg.data.dataset})** · "
+                f"pose: {d['pose'].split(';')[0]} · RGB: {d['rgb']}")
     return head + f" · device: {d['device']}"
 
 
@@ -267,7 +269,10 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="YAML with an 'app' section")
     ap.add_argument("--checkpoint", help="checkpoint folder (env SEDS_CHECKPOINT)")
     ap.add_argument("--gallery", help="gallery folder from `python -m seds.index build` (env SEDS_GALLERY)")
-    ap.add_argument("--pose-backend", dest="pose_backend", help="mediapipe | rtmpose | mmpose (env SEDS_POSE_BACKEND)")
+    ap.add_argument("--pose-backend", dest="pose_backend", help="auto | mediapipe | rtmpose | mmpose (env SEDS_POSE_BACKEND;"
+                    " auto: the checkpoint's training backend when it runs here, else mediapipe)")
+    ap.add_argument("--i3d-weights", dest="i3d_weights", help="I3D checkpoint for models trained on BSL-1K features, "
+                    "e.g. the authors' (env SEDS_I3D_WEIGHTS; without it the Kinetics-400 I3D substitutes)")
     ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (env SEDS_DEVICE)")
     ap.add_argument("--host", help="server address, e.g. 0.0.0.0 (env SEDS_HOST or GRADIO_SERVER_NAME)")
     ap.add_argument("--port", type=int, help="server port (env SEDS_PORT); 0 picks a free one")
@@ -277,7 +282,7 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--max-seconds", dest="max_seconds", type=float, help="trim uploads to this (env SEDS_MAX_SECONDS)")
     ap.add_argument("--no-preview", dest="preview", action="store_false", default=None, help="no skeleton overlay video")
     args = ap.parse_args(argv)
-    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "device", "host", "port",
+    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "i3d_weights", "device", "host", "port",
                                           "share", "top_k", "max_clips", "max_seconds", "preview")}
     return load_app_config(args.config, over), args
 

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from seds.clips import WINDOW
 from seds.config import ConfigError, from_dict, read_yaml_mapping
-from seds.extract.factory import describe_rgb
+from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
 from seds.retrieval.engine import (STREAM_ORDER, STREAM_TITLES, EngineConfig, Explanation, QueryError,  # noqa: F401
@@ -57,7 +57,7 @@ ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_CHECKPOINT": "checkpoint", "SEDS_GALLERY": "gallery", "SEDS_POSE_BACKEND": "pose_backend",
     "SEDS_DEVICE": "device", "SEDS_HOST": "host", "SEDS_PORT": "port", "SEDS_SHARE": "share",
     "SEDS_TOP_K": "top_k", "SEDS_RERANK": "rerank", "SEDS_MAX_CLIPS": "max_clips",
-    "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview",
+    "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview", "SEDS_I3D_WEIGHTS": "i3d_weights",
 }
 
 
@@ -132,17 +132,20 @@ class AppBackend(SearchEngine):
         if self.is_synthetic:
             ck = (f"{self.checkpoint_path} — demo model trained on the synthetic signing benchmark "
                   "(cartoon signers, proxy RGB features). Its results on real signing are not meaningful.")
+        elif self.ckpt_info.get("converted_from"):
+            ck = (f"{self.checkpoint_path} — the authors' released SEDS weights ({self.ckpt_info.get('source_file', '?')},"
+                  f" model.variant {m.variant}), trained on {cfg.data.dataset}")
         else:
-            ck = f"{self.checkpoint_path} — trained on {cfg.data.dataset}"
+            ck = f"{self.checkpoint_path} — trained on {cfg.data.dataset} (model.variant {m.variant})"
         g = self.gallery
         threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
         dev = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")
+        parts = self.plan.describe()
         return {
             "checkpoint": ck,
             "model": f"streams {'+'.join(m.streams)}, D={m.dim}, max {m.max_clips} clips; text encoder: {text}",
-            "rgb": describe_rgb(self.rgb_features),
-            "pose": {"mediapipe": "MediaPipe Holistic (model in the wheel)", "rtmpose": "RTMPose whole-body (rtmlib)",
-                     "mmpose": "MMPose whole-body"}.get(self.cfg.pose_backend, self.cfg.pose_backend)
+            "rgb": describe_rgb(self.rgb_features) if self.is_synthetic else parts["rgb"],
+            "pose": (describe_pose(self.plan.pose_backend) if self.is_synthetic else parts["pose"])
                     + (f"; gallery videos use cached keypoints ({cfg.data.pose_backend})" if len(self.cache) else ""),
             "gallery": (f"{g.root}: {len(g.videos) if g.videos else 0} videos, "
                         f"{len(g.sentences) if g.sentences else 0} sentences"

@@ -7,6 +7,14 @@ other consumer of a trained model.
 * :func:`encode_sentences`: sentences → word features (Sec. 3.2's text encoder);
 * :func:`word_labels` (the words the text encoder scores) and :func:`clip_times` (window centres in
   seconds) label the axes of the clip × word similarity matrix E (Sec. 3.3).
+
+Both model variants are served: the ``paper`` variant reads the store's keypoints normalised part by part
+(:func:`features_to_item` + :func:`seds.data.dataset.collate`); the ``official`` variant (the authors' released
+weights, ``python -m seds.convert official``) reads the authors' batch layout, made from the same
+:class:`VideoFeatures` by their preprocessing (:func:`official_item`: hand crops, left-hand mirroring, 16-frame
+windows at stride 1, ≤ 64 by linspace) — exactly what :class:`seds.data.official.OfficialDataset` gives training
+and evaluation. Its clip features keep the [CLS] token at index 0 (mask index 0 valid) and its word features
+every one of the 32 positions (padded ones too: the official similarity lets them into its softmaxes).
 """
 from __future__ import annotations
 
@@ -16,6 +24,9 @@ import torch
 from seds.clips import WINDOW
 from seds.data.dataset import collate, layout_index
 from seds.data.features import VideoFeatures
+from seds.data.official import official_collate, official_keypoints
+from seds.data.official_batch import OfficialPreprocess, official_sample
+from seds.data.official_format import OfficialFormatError
 from seds.keypoints import KeypointLayout, normalize_parts
 
 
@@ -32,21 +43,47 @@ def features_to_item(feats: VideoFeatures, layout, conf_threshold: float = 0.3, 
             "rgb": feats.rgb, "clip_starts": feats.clip_starts, "text": text, "meta": {}}
 
 
+def is_official(model) -> bool:
+    """Whether ``model`` reads the authors' batch layout (``model.variant: official``)."""
+    return model.cfg.options.pose_encoder == "signbert"
+
+
+def official_item(feats: VideoFeatures, text: str = "", max_clips: int = 64) -> dict:
+    """The authors' per-video sample (:func:`seds.data.official_batch.official_sample`) of features in their
+    layout: a store imported by ``python -m seds.data.official import`` or a live query extracted with
+    :class:`seds.extract.official_export.OfficialQueryExtractor` (keypoints in the 256 × 256 frame, one I3D
+    feature per window the authors' preprocessing chooses)."""
+    vid = str(feats.meta.get("id", ""))
+    try:
+        s = official_sample(official_keypoints(feats), feats.rgb, OfficialPreprocess(max_clips=max_clips),
+                            name=vid or "video")
+    except OfficialFormatError as e:
+        raise EncodeError(f"{e}. The official variant reads features in the authors' layout: import their files "
+                          "(python -m seds.data.official import ...) or extract with python -m seds.extract "
+                          "--format official and import that; a store made by plain seds.extract fits the "
+                          "paper variant only") from None
+    return {**s, "id": vid, "text": text}
+
+
 @torch.inference_mode()
 def encode_videos(model, feats_list: list[VideoFeatures], batch_size: int = 16):
     """Per-stream clip features of several videos → (``{stream: (N, T, D)}`` float32 CPU, mask (N, T)),
-    T the longest video's clip count (shorter ones zero-padded and masked)."""
+    T the longest video's clip count (shorter ones zero-padded and masked); official variant: T = 1 +
+    ``max_clips`` ([CLS] first), padded positions keep the model's features."""
     layout = KeypointLayout(extra=model.cfg.pose.extra_parts)
+    official = is_official(model)
     for f in feats_list:
         if f.num_clips > model.cfg.max_clips:
             raise EncodeError(f"video {f.meta.get('id', '')!r} has {f.num_clips} clips; this model takes at most "
                            f"{model.cfg.max_clips} (model.max_clips)")
-    t = max(f.num_clips for f in feats_list)
+    t = model.cfg.max_clips + 1 if official else max(f.num_clips for f in feats_list)
     streams: dict[str, torch.Tensor] = {}
     mask = torch.zeros(len(feats_list), t, dtype=torch.bool)
-    amp = model.device.type == "cuda"
+    amp = model.device.type == "cuda" and not official   # official: fp32, or the authors' fp16 towers
     for lo in range(0, len(feats_list), batch_size):
-        batch = collate([features_to_item(f, layout) for f in feats_list[lo:lo + batch_size]])
+        chunk = feats_list[lo:lo + batch_size]
+        batch = official_collate([official_item(f, max_clips=model.cfg.max_clips) for f in chunk]) if official \
+            else collate([features_to_item(f, layout) for f in chunk])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             emb = model.encode_batch_video(batch)
         n, tb = emb.mask.shape
@@ -62,7 +99,7 @@ def encode_videos(model, feats_list: list[VideoFeatures], batch_size: int = 16):
 def encode_sentences(model, texts: list[str], batch_size: int = 64):
     """Word features of sentences → (words (N, L, D) float32 CPU, mask (N, L))."""
     words, masks = [], []
-    amp = model.device.type == "cuda"
+    amp = model.device.type == "cuda" and not is_official(model)
     for lo in range(0, len(texts), batch_size):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             e = model.encode_text(list(texts[lo:lo + batch_size]))
@@ -84,6 +121,12 @@ def word_labels(model, text: str) -> list[str]:
     encoder, word pieces for Hugging Face tokenizers (special tokens left out)."""
     enc = model.text
     toks = enc.tokenize([text])
+    if enc.kind == "openai-clip":     # SOT … EOT inclusive (the official word mask), BPE pieces
+        ids = toks["input_ids"][0]
+        n = int(ids.argmax()) + 1
+        tok = enc.tokenizer.tok
+        special = {"<|startoftext|>": "[SOT]", "<|endoftext|>": "[EOT]"}
+        return [special.get(w, w) or "␣" for w in (tok.decode([i]).strip() for i in ids[:n].tolist())]
     mask = toks["word_mask"][0].bool()
     if enc.kind == "hash":
         return enc.tokenizer.words(text)[: int(mask.sum())]

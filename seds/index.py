@@ -48,6 +48,12 @@ def _feature_source(args, model_cfg, rows, device: str):
         atexit.register(shutil.rmtree, root, True)
     store = FeatureStore(root, create=True)
     missing = [r for r in rows if not store.has(r.id)]
+    if missing and model_cfg.model.variant == "official":
+        raise GalleryIndexError(
+            f"{len(missing)} of {len(rows)} videos are not in the feature store {args.store or '(none given)'} "
+            f"(e.g. {missing[0].id!r}). An official-variant checkpoint reads features in the authors' layout: "
+            "import their files (python -m seds.data.official import ... --out STORE) or extract with "
+            "python -m seds.extract ... --format official and import that, then pass --store STORE")
     if missing and args.store and not args.extract:
         raise GalleryIndexError(f"{len(missing)} of {len(rows)} videos are not in the feature store {args.store} "
                                 f"(e.g. {missing[0].id!r}); pass --extract to extract them")
@@ -103,7 +109,7 @@ def _cmd_search(args) -> int:
     if bool(args.text) == bool(args.video):
         raise GalleryIndexError("give exactly one of --text or --video")
     cfg = EngineConfig(checkpoint=args.checkpoint, gallery=args.gallery, device=args.device, top_k=args.k,
-                       rerank=args.rerank, pose_backend=args.pose_backend or "mediapipe",
+                       rerank=args.rerank, pose_backend=args.pose_backend or "auto", i3d_weights=args.i3d_weights or "",
                        max_clips=args.max_clips, preview=False)
     be = SearchEngine(cfg)
     try:
@@ -162,7 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--video", default=None)
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--rerank", type=int, default=100)
-    p.add_argument("--pose-backend", default=None)
+    p.add_argument("--pose-backend", default=None, help="default auto: the checkpoint's training backend when it "
+                   "runs here, else mediapipe")
+    p.add_argument("--i3d-weights", default=None, help="I3D checkpoint for models trained on BSL-1K features "
+                   "(the authors'); without it the Kinetics-400 I3D substitutes")
     p.add_argument("--max-clips", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None, help="also write the hits to this JSON file")

@@ -19,6 +19,10 @@ For each video of the manifest, below ``--out``:
 * ``official_export_<split>.json``: the backends used, ``failures_<split>.csv``.
 
 The result is read by the authors' loader and by ``python -m seds.data.official import``.
+
+:class:`OfficialQueryExtractor` is the same extraction for one live query (the app and ``python -m seds.index
+search`` on a converted official checkpoint): video → :class:`~seds.data.features.VideoFeatures` exactly as
+``python -m seds.data.official import`` stores the authors' files, so the query is encoded like their test set.
 """
 from __future__ import annotations
 
@@ -29,15 +33,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from seds.data.manifest import Manifest
+from seds.data.official import store_features
 from seds.data.official_batch import OfficialPreprocess, as_seds49, clip_starts, select_frames
-from seds.data.official_format import (ANNOTATION_SUBDIR, N_WHOLEBODY, OfficialPaths, OfficialVideo, img_list_for,
-                                       write_annotations, write_pose, write_rgb)
+from seds.data.official_format import (ANNOTATION_SUBDIR, N_WHOLEBODY, OfficialFormatError, OfficialPaths,
+                                       OfficialVideo, img_list_for, write_annotations, write_pose, write_rgb)
 from seds.data.store import escape_id
-from seds.extract.pose import COCO_WHOLEBODY, PoseResult, make_pose_estimator
+from seds.extract.pipeline import ExtractionResult, ProgressFn
+from seds.extract.pose import COCO_WHOLEBODY, NoSignerError, PoseResult, make_pose_estimator
 from seds.extract.video import read_video
 from seds.keypoints import COCO_WB_BODY, COCO_WB_LEFT_HAND, COCO_WB_RIGHT_HAND, MEDIAPIPE_TO_SEDS
 
@@ -100,22 +107,77 @@ class OfficialExporter:
             self._rgb = I3DFeatureExtractor(weights=self.i3d_weights, device=self.device)
         return self._rgb
 
-    def extract_frames(self, frames: np.ndarray) -> dict:
-        """``keypoints`` (T, 133, 3) in the 256 × 256 frame and ``rgb`` (n, 1024) for RGB frames."""
-        res = self.pose(frames)
+    def extract_frames(self, frames: np.ndarray, progress: ProgressFn | None = None) -> dict:
+        """``keypoints`` (T, 133, 3) in the 256 × 256 frame and ``rgb`` (n, 1024) for RGB frames; also
+        ``kept`` (the frames the authors' hand filter keeps) and per-stage ``timings`` (s)."""
+        report = progress or (lambda stage, frac: None)
+        t = time.perf_counter()
+        report("pose", 0.1)
+        res = self.pose(frames, progress=lambda f: report("pose", 0.1 + 0.6 * float(f)))
+        timings = {"pose": time.perf_counter() - t}
+        t = time.perf_counter()
+        report("filter", 0.7)
         kp = to_official_frame(wholebody133(res), res.image_size, self.cfg.image_size)
         kept, _ = select_frames(as_seds49(kp), self.cfg)
         starts = clip_starts(len(kept), self.cfg)
         index = np.concatenate([kept, np.full(max(self.cfg.window - len(kept), 0), kept[-1])])
+        timings["filter"] = time.perf_counter() - t
+        t = time.perf_counter()
+        report("rgb", 0.72)
         rgb = np.asarray(self.rgb.features(frames[index], starts, window=self.cfg.window), np.float32)
         if rgb.shape != (len(starts), 1024):
             raise ValueError(f"RGB extractor returned {rgb.shape}, expected ({len(starts)}, 1024)")
+        timings["rgb"] = time.perf_counter() - t
         return {"keypoints": kp, "rgb": rgb, "pose_backend": getattr(self.pose, "name", "pose"),
-                "pose_layout": res.layout}
+                "pose_layout": res.layout, "kept": kept, "timings": timings}
 
     def __call__(self, video_path) -> dict:
         video = read_video(video_path, fps=FPS, max_seconds=self.max_seconds, trim_long=self.max_seconds is not None)
         return self.extract_frames(video.frames)
+
+
+class OfficialQueryExtractor:
+    """One video file → the features an official checkpoint reads, as :class:`ExtractionResult` (the interface
+    of :class:`seds.extract.pipeline.Extractor`, which the retrieval engine calls):
+
+    decode at 24 fps (the authors' ``Pose_all_24rates``; ``max_seconds`` trims) → pose on every frame, in the
+    133-point COCO-WholeBody layout of the 256 × 256 frame → their hand filter and windows (≤ 64, linspace) →
+    one I3D feature per window → :func:`seds.data.official.store_features` (the layout their imported test set
+    has). ``frames`` of the result are the decoded frames resized to 256 × 256, aligned with the keypoints
+    (the overlay preview draws on them); ``keep`` marks the frames the hand filter kept.
+    """
+
+    def __init__(self, exporter: OfficialExporter, max_seconds: float | None = None):
+        self.exporter, self.max_seconds = exporter, max_seconds
+
+    def extract(self, video_path, meta: dict | None = None, progress: ProgressFn | None = None) -> ExtractionResult:
+        report = progress or (lambda stage, frac: None)
+        t0 = time.perf_counter()
+        report("decode", 0.0)
+        video = read_video(video_path, fps=FPS, max_seconds=self.max_seconds, trim_long=self.max_seconds is not None)
+        timings = {"decode": time.perf_counter() - t0}
+        try:
+            r = self.exporter.extract_frames(video.frames, progress=report)
+        except OfficialFormatError as e:
+            raise NoSignerError(str(e)) from None
+        timings.update(r["timings"])
+        info = {"video": Path(str(video_path)).name, "fps": FPS, "duration_s": round(float(video.duration), 4),
+                "trimmed": bool(video.trimmed), "n_frames": int(len(video.frames)), "kept_frames": int(len(r["kept"])),
+                "pose_backend": r["pose_backend"], "pose_layout": r["pose_layout"],
+                "i3d_weights": str(getattr(self.exporter, "i3d_weights", "")),
+                "timings_s": {k: round(v, 4) for k, v in timings.items()}}
+        try:
+            feats = store_features(r["keypoints"], None, r["rgb"], self.exporter.cfg, meta={**info, **(meta or {})},
+                                   name=info["video"])
+        except OfficialFormatError as e:
+            raise NoSignerError(str(e)) from None
+        keep = np.zeros(len(video.frames), bool)
+        keep[r["kept"]] = True
+        w, h = self.exporter.cfg.image_size
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in video.frames])
+        timings["total"] = time.perf_counter() - t0
+        report("done", 1.0)
+        return ExtractionResult(feats, frames, keep, timings)
 
 
 def export_manifest(manifest: Manifest, out: str | Path, split: str, factory, progress: bool = True) -> dict:

@@ -4,8 +4,11 @@ library side of ``python -m seds.index search`` and of the app, ``demo/backend.p
 * **Loading, once**: the checkpoint (:func:`seds.checkpoint.load_checkpoint`), the gallery
   (:class:`seds.retrieval.gallery.Gallery`: a video index for text→video and a sentence index for
   video→text, both :class:`seds.retrieval.index.GalleryIndex`), the pose estimator and the RGB
-  extractor *the checkpoint names* (``data.rgb_features``, :mod:`seds.extract.factory` — a model only
-  understands the RGB features it was trained on).
+  extractor *the checkpoint needs* (:func:`seds.extract.factory.plan_extractors` — a model only
+  understands the features it was trained on; for the authors' released weights that is RTMPose + BSL-1K
+  I3D, and the plan names the substitutes used when those are not available here: MediaPipe, Kinetics I3D).
+  An ``official``-variant checkpoint extracts live queries in the authors' layout
+  (:class:`seds.extract.official_export.OfficialQueryExtractor`) and scores with its similarity.
 * **Video → text** (:meth:`SearchEngine.query_video`): SHA-256 of the file → the gallery's feature
   cache, or the extraction pipeline (decode → pose → frame filter → RGB windows, Sec. 3.1) → the
   model's per-stream clip features (pose-only, RGB-only, fused; Sec. 3.2, :mod:`seds.encode`) → top-k
@@ -34,7 +37,9 @@ from seds.clips import WINDOW
 from seds.config import ConfigError
 from seds.data.features import VideoFeatures
 from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos, word_labels
-from seds.extract.factory import RGBFeaturesError, describe_rgb, make_rgb_extractor, rgb_weights
+from seds.extract.factory import (RGBFeaturesError, describe_pose, describe_rgb, make_rgb_extractor, plan_extractors,
+                                  probe_pose_backend, rgb_weights)
+from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
 from seds.extract.video import VideoError, read_video
@@ -60,7 +65,8 @@ class EngineConfig:
     """What a :class:`SearchEngine` loads and how it answers (the app's ``AppConfig`` extends it)."""
     checkpoint: str = "checkpoints/demo"
     gallery: str = "examples/gallery"
-    pose_backend: str = "mediapipe"
+    pose_backend: str = "auto"          # auto: the checkpoint's training backend when it runs here, else MediaPipe
+    i3d_weights: str = ""               # I3D checkpoint for models trained on BSL-1K features (else Kinetics-400)
     device: str = "auto"
     top_k: int = 5
     rerank: int = 100
@@ -160,7 +166,12 @@ class SearchEngine:
             raise QueryError(f"cannot load the checkpoint {ckpt}: {e}") from e
         self.checkpoint_path = ckpt
         self.fingerprint = checkpoint_fingerprint(ckpt)
-        self.rgb_features = self.model_cfg.data.rgb_features
+        self.plan, probed = plan_extractors(self.model_cfg, self.ckpt_info, self.cfg.pose_backend,
+                                            self.cfg.i3d_weights or None,
+                                            probe=probe_pose_backend if pose_estimator is None
+                                            else (lambda name: (None, "a pose estimator was given")))
+        self.rgb_features = self.plan.rgb_features
+        self.official = self.model_cfg.model.variant == "official"
         try:
             rgb_weights(self.rgb_features)                          # validates the name
         except RGBFeaturesError as e:
@@ -183,7 +194,7 @@ class SearchEngine:
                     self._sha_to_video[sha] = vid
         self.streams = tuple(s for s in STREAM_ORDER if s in self._model_streams())
         self.max_clips = min(self.cfg.max_clips, self.model_cfg.model.max_clips)
-        self._pose = pose_estimator
+        self._pose = pose_estimator or probed
         self._rgb = rgb_extractor
         self._extractor = None
         self._lock = threading.Lock()
@@ -207,15 +218,21 @@ class SearchEngine:
     def extractor(self):
         """The extraction pipeline (built on first use: MediaPipe + I3D take seconds to load)."""
         if self._extractor is None:
+            backend = self.plan.pose_backend
             try:
-                pose = self._pose or make_pose_estimator(self.cfg.pose_backend)
+                pose = self._pose or make_pose_estimator(backend)
             except (PoseError, PoseBackendUnavailable, ImportError) as e:
-                raise QueryError(f"pose backend {self.cfg.pose_backend!r} is not usable: {e}") from e
+                raise QueryError(f"pose backend {backend!r} is not usable: {e}") from e
             try:
                 rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device)
             except RGBFeaturesError as e:
                 raise QueryError(str(e)) from e
-            xcfg = ExtractConfig(pose_backend=self.cfg.pose_backend, device=str(self.device),
+            if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
+                exporter = OfficialExporter(backend, str(rgb_weights(self.rgb_features)), str(self.device),
+                                            pose_estimator=pose, rgb_extractor=rgb)
+                self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds)
+                return self._extractor
+            xcfg = ExtractConfig(pose_backend=backend, device=str(self.device),
                                  max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True)
             self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
         return self._extractor
@@ -280,11 +297,15 @@ class SearchEngine:
                 timings[st] = res.timings.get(st, 0.0)
             kept = np.flatnonzero(res.keep)
             n_dec = len(res.keep)
-            frame_times = kept / feats.fps
-            pad = len(res.frames) - len(kept)
-            if pad > 0:
-                frame_times = np.concatenate([frame_times, np.full(pad, frame_times[-1])])
-            times = clip_times(feats.clip_starts, feats.fps, frame_times)
+            if self.official:      # keypoints of every decoded frame; windows start at decoded frame numbers
+                pad = max(WINDOW - len(kept), 0)
+                times = clip_times(feats.clip_starts, feats.fps)
+            else:
+                frame_times = kept / feats.fps
+                pad = len(res.frames) - len(kept)
+                if pad > 0:
+                    frame_times = np.concatenate([frame_times, np.full(pad, frame_times[-1])])
+                times = clip_times(feats.clip_starts, feats.fps, frame_times)
             if feats.meta.get("trimmed"):
                 notes.append(f"The video is longer than {self.cfg.max_seconds:g} s: only its first "
                              f"{self.cfg.max_seconds:g} s were used.")
@@ -292,13 +313,18 @@ class SearchEngine:
                 notes.append(f"{n_dec - len(kept)} of {n_dec} frames showed no signer or no hand and were skipped.")
             if pad > 0:
                 notes.append(f"Only {len(kept)} usable frames (< {WINDOW}): the last one was repeated.")
-            left, right = hand_presence(feats.keypoints[:len(kept)])
+            left, right = hand_presence(feats.keypoints[kept] if self.official else feats.keypoints[:len(kept)])
             for name, frac in (("left", left), ("right", right)):
                 if frac < 0.1:
                     notes.append(f"The signer's {name} hand was found in {100 * frac:.0f}% of the frames: the pose "
                                  "stream works with one hand, results may be less reliable.")
-            notes.append(f"Features extracted: pose by {self.cfg.pose_backend}, RGB by "
-                         f"{describe_rgb(self.rgb_features)}; {feats.num_clips} windows.")
+            notes.append(f"Features extracted: pose by {describe_pose(self.plan.pose_backend)}, RGB by "
+                         f"{describe_rgb(self.rgb_features)}; {feats.num_clips} windows"
+                         + (" chosen as the authors' preprocessing chooses them (up to 64, max_clips does not "
+                            "apply)." if self.official else "."))
+            subs = [f"{part}: {line}" for part, line in self.plan.describe().items() if "substitute" in line]
+            if subs:
+                notes.append("Not the checkpoint's training features — " + "; ".join(subs) + ".")
             frames, kpts_for_preview = res.frames, feats.keypoints
         report("embed", 0.97)
         t = time.perf_counter()
@@ -374,16 +400,22 @@ class SearchEngine:
                 words: torch.Tensor, word_mask: torch.Tensor, labels: list[str], video_label: str = "",
                 sentence: str = "") -> Explanation:
         """E = f^k f^wᵀ of normalised clip and word features (Sec. 3.3) for every stream, restricted to
-        valid clips and words, with the pair's score ½ (M_t2k + M_k2t)."""
+        valid clips and words, with the pair's score ½ (M_t2k + M_k2t) (the official variant: its own score,
+        [CLS] and padding included, while the drawn rows are the clips only)."""
         cm, wm = clip_mask.bool(), word_mask.bool()
         tau = self.model_cfg.model.tau
+        sop = self.model_cfg.model.options.softmax_over_padding
+        rows = cm.clone()
+        if self.model_cfg.model.options.keep_cls_token:   # [CLS] (index 0) counts in the score, not drawn as a clip
+            rows[0] = False
         mats, scores = {}, {}
         for s in self.streams:
             v = clips[s].float()
             e = clip_word_matrix(v[None], words.float()[None])[0, 0]            # (T, L)
-            mats[s] = e[cm][:, wm].numpy()
-            scores[s] = float(fine_grained_scores(v[None], cm[None], words.float()[None], wm[None], tau=tau).mean[0, 0])
-        n_valid = int(cm.sum())
+            mats[s] = e[rows][:, wm].numpy()
+            scores[s] = float(fine_grained_scores(v[None], cm[None], words.float()[None], wm[None], tau=tau,
+                                                  softmax_over_padding=sop).mean[0, 0])
+        n_valid = int(rows.sum())
         nw = int(wm.sum())
         labels = list(labels)[:nw] + [f"w{i}" for i in range(len(labels), nw)]
         return Explanation(mats, scores, np.asarray(times)[:n_valid], labels, video_label, sentence)

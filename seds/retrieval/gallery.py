@@ -96,7 +96,8 @@ def checkpoint_fingerprint(folder: str | Path) -> dict:
     m = cfg.model
     return {"sha256": file_sha256(w), "name": folder.name, "dataset": cfg.data.dataset,
             "rgb_features": cfg.data.rgb_features, "pose_backend": cfg.data.pose_backend,
-            "streams": list(m.streams), "dim": m.dim, "text_model": m.text.model, "max_clips": m.max_clips}
+            "streams": list(m.streams), "dim": m.dim, "text_model": m.text.model, "max_clips": m.max_clips,
+            "variant": m.variant}
 
 
 class Gallery:
@@ -194,7 +195,8 @@ class Gallery:
         ``features(row)`` gives their :class:`VideoFeatures` (None: skipped). Returns how many were added."""
         if self.videos is None:
             streams = tuple(model.cfg.streams) + (("fused",) if len(model.cfg.streams) == 2 else ())
-            self.videos = GalleryIndex("video", dim=model.cfg.dim, streams=streams, tau=model.cfg.tau)
+            self.videos = GalleryIndex("video", dim=model.cfg.dim, streams=streams, tau=model.cfg.tau,
+                                       softmax_over_padding=model.cfg.options.softmax_over_padding)
         todo = [r for r in rows if r.id not in self.videos]
         added = 0
         bar = None
@@ -242,7 +244,8 @@ class Gallery:
     def add_sentences(self, model, texts, videos_of: dict | None = None, batch_size: int = 64) -> int:
         """Encode and add the sentences of ``texts`` not yet in the gallery (duplicates merged)."""
         if self.sentences is None:
-            self.sentences = GalleryIndex("text", dim=model.cfg.dim, tau=model.cfg.tau)
+            self.sentences = GalleryIndex("text", dim=model.cfg.dim, tau=model.cfg.tau,
+                                          softmax_over_padding=model.cfg.options.softmax_over_padding)
         new = []
         for t in texts:
             t = (t or "").strip()

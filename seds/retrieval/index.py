@@ -11,6 +11,10 @@ index holds
 * a validity mask ``(N, T)`` bool;
 * pooled vectors ``(N, D)`` float32 (``seds.similarity.pooled``) in a ``faiss.IndexFlatIP``.
 
+``softmax_over_padding`` (the official variant's similarity, ``seds.config.VariantOptions``): padded positions
+keep their (normalised) features and enter the score's softmaxes, as in the authors' code; the mask then
+only limits the means (and the pooled vectors).
+
 ``kind="video"``: the gallery items are videos and queries are sentences (T2V search);
 ``kind="text"``: the items are sentences and queries are videos (V2T search). Either way the score is
 ``½ (M_t2k + M_k2t)`` of the (video, sentence) pair.
@@ -71,6 +75,7 @@ class IndexConfig:
     dtype: str = "float16"
     streams: tuple[str, ...] = ()
     tau: float = DEFAULT_TAU
+    softmax_over_padding: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -96,7 +101,8 @@ class IndexConfig:
         missing = [k for k in ("kind", "dim", "dtype", "streams", "tau") if k not in d]
         if missing:
             raise GalleryIndexError(f"{source}: missing field(s) {missing}")
-        return cls(kind=d["kind"], dim=d["dim"], dtype=d["dtype"], streams=tuple(d["streams"]), tau=d["tau"])
+        return cls(kind=d["kind"], dim=d["dim"], dtype=d["dtype"], streams=tuple(d["streams"]), tau=d["tau"],
+                   softmax_over_padding=bool(d.get("softmax_over_padding", False)))
 
 
 @dataclass
@@ -152,12 +158,15 @@ class GalleryIndex:
     """
 
     def __init__(self, kind: str = "video", dim: int = 512, streams: Sequence[str] | None = None,
-                 dtype: str = "float16", tau: float = DEFAULT_TAU, *, config: IndexConfig | None = None,
+                 dtype: str = "float16", tau: float = DEFAULT_TAU, *, softmax_over_padding: bool = False,
+                 config: IndexConfig | None = None,
                  device: str | torch.device = "cpu", use_gpu_faiss: bool | None = None,
                  compute_dtype: torch.dtype = torch.float32):
         if faiss is None:
             raise ImportError("seds.index needs faiss (pip install faiss-cpu or faiss-gpu)")
-        self.config = config if config is not None else IndexConfig(kind, dim, dtype, tuple(streams or ()), tau)
+        self.config = config if config is not None else IndexConfig(kind, dim, dtype, tuple(streams or ()), tau,
+                                                                    softmax_over_padding)
+        self._keep = 1.0 if self.config.softmax_over_padding else 0.0   # weight of padded positions' features
         self.device = torch.device(device)
         self.compute_dtype = compute_dtype
         if use_gpu_faiss is None:
@@ -347,7 +356,7 @@ class GalleryIndex:
             stored = torch.empty(f.shape, dtype=DTYPES[self.config.dtype], device=self.device)
             pool = np.empty((n, self.config.dim), dtype=np.float32)
             for a in range(0, n, _ADD_ROWS):
-                fa = F.normalize(f[a:a + _ADD_ROWS].float(), dim=-1) * m[a:a + _ADD_ROWS, :, None]
+                fa = F.normalize(f[a:a + _ADD_ROWS].float(), dim=-1) * m[a:a + _ADD_ROWS, :, None].clamp(min=self._keep)
                 sa = fa.to(stored.dtype)
                 stored[a:a + _ADD_ROWS] = sa.to(self.device)
                 pool[a:a + _ADD_ROWS] = pooled(sa.float(), m[a:a + _ADD_ROWS]).cpu().numpy()
@@ -392,7 +401,7 @@ class GalleryIndex:
         if not bool(torch.isfinite(q).all()):
             raise GalleryIndexError("queries contain NaN or inf")
         qm = qm.to(self.device)
-        q = F.normalize(q.to(self.device, torch.float32), dim=-1) * qm[..., None]
+        q = F.normalize(q.to(self.device, torch.float32), dim=-1) * qm[..., None].clamp(min=self._keep)
         return q.to(self.compute_dtype), qm
 
     def _require_items(self):
@@ -402,10 +411,11 @@ class GalleryIndex:
     def _pair_scores(self, gallery: torch.Tensor, gallery_mask: torch.Tensor,
                      q: torch.Tensor, qm: torch.Tensor) -> torch.Tensor:
         """Fine-grained scores (B, n) between queries (B, L, D) and gallery items (n, T, D)."""
-        tau = self.config.tau
+        tau, sop = self.config.tau, self.config.softmax_over_padding
         if self.kind == "video":       # gallery = videos, queries = sentences
-            return fine_grained_scores(gallery, gallery_mask, q, qm, tau, normalize=False).mean.t()
-        return fine_grained_scores(q, qm, gallery, gallery_mask, tau, normalize=False).mean
+            return fine_grained_scores(gallery, gallery_mask, q, qm, tau, normalize=False,
+                                       softmax_over_padding=sop).mean.t()
+        return fine_grained_scores(q, qm, gallery, gallery_mask, tau, normalize=False, softmax_over_padding=sop).mean
 
     def coarse_search(self, queries, query_mask=None, stream: str | None = None,
                       m: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
