@@ -136,8 +136,8 @@ class ExtractorPlan:
             if ok:
                 out[part] = f"{name(used)} — matches the checkpoint's training features"
             elif trained in POSE_BACKEND_NAMES or trained in (BSL1K, "i3d-kinetics400") or trained.startswith("i3d:"):
-                out[part] = (f"{name(used)} — substitute: the checkpoint was trained on {name(trained)} features"
-                             + (f" ({why})" if why else ""))
+                out[part] = (f"{name(used)} — substitute for {name(trained)}, which made the checkpoint's "
+                             "training features" + (f" ({why})" if why else ""))
             else:
                 out[part] = f"{name(used)} (training features: {trained})"
         return out
@@ -177,7 +177,7 @@ def plan_extractors(model_cfg, info: dict | None = None, pose_backend: str = "au
         if trained_rgb != BSL1K and rgb != trained_rgb:
             rgb_reason = "chosen with --i3d-weights"
     elif trained_rgb == BSL1K:
-        rgb, rgb_reason = "i3d-kinetics400", "no BSL-1K I3D weights given (--i3d-weights)"
+        rgb, rgb_reason = "i3d-kinetics400", "no BSL-1K weights given: --i3d-weights"
     plan = ExtractorPlan(pose, rgb, trained_pose, trained_rgb, model_cfg.model.variant == "official",
                          pose_reason, rgb_reason)
     return plan, estimator

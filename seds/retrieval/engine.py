@@ -37,7 +37,7 @@ from seds.clips import WINDOW
 from seds.config import ConfigError
 from seds.data.features import VideoFeatures
 from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos, word_labels
-from seds.extract.factory import (RGBFeaturesError, describe_pose, describe_rgb, make_rgb_extractor, plan_extractors,
+from seds.extract.factory import (RGBFeaturesError, describe_rgb, make_rgb_extractor, plan_extractors,
                                   probe_pose_backend, rgb_weights)
 from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
@@ -318,7 +318,7 @@ class SearchEngine:
                 if frac < 0.1:
                     notes.append(f"The signer's {name} hand was found in {100 * frac:.0f}% of the frames: the pose "
                                  "stream works with one hand, results may be less reliable.")
-            notes.append(f"Features extracted: pose by {describe_pose(self.plan.pose_backend)}, RGB by "
+            notes.append(f"Features extracted: pose by {self.plan.pose_backend}, RGB by "
                          f"{describe_rgb(self.rgb_features)}; {feats.num_clips} windows"
                          + (" chosen as the authors' preprocessing chooses them (up to 64, max_clips does not "
                             "apply)." if self.official else "."))
