@@ -151,8 +151,9 @@ class AppBackend(SearchEngine):
                         f"{len(g.sentences) if g.sentences else 0} sentences"
                         + (f", {len(self.cache)} cached feature files" if len(self.cache) else "")),
             "device": dev + threads,
-            "limits": (f"live queries use ≤ {self.max_clips} windows of {WINDOW} frames; uploads longer than "
-                       f"{self.cfg.max_seconds:g} s are trimmed"),
+            "limits": (("live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing chooses)"
+                        if self.official else f"live queries use ≤ {self.max_clips} windows of {WINDOW} frames")
+                       + f"; uploads longer than {self.cfg.max_seconds:g} s are trimmed"),
         }
 
     def write_preview(self, frames: np.ndarray, kpts: np.ndarray, sha: str, fps: float) -> str | None:

@@ -5,6 +5,13 @@ chunks (fused, pose-only and RGB-only streams), and reports R@1/5/10, MedR and M
 Sentences that occur for several videos (How2Sign test) are handled by relevance: a text query is
 answered correctly by any video of the same sentence, and a video query by any copy of its sentence.
 Ties never change the denominator (``seds.metrics``).
+
+An ``official``-variant checkpoint (the authors' released weights, ``python -m seds.convert official``) reads its
+store as the authors' batches (:class:`seds.data.official.OfficialDataset`, a store imported by ``python -m
+seds.data.official import``) and is scored with **their protocol** (:func:`official_protocol`, FORMATS.md §6): one
+text per sentence id (the same text under two ids stays two sentences); video → text ranks each video's own
+sentence among all sentences; text → video ranks, for each sentence, its group of videos (the best-scoring video
+of each group) among all groups.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from tqdm import tqdm
 
 from seds.checkpoint import load_checkpoint
 from seds.data.dataset import FeatureDataset, collate
+from seds.data.official import OfficialDataset, official_collate
 from seds.keypoints import KeypointLayout
 from seds.metrics import format_table, relevance_from_labels, retrieval_metrics
 from seds.similarity import fine_grained_scores
@@ -32,6 +40,7 @@ class EncodedSplit:
     word_mask: torch.Tensor            # (N, L)
     ids: list[str]
     texts: list[str]
+    sentence_ids: list[str] | None = None   # the authors' sentence ids (official batches), else None
 
 
 def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Tensor:
@@ -54,7 +63,7 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
-    vmask, words, wmask, ids, texts = [], [], [], [], []
+    vmask, words, wmask, ids, texts, sids = [], [], [], [], [], []
     rng = range(0, len(dataset), batch_size)
     if progress:
         rng = tqdm(rng, desc="encode", unit="batch")
@@ -70,8 +79,10 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
+        sids += batch.get("sentence_ids") or []
     return EncodedSplit({k: _pad_cat(x) for k, x in streams.items()}, _pad_cat(vmask, value=False),
-                        _pad_cat(words), _pad_cat(wmask, value=False), ids, texts)
+                        _pad_cat(words), _pad_cat(wmask, value=False), ids, texts,
+                        sids if len(sids) == len(ids) else None)
 
 
 def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64,
@@ -100,6 +111,28 @@ def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", softmax_over_p
     return results
 
 
+def official_protocol(scores: dict[str, torch.Tensor], sentence_ids: list[str]) -> dict[str, dict]:
+    """The authors' evaluation (FORMATS.md §6) from ``scores[stream]`` (N_videos, N_videos) — column j the text of
+    video j — and each video's sentence id: one text column per sentence id (its last video's, as theirs);
+    ``v2t``: each video's own sentence among all sentences (N_videos queries); ``t2v``: each sentence's videos
+    pooled by their maximum score, the own group ranked among all groups (N_sentences queries). Ties count in
+    the query's favour here (their argsort breaks them arbitrarily, e.g. between repeated "Hi!" ids)."""
+    groups: dict[str, list[int]] = {}
+    for i, sid in enumerate(sentence_ids):
+        groups.setdefault(sid, []).append(i)
+    gid = torch.tensor([list(groups).index(sid) for sid in sentence_ids])
+    cols = torch.tensor([rows[-1] for rows in groups.values()])
+    out = {}
+    for s, m in scores.items():
+        if s == "fused" and len(scores) == 2:
+            continue
+        per_video = m[:, cols]                                            # (N_videos, N_sentences)
+        rel = gid[:, None] == torch.arange(len(groups))[None, :]
+        per_group = torch.stack([per_video[rows].max(0).values for rows in groups.values()])   # (S, S)
+        out[s] = {"t2v": retrieval_metrics(per_group)["t2v"], "v2t": retrieval_metrics(per_video, rel)["v2t"]}
+    return out
+
+
 def rsum(results: dict) -> float:
     r = results.get("fused") or next(iter(results.values()))
     return sum(r[d][f"R@{k}"] for d in ("t2v", "v2t") for k in (1, 5, 10))
@@ -111,15 +144,26 @@ def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool =
     return evaluate_encoded(enc, tau, model.device, model.cfg.options.softmax_over_padding)
 
 
-def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
-                  missing: str | None = None):
-    """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
+def _store_paths(cfg, split: str, store: str | None, manifest: str | None) -> tuple[Path, Path]:
     root = Path(store or cfg.data.store)
     if not root.is_dir():
         raise FileNotFoundError(f"feature store {root} not found (data.store); run python -m seds.extract")
     man = Path(manifest or cfg.data.manifest or root / f"manifest_{split}.csv")
     if not man.exists():
         raise FileNotFoundError(f"manifest {man} not found for split {split!r}")
+    return root, man
+
+
+def build_official_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None):
+    """The authors' batches of one split of an imported store (the official variant's input)."""
+    root, man = _store_paths(cfg, split, store, manifest)
+    return OfficialDataset(root, man, split=split, missing=cfg.data.missing)
+
+
+def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
+                  missing: str | None = None):
+    """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
+    root, man = _store_paths(cfg, split, store, manifest)
     return FeatureDataset(root, man, split=split, layout=KeypointLayout(extra=cfg.model.pose.extra_parts),
                           max_words=cfg.model.text.max_words, preload=cfg.data.preload,
                           missing=missing or cfg.data.missing)
@@ -137,16 +181,25 @@ def main(argv=None):
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
-    ds = build_dataset(cfg, args.split, args.store, args.manifest)
+    official = cfg.model.variant == "official"
+    ds = (build_official_dataset if official else build_dataset)(cfg, args.split, args.store, args.manifest)
     amp = device.startswith("cuda")
-    if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
+    if amp and official:   # the authors' serving precision instead of bf16 autocast
         model.half_clip_towers()
         amp = False
-    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True)
-    print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
+    if official:
+        enc = encode_split(model, ds, args.batch_size, amp, progress=True, collate_fn=official_collate)
+        results = official_protocol(score_matrices(enc, cfg.model.tau, model.device, softmax_over_padding=True),
+                                    enc.sentence_ids or enc.texts)
+        print(f"{args.split}: {len(ds)} videos, {len(set(ds.sentence_ids))} sentence ids "
+              "(the authors' protocol: FORMATS.md §6)")
+    else:
+        results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True)
+        print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
     print(format_table(results))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"
     out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "checkpoint": str(args.checkpoint),
+                               "protocol": "official (FORMATS.md §6)" if official else "project",
                                "checkpoint_info": info, "results": results}, indent=2))
     print(f"wrote {out}")
     return results

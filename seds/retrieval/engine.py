@@ -94,6 +94,14 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def official_to_pixels(kpts: np.ndarray, width: int, height: int, size: int = 256) -> np.ndarray:
+    """Keypoints in the authors' ``size`` × ``size`` frame → pixels of a ``width`` × ``height`` video."""
+    out = np.array(kpts, dtype=np.float32, copy=True)
+    out[..., 0] *= width / size
+    out[..., 1] *= height / size
+    return out
+
+
 def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10) -> tuple[float, float]:
     """Fraction of frames in which the (subject's) left / right hand is visible."""
     ok = np.nan_to_num(raw_kpts[..., 2]) >= conf
@@ -276,6 +284,8 @@ class SearchEngine:
                     frames = None
                 timings["decode"] = time.perf_counter() - t
                 kpts_for_preview = feats.keypoints
+                if self.official and frames is not None:   # the authors' keypoints live in a 256 × 256 frame
+                    kpts_for_preview = official_to_pixels(feats.keypoints, frames.shape[2], frames.shape[1])
         else:
             source = "extracted"
             try:
