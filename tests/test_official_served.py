@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import cv2
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,16 @@ def test_evaluate_cli_on_an_official_checkpoint(served, tmp_path, capsys):
     assert set(res) == {"pose", "rgb", "fused"}
     assert res["fused"]["v2t"]["n_queries"] == 5 and res["fused"]["t2v"]["n_queries"] == 4
     assert json.loads(out.read_text())["protocol"].startswith("official")
+
+
+@pytest.mark.slow
+def test_gallery_of_features_without_video_files_shows_cards(served, tmp_path):
+    a, *_ = served
+    out = tmp_path / "g"
+    assert index_main(["build", "--checkpoint", str(a.checkpoint), "--manifest", str(a.store / "manifest_test.csv"),
+                       "--store", str(a.store), "--out", str(out), "--limit", "1", "--device", "cpu"]) == 0
+    eng = SearchEngine(EngineConfig(checkpoint=str(a.checkpoint), gallery=str(out), device="cpu", pose_backend="mediapipe"))
+    vid = eng.gallery.videos.ids[0]
+    assert eng.video_path(vid) is None
+    card = eng.gallery.thumbnail_path(vid)
+    assert card is not None and cv2.imread(card).shape == (180, 320, 3)

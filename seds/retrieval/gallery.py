@@ -229,6 +229,8 @@ class Gallery:
                 "duration_s": round(float(feats.meta.get("duration_s", feats.num_frames / feats.fps)), 3),
                 "split": row.split, "signer": row.signer}
         video = Path(row.video) if row.video else None
+        if (video is None or not video.is_file()) and thumbnails:   # e.g. a store of the authors' features
+            meta["thumbnail"] = str(_write_card(self.root / "thumbnails", row.id, row.text).relative_to(self.root))
         if video is not None and video.is_file():
             v_abs, parent = video.resolve(), self.root.resolve().parent
             meta["video"] = os.path.relpath(v_abs, self.root.resolve()) if parent in v_abs.parents else str(v_abs)
@@ -288,6 +290,31 @@ def _write_thumbnail(video: Path, folder: Path, video_id: str, height: int = 120
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{escape_id(str(video_id))}.jpg"
     cv2.imwrite(str(out), frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return out
+
+
+def _write_card(folder: Path, video_id: str, text: str, size: tuple[int, int] = (320, 180)) -> Path:
+    """A JPEG card with the id and sentence of a gallery video that has no video file (features only), so that
+    text → video results still show something to look at."""
+    img = np.full((size[1], size[0], 3), 40, np.uint8)
+    ascii_ = lambda t: t.encode("ascii", "replace").decode()          # noqa: E731 - cv2 draws ASCII only
+    lines, line = [], ""
+    for word in ascii_(text or "").split():
+        if line and len(line) + len(word) + 1 > 30:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    if line:
+        lines.append(line)
+    cv2.putText(img, ascii_(str(video_id))[:40], (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (170, 170, 170), 1, cv2.LINE_AA)
+    cv2.putText(img, "no video file: features only", (8, size[1] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (140, 140, 140), 1, cv2.LINE_AA)
+    for i, t in enumerate(lines[:5]):
+        cv2.putText(img, t, (8, 52 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (235, 235, 235), 1, cv2.LINE_AA)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{escape_id(str(video_id))}.jpg"
+    cv2.imwrite(str(out), img, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return out
 
 
