@@ -13,7 +13,8 @@ import os
 import pytest
 
 from tests.official_app_assets import official_app_assets
-from tests.test_app_browser import CHROME_ARGS, CHROMIUM, ROOT, TIMEOUT, free_port, wait_rows
+from tests.test_app_browser import CHROMIUM, ROOT, free_port, wait_rows
+from tests.test_app_browser import page, pw  # noqa: F401 - the browser fixtures, on this module's server
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 ARTIFACTS = ROOT / "test-artifacts" / "app-official"
@@ -45,24 +46,10 @@ def server(tmp_path_factory):
         assert cfg.pose_backend == "auto" and not cfg.i3d_weights
         be = AppBackend(cfg)
     app = demo_app.launch(be, cfg, prevent_thread_lock=True, quiet=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield f"http://127.0.0.1:{cfg.port}", be, a
     app.close()
     be.close()
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1100})
-        pg.set_default_timeout(TIMEOUT)
-        pg.goto(server[0])
-        pg.wait_for_selector("#video-in")
-        yield pg
-        browser.close()
 
 
 def test_banner_names_the_checkpoint_and_which_extractors_match(page, server):
