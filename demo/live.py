@@ -141,7 +141,7 @@ class CostModel:
         frames = int(q.features.meta.get("n_frames") or len(q.features.keypoints))
         windows = int(q.features.num_clips)
         per_frames = sum(t.get(k, 0.0) for k in ("decode", "pose", "filter", "preview"))
-        fixed = max(0.0, t.get("total", 0.0) - per_frames - t.get("rgb", 0.0))
+        fixed = sum(t.get(k, 0.0) for k in ("hash", "embed", "search"))     # not one-time model loading
         with self._lock:
             self._runs.append((frames, windows, per_frames, t.get("rgb", 0.0), fixed))
             n_f = sum(r[0] for r in self._runs)
@@ -180,6 +180,7 @@ class Plan:
     estimate_s: float | None = None
     basis: str = ""
     trimmed: bool = False
+    first: bool = False               # the pose model (and RGB extractor) still has to be loaded
 
 
 # --------------------------------------------------------------------------------------------------
@@ -235,13 +236,13 @@ class LiveQueries:
             raise AppError(f"This file cannot be used as a video ({path.name}): "
                            f"{str(e).replace(str(path), '').lstrip(': ').split(' (')[0]}.") from e
         if info.num_frames <= 0 or info.fps <= 0:          # e.g. a webcam recording: no duration in the header
-            return Plan("live", sha, basis=self.costs.basis)
+            return Plan("live", sha, basis=self.costs.basis, first=not self.be.extractor_ready)
         dur = info.duration
         used = min(dur, self.be.cfg.max_seconds)
         frames = max(1, int(round(used * FPS)))
         windows = self.windows_for(frames)
         return Plan("live", sha, used, frames, windows, self.costs.estimate(frames, windows), self.costs.basis,
-                    trimmed=dur > self.be.cfg.max_seconds)
+                    trimmed=dur > self.be.cfg.max_seconds, first=not self.be.extractor_ready)
 
     def query_video(self, path, k: int | None = None, progress: ProgressFn | None = None,
                     estimate_s: float | None = None) -> LiveVideoQuery:
@@ -292,24 +293,23 @@ def plan_text(plan: Plan) -> str:
         return ("New video (its length is not in the file header, e.g. a webcam recording): **Search sentences** "
                 "runs the live pipeline — decode → pose → RGB → embed → search.")
     trim = " (trimmed to its first part)" if plan.trimmed else ""
+    load = ", plus a few seconds to load the pose model for this first live query" if plan.first else ""
     return (f"New video: {plan.duration_s:.1f} s{trim} → {plan.frames} frames for pose, {plan.windows} RGB windows. "
             f"**Search sentences** runs the live pipeline, **≈ {plan.estimate_s:.0f} s** on this machine "
-            f"({plan.basis}).")
+            f"({plan.basis}{load}).")
 
 
 def progress_text(stage: str, elapsed: float, estimate_s: float | None) -> str:
-    """``[2/5] pose · 3.1 s elapsed of ≈ 9 s`` — the one progress line shown during a query."""
-    i = STAGES.index(stage) + 1 if stage in STAGES else 0
-    tail = f" of ≈ {estimate_s:.0f} s" if estimate_s is not None else ""
-    return f"[{i}/{len(STAGES)}] {stage} ({' → '.join(STAGES)}) · {elapsed:.1f} s elapsed{tail}"
+    """``decode → [pose] → RGB → embed → search · 3.1 s of ≈ 9 s`` — the one progress line of a query."""
+    chain = " → ".join(f"[{s}]" if s == stage else s for s in STAGES)
+    return chain + f" · {elapsed:.1f} s" + (f" of ≈ {estimate_s:.0f} s" if estimate_s is not None else "")
 
 
 def real_signing_note(be: AppBackend, q: VideoQuery) -> str:
     """One line beside the results when a real video meets a synthetic checkpoint (else "")."""
     if not be.is_synthetic or q.source != "extracted":
         return ""
-    return ("⚠️ **Real video, synthetic model**: this upload is not a gallery video and a signer was found in it, so "
-            "it counts as real signing — but the loaded checkpoint was trained only on synthetic cartoon signing, "
-            "so these sentences are not meaningful. For real results start the app with a real checkpoint: the "
-            "authors' weights converted by `python -m seds.convert official …`, or your own "
-            "(`--checkpoint DIR --gallery DIR`).")
+    return ("⚠️ **Real video, synthetic model** — not a gallery video and a signer was found, so it counts as real "
+            "signing; this checkpoint was trained only on synthetic cartoon signing, so these sentences mean nothing. "
+            "For real results load a converted checkpoint of the authors (`python -m seds.convert official …`) or "
+            "your own (`--checkpoint DIR --gallery DIR`).")
