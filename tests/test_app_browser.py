@@ -285,6 +285,7 @@ def test_real_clip_one_click_one_extraction_one_progress_line_note_then_memory(p
     if be.is_synthetic:
         assert "synthetic" in note.inner_text() and "python -m seds.convert official" in note.inner_text()
     first = page.locator("#v2t-status").inner_text()
+    first_timings = page.locator("#v2t-timings").inner_text()
     assert "live extraction and search took" in first and "Features extracted: pose by mediapipe" in first
     page.screenshot(path=str(ARTIFACTS / "7_real_results_note.png"), full_page=True)
 
@@ -296,11 +297,21 @@ def test_real_clip_one_click_one_extraction_one_progress_line_note_then_memory(p
         wait_rows(page, f"v2t-{s}", k)
     server_s = float(re.search(r"Time: ([0-9.]+) s \(answered from memory\)",
                                page.locator("#v2t-status").inner_text()).group(1))
-    print(f"first query: {first.split(chr(10))[0]} {page.locator('#v2t-timings').inner_text()}; "
+    print(f"first query: {first.split(chr(10))[0]} {first_timings}; "
           f"repeat: {server_s:.2f} s in the server, {wall:.2f} s in the browser")
-    assert be.extractions == n0 + 1 and server_s < 1.0 and wall < 1.0
+    assert be.extractions == n0 + 1 and server_s < 1.0
+    # the browser's time adds Gradio's queue round trip: < 1 s, unless the CPU is badly oversubscribed
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    assert wall < (1.0 if load < 2 else 3.0), f"{wall:.2f} s in the browser (load {load:.1f} per core)"
     assert note.is_visible() == be.is_synthetic
     page.screenshot(path=str(ARTIFACTS / "8_real_again_from_memory.png"), full_page=True)
+    # fewer results per encoder: answered from memory as well
+    box = page.locator("#v2t-k input[type=number]")
+    box.fill("3")
+    box.press("Enter")
+    box.blur()
+    page.wait_for_function("document.querySelectorAll('#v2t-fused [role=row]').length === 4")
+    assert n_rows(page, "v2t-pose") == 3 and be.extractions == n0 + 1
 
 
 @pytest.mark.slow
