@@ -38,7 +38,7 @@ CSS = """
 #seds-banner.real {border-left-color: #059669; background: rgba(5,150,105,0.08);}
 .seds-status {min-height: 1.5em;}
 #v2t-status {min-height: 5em;}
-#v2t-status .wrap.translucent {background: var(--block-background-fill); opacity: 1;}
+#v2t-status .pending {visibility: hidden;}   /* the one progress line replaces the status while a query runs */
 #v2t-note {border-left: 4px solid #d97706; padding: 2px 10px; background: rgba(217,119,6,0.08);}
 """
 
@@ -126,7 +126,7 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
                         with gr.Row():
                             v_btn = gr.Button("Search sentences", variant="primary", elem_id="v2t-run", scale=2)
                             v_k = gr.Slider(1, 20, value=be.cfg.top_k, step=1, label="Results per encoder",
-                                            elem_id="v2t-k", scale=1)
+                                            elem_id="v2t-k", scale=1, min_width=220)
                         if ex_videos:
                             gr.Examples([[p] for p in ex_videos], inputs=[video_in], label="Gallery videos "
                                         "(features cached: pick one, then Search sentences)", examples_per_page=8,
@@ -286,7 +286,7 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
 
         # one trigger per upload: the button. A new file only gets its plan (cheap: hash + header).
         video_in.change(new_video, [video_in], v_outputs, show_progress="hidden", trigger_mode="always_last")
-        # the status line is the one progress indicator (CSS makes its overlay opaque: the bar stays legible)
+        # the status line is the one progress indicator (CSS hides its old text meanwhile)
         v_btn.click(run_video, [video_in, v_k], v_outputs, concurrency_id="video", show_progress="full",
                     show_progress_on=[v_status])
         v_k.release(rerank_video, [v_state, video_in, v_k], v_outputs, concurrency_id="video",

@@ -269,9 +269,9 @@ def test_real_clip_one_click_one_extraction_one_progress_line_note_then_memory(p
         seen.append(ids)
         for t in page.locator("#v2t-status .progress-level").all_inner_texts():
             texts.add(t)
-        if ids and not shot:
+        if ids and shot != "pose":                 # a shot of the first progress, then one during pose
             page.screenshot(path=str(ARTIFACTS / "6_real_progress.png"), full_page=True)
-            shot = True
+            shot = "pose" if any("[pose]" in t for t in texts) else "first"
         time.sleep(0.25)
     busy = [ids for ids in seen if ids]
     assert busy and all(ids == ["v2t-status"] for ids in busy), seen     # one progress element, on the status
