@@ -68,6 +68,11 @@ class RecentQueries:
         with self._lock:
             return key in self._items
 
+    def computing(self, key) -> bool:
+        """Whether a computation of ``key`` is in flight."""
+        with self._lock:
+            return key in self._busy
+
     def get_or_run(self, key, fn: Callable[[], object]):
         while True:
             with self._lock:
@@ -223,8 +228,10 @@ class LiveQueries:
     def plan(self, path) -> Plan:
         """What a search of ``path`` will cost (cheap: hashes the file and reads the container header)."""
         path = Path(path)
-        if not path.is_file() or path.stat().st_size == 0:
-            raise AppError("Upload a video (or record one with the webcam) first.")
+        if not path.is_file():
+            raise AppError(f"The video file {path.name} was not found (the upload may have failed).")
+        if path.stat().st_size == 0:
+            raise AppError(f"{path.name} is empty (0 bytes): not a video.")
         sha = self.sha256(path)
         if self.key(sha) in self.recent:
             return Plan("recent", sha)

@@ -267,6 +267,28 @@ def test_recent_queries_lru_and_errors():
     r.get_or_run("c", lambda: run(3))                             # evicts "b", the least recent
     assert "b" not in r and "a" in r and "c" in r and calls == [1, 2, 3]
 
+    # a request for a key being computed waits for that computation instead of starting another
+    import threading
+    import time
+    go, out = threading.Event(), []
+
+    def slow():
+        go.wait(10)
+        calls.append("slow")
+        return "v"
+    first = threading.Thread(target=lambda: out.append(r.get_or_run("k", slow)))
+    first.start()
+    while not r.computing("k"):
+        time.sleep(0.01)
+    second = threading.Thread(target=lambda: out.append(r.get_or_run("k", lambda: run("again"))))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()                                      # waiting, not computing
+    go.set()
+    first.join()
+    second.join()
+    assert sorted(out, key=lambda o: o[1]) == [("v", False), ("v", True)] and "again" not in calls
+
     def bad():
         calls.append("bad")
         raise AppError("no signer")
