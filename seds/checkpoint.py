@@ -92,7 +92,7 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu", with
     except Exception as e:
         raise CheckpointError(f"{wpath}: unreadable safetensors file ({e})") from None
     model = SEDS(cfg.model, with_text=with_text)
-    loss = SEDSLoss(cfg.loss, tau=cfg.model.tau)
+    loss = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options)
     external = bool(doc.get("text_backbone_external"))
     for prefix, module in (("model.", model), ("loss.", loss)):
         expect = module.state_dict()

@@ -72,22 +72,24 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
                         _pad_cat(words), _pad_cat(wmask, value=False), ids, texts)
 
 
-def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64) -> dict[str, torch.Tensor]:
-    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks."""
+def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64,
+                   softmax_over_padding: bool = False) -> dict[str, torch.Tensor]:
+    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks.
+    ``softmax_over_padding``: the official variant's similarity (``VariantOptions``)."""
     out = {}
     w, wm = enc.words.to(device), enc.word_mask.to(device)
     for s, feats in enc.video.items():
         parts = []
         for i in range(0, feats.shape[0], chunk_size):
             sc = fine_grained_scores(feats[i:i + chunk_size].to(device), enc.video_mask[i:i + chunk_size].to(device),
-                                     w, wm, tau=tau)
+                                     w, wm, tau=tau, softmax_over_padding=softmax_over_padding)
             parts.append(sc.mean.cpu())
         out[s] = torch.cat(parts)
     return out
 
 
-def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu") -> dict[str, dict]:
-    scores = score_matrices(enc, tau, device)
+def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", softmax_over_padding: bool = False) -> dict[str, dict]:
+    scores = score_matrices(enc, tau, device, softmax_over_padding=softmax_over_padding)
     rel = relevance_from_labels(enc.texts, enc.texts)     # same sentence ⇒ relevant
     results = {}
     for s in ("fused", "pose", "rgb"):
@@ -104,7 +106,7 @@ def rsum(results: dict) -> float:
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
                    progress: bool = False) -> dict[str, dict]:
     enc = encode_split(model, dataset, batch_size, amp, progress)
-    return evaluate_encoded(enc, tau, model.device)
+    return evaluate_encoded(enc, tau, model.device, model.cfg.options.softmax_over_padding)
 
 
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,

@@ -293,7 +293,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     train_ds, val_ds = prepare_data(cfg, d.main)
 
     model = create_model(cfg.model).to(device)
-    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau).to(device)
+    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
     groups = model.param_groups(cfg.train.lr_pose, cfg.train.lr_transformer)
     groups.append({"params": [p for p in crit.parameters() if p.requires_grad], "lr": cfg.train.lr_pose,
                    "name": "temperature"})
