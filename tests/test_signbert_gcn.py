@@ -260,6 +260,32 @@ def test_pretrain_signbert_layout(tmp_path):
         load_pretrain_signbert(SignBertPoseEncoder(TINY), {"state_dict": {"GCN_Conv.bn.weight": torch.ones(24)}})
 
 
+@pytest.mark.slow   # writes and reads a ~60 MB file, builds two 50 M-parameter encoders
+def test_pretrain_signbert_loads_as_the_authors_init_sign_model(reference, tmp_path):
+    """The same file through their ``init_sign_model`` (non-strict) and our loader gives the same weights."""
+    ref, _ = reference
+    from modules.modeling_signbert import init_sign_model
+    gcn = {k: v for k, v in ref.state_dict().items() if k.startswith("embed.")}     # no GCN_Conv in the file
+    extra = {"blocks.0.proj.weight": torch.zeros(2, 2)}
+    path = tmp_path / "pretrain_signbert.pth"
+    torch.save({"state_dict": {"GCN_Transform": {**gcn, **extra}}}, path)
+    args = types.SimpleNamespace(init_sign_model=str(path), hidden_dim=512, dropout=0.1, in_channels=2,
+                                 strategy="spatial", temporal_pad=0, local_rank=0)
+    cuda = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        theirs = init_sign_model(args).state_dict()
+    finally:
+        torch.Tensor.cuda = cuda
+    mine = SignBertPoseEncoder()
+    report = load_pretrain_signbert(mine, path)
+    assert report == {"loaded": ["hand", "body"], "left_at_init": ["clip_block"], "ignored": sorted(extra)}
+    own = mine.state_dict()
+    for k, v in official_signbert_key_map(prefix="").items():
+        if k.startswith("embed."):
+            assert torch.equal(theirs[k], own[v]), k
+
+
 def test_bad_clip_starts_are_refused():
     enc = SignBertPoseEncoder(TINY).eval()
     x = [torch.zeros(1, 20, v, 2) for v in (21, 21, 7)]

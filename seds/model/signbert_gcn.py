@@ -255,7 +255,7 @@ class SignBertPoseEncoder(nn.Module):
                              f"min {int(starts.min())}, max {int(starts.max())}")
         idx = starts.clamp(min=0)[:, :, None] + torch.arange(self.window, device=feats.device)
         windows = feats[torch.arange(b, device=feats.device)[:, None, None], idx]
-        return windows * valid[:, :, None, None].to(windows.dtype)
+        return torch.where(valid[:, :, None, None], windows, windows.new_zeros(()))
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, body: torch.Tensor,
                 clip_starts: torch.Tensor) -> torch.Tensor:
