@@ -22,14 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import torch
 import torch.nn as nn
+from safetensors.torch import load_file
 
 from seds.config import ModelConfig
 from seds.model.fusion import build_fusion
 from seds.model.interaction_transformer import InteractionTransformer
 from seds.model.pose_encoder import PoseEncoder
-from seds.model.signbert_gcn import SignBertPoseEncoder
+from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert
 from seds.model.text_encoder import TextEncoder
 from seds.similarity import PairScores, fine_grained_scores, pooled
 
@@ -58,6 +61,17 @@ class TextEmbedding:
 
 
 SIGNBERT_DIM = 1536     # [left, right, body] × 512 of the authors' pose encoder
+SIGNBERT_INIT = "signbert_init.safetensors"
+
+
+def read_signbert_init(path: str | Path) -> dict[str, torch.Tensor]:
+    """The SignBERT init written by ``python -m seds.convert signbert`` (a folder or the file itself)."""
+    p = Path(path)
+    p = p / SIGNBERT_INIT if p.is_dir() else p
+    if not p.is_file() or p.suffix != ".safetensors":
+        raise FileNotFoundError(f"model.pose.hand_init: {p} is not a {SIGNBERT_INIT} written by "
+                                "`python -m seds.convert signbert pretrain_signbert.pth --out DIR`")
+    return load_file(str(p))
 
 
 class SEDS(nn.Module):
@@ -70,6 +84,8 @@ class SEDS(nn.Module):
             if opts.pose_encoder == "signbert":
                 self.pose_encoder = SignBertPoseEncoder()
                 pose_dim = SIGNBERT_DIM
+                if cfg.pose.hand_init:   # the released pretrain_signbert.pth, via `python -m seds.convert signbert`
+                    load_pretrain_signbert(self.pose_encoder, read_signbert_init(cfg.pose.hand_init))
             else:
                 self.pose_encoder = PoseEncoder(cfg.pose, cfg.window)
                 pose_dim = cfg.pose.out_dim
@@ -184,6 +200,23 @@ class SEDS(nn.Module):
                chunk_size: int | None = None) -> PairScores:
         return fine_grained_scores(video[stream], video.mask, text.words, text.mask, tau=self.cfg.tau,
                                    chunk_size=chunk_size, softmax_over_padding=self.opts.softmax_over_padding)
+
+    def half_clip_towers(self) -> "SEDS":
+        """The authors' serving precision (their ``convert_weights``): the Linear / conv / attention weights and
+        biases, ``proj`` and ``text_projection`` of the CLIP-initialised towers (pose and RGB token towers, CLIP
+        text tower) in float16; LayerNorms compute in fp32, embeddings, the pose encoder and CGAF stay fp32."""
+        towers = [getattr(self, n) for n in ("pose_transformer", "rgb_transformer") if hasattr(self, n)]
+        if self.text is not None and self.text.kind == "openai-clip":
+            towers.append(self.text.backbone)
+        for tower in towers:
+            for mod in tower.modules():
+                if isinstance(mod, (nn.Linear, nn.Conv1d, nn.MultiheadAttention)):
+                    for name, p in mod.named_parameters(recurse=False):
+                        p.data = p.data.half()
+            for name in ("proj", "text_projection"):
+                if isinstance(getattr(tower, name, None), nn.Parameter):
+                    getattr(tower, name).data = getattr(tower, name).data.half()
+        return self
 
     # --- optimisation ------------------------------------------------------------------------------
 
