@@ -47,8 +47,10 @@ def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Ten
 
 
 @torch.no_grad()
-def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False) -> EncodedSplit:
-    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``."""
+def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False,
+                 collate_fn=collate) -> EncodedSplit:
+    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``; ``collate_fn``
+    batches its items (the official variant reads the authors' batch layout, ``seds.model.seds``)."""
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
@@ -57,7 +59,7 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
     if progress:
         rng = tqdm(rng, desc="encode", unit="batch")
     for start in rng:
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = collate_fn([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
             v = model.encode_batch_video(batch)
             t = model.encode_text(batch["text"])
@@ -104,8 +106,8 @@ def rsum(results: dict) -> float:
 
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
-                   progress: bool = False) -> dict[str, dict]:
-    enc = encode_split(model, dataset, batch_size, amp, progress)
+                   progress: bool = False, collate_fn=collate) -> dict[str, dict]:
+    enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
     return evaluate_encoded(enc, tau, model.device, model.cfg.options.softmax_over_padding)
 
 

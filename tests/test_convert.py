@@ -160,3 +160,11 @@ def test_official_parameter_count_equals_the_authors_checkpoint_minus_its_unused
     assert rows["total"] == OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED == 303_794_929
     for name in ("pose_encoder", "pose_transformer", "rgb_transformer", "fusion", "text"):
         assert rows[name] == OFFICIAL_MANIFEST[name], name
+
+
+def test_paper_variant_signbert_converter_points_the_released_layout_to_seds_convert(tmp_path):
+    from seds.model.hand_init import PretrainError, load_signbert
+    p = tmp_path / "pretrain_signbert.pth"
+    torch.save({"state_dict": {"GCN_Transform": {"embed.st_gcn_hand.A": torch.zeros(4, 21, 21)}}}, p)
+    with pytest.raises(PretrainError, match="python -m seds.convert signbert"):
+        load_signbert(p, (8, 8))

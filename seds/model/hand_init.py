@@ -144,6 +144,11 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
+    if isinstance(obj, dict) and ("GCN_Transform" in obj or any(str(k).startswith("embed.st_gcn_hand.") for k in obj)):
+        raise PretrainError(f"{p}: this is the authors' released pretrain_signbert.pth (their per-frame SignBERT "
+                            "GCN, 4 spatial partitions): it initialises the official variant's pose encoder, not "
+                            "this ST-GCN. Run `python -m seds.convert signbert <file> --out DIR` and train with "
+                            "model.variant official (configs/how2sign.yaml) and model.pose.hand_init=DIR")
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise PretrainError(f"{p}: not a state dict of tensors")
     return obj
