@@ -138,7 +138,11 @@ def main(argv=None):
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)
-    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=device.startswith("cuda"), progress=True)
+    amp = device.startswith("cuda")
+    if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
+        model.half_clip_towers()
+        amp = False
+    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True)
     print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
     print(format_table(results))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"

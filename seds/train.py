@@ -299,7 +299,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                    "name": "temperature"})
     groups = [g for g in groups if g["params"]]
     opt = torch.optim.Adam(groups, weight_decay=cfg.train.weight_decay)
-    lengths = [int(train_ds[i]["keypoints"].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
+    frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
+    lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
     n_batches = len(epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, 0, d, lengths))
     if n_batches == 0:
         raise TrainingError(f"the train split has {len(train_ds)} videos: not enough for one batch")
