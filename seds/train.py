@@ -291,6 +291,12 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     device = resolve_device(cfg.train.device, d)
     out = Path(cfg.train.out)
     train_ds, val_ds = prepare_data(cfg, d.main)
+    frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
+    if len(train_ds) and frames_key not in train_ds[0]:
+        raise TrainingError(f"model.variant {cfg.model.variant}: this dataset does not give its batch layout "
+                            "(seds/model/seds.py). A store made by seds.extract trains the paper variant "
+                            "(model.preset=paper loss.alpha=0.8); the official variant reads the authors' processed "
+                            "features (python -m seds.data.official import)")
 
     model = create_model(cfg.model).to(device)
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
@@ -299,7 +305,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                    "name": "temperature"})
     groups = [g for g in groups if g["params"]]
     opt = torch.optim.Adam(groups, weight_decay=cfg.train.weight_decay)
-    frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
     lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
     n_batches = len(epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, 0, d, lengths))
     if n_batches == 0:

@@ -196,3 +196,9 @@ def test_torchrun_two_processes_gather_the_global_batch(store, tmp_path):
     assert len(steps) == 3                       # 48 videos / global batch 16
     # the logged InfoNCE starts near log(16): the contrastive batch is global, not the 8 local videos
     assert abs(steps[0]["t-fused"] - math.log(16)) < 1.0 and steps[0]["t-fused"] > math.log(8) + 0.3
+
+
+def test_official_variant_on_a_paper_layout_store_says_what_to_do(store, tmp_path):
+    cfg = load_config(None, tiny_overrides(store, tmp_path / "run") + ["model.variant=official"])
+    with pytest.raises(TrainingError, match="model.preset=paper"):
+        train(cfg, progress=False)
