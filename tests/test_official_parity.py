@@ -121,7 +121,9 @@ def test_our_tokenizer_reproduces_the_authors_ids(official):
     pytest.importorskip("seds.clip_bpe", reason="the CLIP BPE tokenizer (seds/clip_bpe.py) is not merged yet")
     model, _, _, _, io = official
     b = io["eval_batch"]
-    texts = ["Hi!", "Make it a little easier to walk."]
+    texts = ["Hi!", "Make it a little easier to walk.",      # the harness's sentences; the long one is sub-sampled
+             "Allright, the tools we're going to use today, one of them is a spaded shovel and we're going to dig up "
+             "the beds here, and then we will walk along the path to the other side of the garden."]
     want = b["pairs_text"].reshape(-1, 32)
     got = model.tokenize(texts)["input_ids"]
     for text, row in zip(texts, got):
