@@ -168,3 +168,18 @@ def test_paper_variant_signbert_converter_points_the_released_layout_to_seds_con
     torch.save({"state_dict": {"GCN_Transform": {"embed.st_gcn_hand.A": torch.zeros(4, 21, 21)}}}, p)
     with pytest.raises(PretrainError, match="python -m seds.convert signbert"):
         load_signbert(p, (8, 8))
+
+
+def test_official_batch_layout_is_checked(tiny):
+    _, model, _ = tiny
+    good = official_batch()
+    for change, msg in ((lambda b: b.pop("body"), "missing key"),
+                        (lambda b: b.__setitem__("clip_mask", ~b["clip_mask"]), "clip_mask must be True exactly"),
+                        (lambda b: b.update(clip_starts=b["clip_starts"][:, :6], clip_mask=b["clip_mask"][:, :6],
+                                            rgb=b["rgb"][:, :6]), "exactly max_clips=8")):
+        b = dict(good)
+        change(b)
+        with pytest.raises(ValueError, match=msg):
+            model.encode_batch_video(b)
+    with pytest.raises(ValueError, match="authors' batch layout"):
+        model.encode_video(None, None, good["clip_starts"], good["clip_mask"], good["rgb"])

@@ -160,10 +160,10 @@ class SEDS(nn.Module):
         if rgb.shape[2] != self.cfg.rgb_dim:
             raise ValueError(f"RGB features have {rgb.shape[2]} dims, model expects {self.cfg.rgb_dim}")
         clips = self.pose_encoder(left, right, body, clip_starts)
-        out = {"pose": self.pose_transformer(clips, clip_mask), "rgb": self.rgb_transformer(rgb, clip_mask)}
+        # the towers may run in fp16 (half_clip_towers); the authors cast their tokens to fp32 before CGAF
+        out = {"pose": self.pose_transformer(clips, clip_mask).float(), "rgb": self.rgb_transformer(rgb, clip_mask).float()}
         mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=clip_mask.device), clip_mask], 1)
-        out["fused"] = self.fusion(out["pose"].float(), out["rgb"].float(), mask)
-        out["pose"], out["rgb"] = out["pose"].float(), out["rgb"].float()
+        out["fused"] = self.fusion(out["pose"], out["rgb"], mask)
         return VideoEmbedding(out, mask)
 
     def encode_batch_video(self, batch: dict) -> VideoEmbedding:
