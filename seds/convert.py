@@ -21,7 +21,7 @@ those tensors back to float16 (bit-identical to the file's values).
 ``{'state_dict': {...}}``, keys ``embed.st_gcn_hand.*`` …) is validated by loading it into the official pose
 encoder (:func:`seds.model.signbert_gcn.load_pretrain_signbert`: every key and shape checked) and written as
 ``signbert_init.safetensors`` + ``signbert_init.json``; train the official variant from it with
-``model.pose.hand_init=<out folder>``.
+``model.pose.hand_init=<out folder>`` (loaded by :func:`seds.model.factory.create_model`).
 """
 from __future__ import annotations
 
@@ -32,14 +32,13 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from seds.atomic import atomic_write_bytes
-from seds.checkpoint import atomic_save_file, load_checkpoint, write_checkpoint
+from seds.atomic import atomic_save_file, atomic_write_bytes
+from seds.checkpoint import load_checkpoint, write_checkpoint
 from seds.config import CONFIG_DIR, Config, load_config
 from seds.model import SEDS
-from seds.model.seds import SIGNBERT_INIT
 from seds.model.cgaf import sinusoidal_positions
+from seds.model.hand_init import SIGNBERT_INIT
 from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert, official_signbert_key_map
 
 #: in every released checkpoint, never read by the authors' forward pass (conv2_trans only runs for > 64

@@ -11,7 +11,7 @@ from seds.checkpoint import load_checkpoint, write_checkpoint
 from seds.config import Config, LossConfig, model_config
 from seds.convert import (PE_KEY, UNUSED_OFFICIAL_KEYS, ConvertError, convert_official_state, convert_signbert,
                           main, official_key_map)
-from seds.model import SEDS
+from seds.model import SEDS, create_model
 from seds.model.cgaf import sinusoidal_positions
 from seds.model.signbert_gcn import SignBertPoseEncoder, official_signbert_key_map
 
@@ -148,7 +148,7 @@ def test_signbert_pretraining_file_initialises_the_official_pose_encoder(tmp_pat
     torch.save({"state_dict": {"GCN_Transform": theirs}}, p)
     doc = convert_signbert(p, tmp_path / "init")
     assert doc["ignored"] == ["blocks.0.attn.qkv.weight"]
-    model = SEDS(tiny_cfg(f"pose.hand_init={tmp_path / 'init'}").model, with_text=False)
+    model = create_model(tiny_cfg(f"pose.hand_init={tmp_path / 'init'}").model, with_text=False)
     got = model.pose_encoder.state_dict()
     for k, v in official_signbert_key_map(prefix="").items():
         assert torch.equal(got[v], theirs[k].to(got[v].dtype)), k

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
 
 from seds.config import ModelConfig
 from seds.model.fusion import build_fusion
 from seds.model.interaction_transformer import InteractionTransformer
 from seds.model.pose_encoder import PoseEncoder
-from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert
+from seds.model.signbert_gcn import SignBertPoseEncoder
 from seds.model.text_encoder import TextEncoder
 from seds.similarity import PairScores, fine_grained_scores, pooled
 
@@ -61,19 +58,6 @@ class TextEmbedding:
 
 
 SIGNBERT_DIM = 1536     # [left, right, body] × 512 of the authors' pose encoder
-SIGNBERT_INIT = "signbert_init.safetensors"
-
-
-def read_signbert_init(path: str | Path) -> dict[str, torch.Tensor]:
-    """The SignBERT init written by ``python -m seds.convert signbert`` (a folder or the file itself)."""
-    p = Path(path)
-    p = p / SIGNBERT_INIT if p.is_dir() else p
-    if not p.is_file() or p.suffix != ".safetensors":
-        raise FileNotFoundError(f"model.pose.hand_init: {p} is not a {SIGNBERT_INIT} written by "
-                                "`python -m seds.convert signbert pretrain_signbert.pth --out DIR`")
-    return load_file(str(p))
-
-
 class SEDS(nn.Module):
     def __init__(self, cfg: ModelConfig, with_text: bool = True):
         super().__init__()
@@ -84,8 +68,6 @@ class SEDS(nn.Module):
             if opts.pose_encoder == "signbert":
                 self.pose_encoder = SignBertPoseEncoder()
                 pose_dim = SIGNBERT_DIM
-                if cfg.pose.hand_init:   # the released pretrain_signbert.pth, via `python -m seds.convert signbert`
-                    load_pretrain_signbert(self.pose_encoder, read_signbert_init(cfg.pose.hand_init))
             else:
                 self.pose_encoder = PoseEncoder(cfg.pose, cfg.window)
                 pose_dim = cfg.pose.out_dim

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from seds.clip_bpe import ClipBPETokenizer
 from seds.config import TextConfig
 from seds.model.clip_text import ClipTextTower
 
@@ -102,8 +103,6 @@ class ClipBPEBatcher:
     """CLIP BPE ids in the authors' dataloader format (SOT … EOT, 0-padded to ``max_words``)."""
 
     def __init__(self, max_words: int):
-        # local import: the tokenizer needs ftfy/regex, only models with an "openai-clip" text tower use it
-        from seds.clip_bpe import ClipBPETokenizer
         self.tok, self.max_words = ClipBPETokenizer(), max_words
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
