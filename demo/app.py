@@ -24,6 +24,7 @@ import gradio as gr  # noqa: E402
 
 from demo.backend import (STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
                           explanation_figure, load_app_config)
+from demo.live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
     import spaces
@@ -36,9 +37,10 @@ CSS = """
 #seds-banner {border-left: 4px solid #d97706; padding: 6px 12px; background: rgba(217,119,6,0.08);}
 #seds-banner.real {border-left-color: #059669; background: rgba(5,150,105,0.08);}
 .seds-status {min-height: 1.5em;}
+#v2t-status {min-height: 5em;}
+#v2t-status .pending {visibility: hidden;}   /* the one progress line replaces the status while a query runs */
+#v2t-note {border-left: 4px solid #d97706; padding: 2px 10px; background: rgba(217,119,6,0.08);}
 """
-STAGE_NAMES = {"decode": "decoding video", "pose": "estimating pose", "filter": "filtering frames",
-               "rgb": "RGB window features", "embed": "embedding", "done": "done"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -90,7 +92,11 @@ def video_items(be: AppBackend, hits) -> list[tuple[str, str]]:
 # the app
 # --------------------------------------------------------------------------------------------------
 
-def build_app(be: AppBackend) -> gr.Blocks:
+def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
+    """The UI. Video → text has one trigger, the *Search sentences* button: a new file only shows what
+    the search will do and how long it should take (:meth:`LiveQueries.plan`); the search itself runs
+    once per file and settings (:class:`LiveQueries` remembers recent answers), with one progress line."""
+    live = live or LiveQueries(be)
     streams = be.streams
     g = be.gallery
     ex_ids = g.info.get("ui_examples") or ([i for i in g.videos.ids if be.video_path(i)][:8] if g.videos else [])
@@ -119,15 +125,22 @@ def build_app(be: AppBackend) -> gr.Blocks:
                     with gr.Column(scale=1):
                         video_in = gr.Video(label="Sign video (upload or webcam)", sources=["upload", "webcam"],
                                             include_audio=True, elem_id="video-in", height=300)
-                        v_btn = gr.Button("Search sentences", variant="primary", elem_id="v2t-run")
+                        with gr.Row():
+                            v_btn = gr.Button("Search sentences", variant="primary", elem_id="v2t-run", scale=2)
+                            v_k = gr.Slider(1, 20, value=be.cfg.top_k, step=1, label="Results per encoder",
+                                            elem_id="v2t-k", scale=1, min_width=220)
                         if ex_videos:
                             gr.Examples([[p] for p in ex_videos], inputs=[video_in], label="Gallery videos "
-                                        "(their features come from the gallery cache)", examples_per_page=8)
+                                        "(features cached: pick one, then Search sentences)", examples_per_page=8,
+                                        elem_id="v2t-examples")
                     with gr.Column(scale=1):
                         preview = gr.Video(label="Skeleton overlay (what the pose stream sees)", interactive=False,
                                            elem_id="preview", height=300, autoplay=True, loop=True)
-                        v_status = gr.Markdown("", elem_id="v2t-status", elem_classes=["seds-status"])
+                        v_status = gr.Markdown("Upload or record a sign video (or pick a gallery video), then "
+                                               "press **Search sentences**.", elem_id="v2t-status",
+                                               elem_classes=["seds-status"])
                         v_time = gr.Markdown("", elem_id="v2t-timings")
+                v_note = gr.Markdown("", elem_id="v2t-note", visible=False)
                 v_tables = {}
                 with gr.Row():
                     for s in streams:
@@ -164,22 +177,49 @@ def build_app(be: AppBackend) -> gr.Blocks:
                 gr.Markdown(ABOUT)
 
         # ---------------------------------------------------------------- handlers
-        v_outputs = [v_state, preview, v_status, v_time, *[v_tables[s] for s in streams], v_pair, v_plot]
+        v_outputs = [v_state, preview, v_status, v_note, v_time, *[v_tables[s] for s in streams], v_pair, v_plot]
 
         def empty_video(msg: str = ""):
-            return [None, None, msg, "", *[[] for _ in streams], gr.update(choices=[], value=None), None]
+            return [None, None, msg, gr.update(value="", visible=False), "", *[[] for _ in streams],
+                    gr.update(choices=[], value=None), None]
+
+        def new_video(path):
+            """A file arrived (upload, webcam, example): say what Search will do and clear old results."""
+            if not path:
+                return empty_video("Upload or record a sign video (or pick a gallery video), then press "
+                                   "**Search sentences**.")
+            try:
+                return empty_video(plan_text(live.plan(path)))
+            except AppError as e:
+                return empty_video(f"⚠️ {e}")
 
         @gpu
-        def run_video(path, progress=gr.Progress()):
+        def run_video(path, k, progress=gr.Progress()):
             if not path:
-                return empty_video()
-            def report(stage, frac):
-                progress(min(max(frac, 0.0), 1.0), desc=STAGE_NAMES.get(stage, stage))
+                return empty_video("⚠️ Upload a video (or record one with the webcam) first.")
             try:
-                q = be.query_video(path, progress=report)
+                plan = live.plan(path)
+                est = plan.estimate_s if plan.kind == "live" else None
+                progress(0.0, desc=progress_text("decode", 0.0, est))
+
+                def report(stage, frac, elapsed, estimate):
+                    progress(min(max(frac, 0.0), 1.0), desc=progress_text(stage, elapsed, estimate))
+                q = live.query_video(path, k=int(k), progress=report, estimate_s=est)
             except AppError as e:
                 gr.Warning(str(e))
                 return empty_video(f"⚠️ {e}")
+            return answer_video(q, est)
+
+        def rerank_video(q, path, k):
+            """Another top-k for the answer on screen (from the recent-queries cache: no extraction)."""
+            if q is None or not path:
+                return [gr.skip()] * len(v_outputs)
+            try:
+                return answer_video(live.query_video(path, k=int(k)), None)
+            except AppError as e:
+                return empty_video(f"⚠️ {e}")
+
+        def answer_video(q, est):
             choices, seen = [], set()
             for s in ("fused",) + tuple(x for x in streams if x != "fused"):
                 for h in q.hits.get(s, []):
@@ -192,10 +232,19 @@ def build_app(be: AppBackend) -> gr.Blocks:
                     choices.append((f"{q.true_text}  [the video's own sentence]", tid))
             first = choices[0][1] if choices else None
             fig = explanation_figure(be.explain_video_query(q, first)) if first is not None else None
-            status = " ".join(f"ℹ️ {n}" for n in q.notes)
+            total = q.timings.get("total", 0.0)
+            if q.recent:
+                took = f"**Time**: {total:.2f} s (answered from memory)."
+            elif q.source == "extracted":
+                took = f"**Time**: live extraction and search took {total:.1f} s" + (f" (estimated ≈ {est:.0f} s)." if est
+                                                                               else ".")
+            else:
+                took = f"**Time**: {total:.2f} s (gallery feature cache)."
+            status = took + "\n\n" + " ".join(f"ℹ️ {n}" for n in q.notes)
             if q.true_text:
                 status += f"\n\n✓ marks this gallery video's own sentence: “{q.true_text}”."
-            return [q, q.preview, status, timings_md(q.timings),
+            note = real_signing_note(be, q)
+            return [q, q.preview, status, gr.update(value=note, visible=bool(note)), timings_md(q.timings),
                     *[sentence_rows(q.hits[s], q.true_text) for s in streams],
                     gr.update(choices=choices, value=first), fig]
 
@@ -237,12 +286,17 @@ def build_app(be: AppBackend) -> gr.Blocks:
                 gr.Warning(str(e))
                 return None
 
-        video_in.change(run_video, [video_in], v_outputs, concurrency_id="video", trigger_mode="always_last")
-        v_btn.click(run_video, [video_in], v_outputs, concurrency_id="video")
-        v_pair.input(explain_video, [v_state, v_pair], [v_plot])
-        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text")
-        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text")
-        t_pair.input(explain_text, [t_state, t_pair], [t_plot])
+        # one trigger per upload: the button. A new file only gets its plan (cheap: hash + header).
+        video_in.change(new_video, [video_in], v_outputs, show_progress="hidden", trigger_mode="always_last")
+        # the status line is the one progress indicator (CSS hides its old text meanwhile)
+        v_btn.click(run_video, [video_in, v_k], v_outputs, concurrency_id="video", show_progress="full",
+                    show_progress_on=[v_status])
+        v_k.release(rerank_video, [v_state, video_in, v_k], v_outputs, concurrency_id="video",
+                    show_progress="hidden")
+        v_pair.input(explain_video, [v_state, v_pair], [v_plot], show_progress="hidden")
+        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text", show_progress_on=[t_status])
+        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text", show_progress_on=[t_status])
+        t_pair.input(explain_text, [t_state, t_pair], [t_plot], show_progress="hidden")
     return app
 
 
@@ -253,9 +307,17 @@ a **pose stream** (49 keypoints per frame → ST-GCN → 16-frame clips → tran
 Videos and sentences are compared with a fine-grained clip × word similarity (CiCo): every clip looks for
 its best words and every word for its best clips. The *Why?* heatmaps show that matrix.
 
-**Video → text**: the file's SHA-256 is looked up in the gallery's feature cache; otherwise the app decodes
-it at 24 fps, estimates pose, drops frames without a signer or a hand, picks at most N windows at equal
-intervals and extracts their RGB features with the extractor the checkpoint was trained with.
+**Video → text**: pick or upload a video, then press *Search sentences* — the one trigger. When a file arrives
+the status line says what the search will do and, for a new video, about how long it will take on this machine
+(seconds per frame and per RGB window measured on the last live queries). The file's SHA-256 is looked up in
+the gallery's feature cache; otherwise the app decodes it at 24 fps, estimates pose, drops frames without a
+signer or a hand, picks at most N windows at equal intervals and extracts their RGB features with the extractor
+the checkpoint was trained with. The last few answers are remembered (keyed by SHA-256 and the extraction
+settings): searching the same file again or changing *Results per encoder* answers at once, without extracting.
+
+**Real signing with the synthetic demo model**: a video that is not one of the gallery's videos and in which the
+pose estimator found a signer counts as real signing; with a checkpoint trained on synthetic data its results
+get a warning line.
 
 **The default demo** is trained on a *synthetic* signing benchmark (cartoon signers, pseudo-words, proxy RGB
 features) so that it works offline and out of the box. Uploading a real signing video runs the real pipeline

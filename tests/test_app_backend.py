@@ -246,3 +246,117 @@ def test_default_demo_assets_work_out_of_the_box():
         assert all(r <= 10 for r in ranks) and sum(r == 1 for r in ranks) >= len(ranks) // 2, ranks
     finally:
         be.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# demo/live.py: one extraction per upload, recent-queries cache, estimates, the real-signing note
+# ---------------------------------------------------------------------------------------------------
+
+def test_recent_queries_lru_and_errors():
+    from demo.live import RecentQueries
+
+    r, calls = RecentQueries(2), []
+
+    def run(v):
+        calls.append(v)
+        return v
+
+    assert r.get_or_run("a", lambda: run(1)) == (1, False)
+    assert r.get_or_run("b", lambda: run(2)) == (2, False)
+    assert r.get_or_run("a", lambda: run(99)) == (1, True)       # hit; "a" is now the most recent
+    r.get_or_run("c", lambda: run(3))                             # evicts "b", the least recent
+    assert "b" not in r and "a" in r and "c" in r and calls == [1, 2, 3]
+
+    # a request for a key being computed waits for that computation instead of starting another
+    import threading
+    import time
+    go, out = threading.Event(), []
+
+    def slow():
+        go.wait(10)
+        calls.append("slow")
+        return "v"
+    first = threading.Thread(target=lambda: out.append(r.get_or_run("k", slow)))
+    first.start()
+    while not r.computing("k"):
+        time.sleep(0.01)
+    second = threading.Thread(target=lambda: out.append(r.get_or_run("k", lambda: run("again"))))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()                                      # waiting, not computing
+    go.set()
+    first.join()
+    second.join()
+    assert sorted(out, key=lambda o: o[1]) == [("v", False), ("v", True)] and "again" not in calls
+
+    def bad():
+        calls.append("bad")
+        raise AppError("no signer")
+    for _ in range(2):                                            # a user error is remembered, not recomputed
+        with pytest.raises(AppError, match="no signer"):
+            r.get_or_run("x", bad)
+    assert calls.count("bad") == 1
+
+
+def test_live_query_extracts_once_then_answers_from_memory(backend, assets, tmp_path):
+    from demo.live import LiveQueries, progress_text, real_signing_note
+    from seds.extract.video import read_video
+
+    live = LiveQueries(backend, size=2)
+    path = write_video(assets.data.render(assets.specs[1]), tmp_path / "new.webm", 24.0)
+    plan = live.plan(path)
+    n_dec = len(read_video(path, fps=24.0, max_seconds=4.0, trim_long=True).frames)
+    assert plan.kind == "live" and plan.frames == n_dec and plan.basis.startswith("rough")
+    assert plan.estimate_s == pytest.approx(live.costs.estimate(n_dec, plan.windows))
+    n0, stages = backend.extractions, []
+    q1 = live.query_video(path, progress=lambda st, f, el, est: stages.append(st), estimate_s=plan.estimate_s)
+    assert backend.extractions == n0 + 1 and q1.source == "extracted" and not q1.recent
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == ["decode", "pose", "RGB", "embed",
+                                                                                 "search"]
+    assert q1.features.num_clips == plan.windows
+    # the cost model now holds this machine's measurement: it predicts this query's time exactly
+    assert live.costs.measured == 1 and "last 1 live query" in live.costs.basis
+    t = q1.timings
+    assert live.costs.estimate(n_dec, plan.windows) == pytest.approx(
+        sum(t[k] for k in ("hash", "decode", "pose", "filter", "rgb", "embed", "search", "preview")), rel=1e-6)
+    assert real_signing_note(backend, q1).count("python -m seds.convert official") == 1 and backend.is_synthetic
+    # again, with another top-k: no extraction, the same ranking, well under a second
+    assert live.plan(path).kind == "recent"
+    q2 = live.query_video(path, k=3)
+    assert backend.extractions == n0 + 1 and q2.recent and q2.timings["total"] < 1.0
+    assert "recent-queries cache" in q2.notes[0] and q2.source == "extracted"
+    for s in ("pose", "rgb", "fused"):
+        assert [h.id for h in q2.hits[s]] == [h.id for h in q1.hits[s]][:3]
+        assert len(q1.hits[s]) == 5                                # the first answer was not modified
+    assert backend.explain_video_query(q2, q2.hits["fused"][0].id).scores == \
+        backend.explain_video_query(q1, q2.hits["fused"][0].id).scores
+    # a gallery video: no extraction, no real-signing note; the LRU (size 2) then forgets the first file
+    qg = live.query_video(assets.videos[0])
+    assert qg.source == "cache" and real_signing_note(backend, qg) == "" and live.plan(assets.videos[0]).kind == "recent"
+    live.query_video(assets.videos[1])
+    assert live.plan(path).kind == "live" and backend.extractions == n0 + 1
+    assert progress_text("pose", 3.14, 9.2) == "decode → [pose] → RGB → embed → search · 3.1 s of ≈ 9 s"
+
+
+def test_identical_concurrent_queries_extract_once(backend, assets, tmp_path):
+    """Two requests for the same new file at once (an impatient double click, two users): one extraction."""
+    import threading
+    from demo.live import LiveQueries
+
+    live = LiveQueries(backend)
+    path = write_video(assets.data.render(assets.specs[2]), tmp_path / "twice.webm", 24.0)
+    n0, out = backend.extractions, []
+    threads = [threading.Thread(target=lambda: out.append(live.query_video(path))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert backend.extractions == n0 + 1 and sorted(q.recent for q in out) == [False, True]
+    assert [h.id for h in out[0].hits["fused"]] == [h.id for h in out[1].hits["fused"]]
+    # a file that is not a video fails at once the second time, without another attempt
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video\n" * 50)
+    for _ in range(2):
+        with pytest.raises(AppError, match="cannot be used as a video"):
+            live.query_video(bad)
+    assert backend.extractions == n0 + 2

@@ -201,11 +201,14 @@ class SearchEngine:
                 if sha:
                     self._sha_to_video[sha] = vid
         self.streams = tuple(s for s in STREAM_ORDER if s in self._model_streams())
-        self.max_clips = min(self.cfg.max_clips, self.model_cfg.model.max_clips)
+        # official: the authors' windows (≤ max_clips = 64, their preprocessing chooses them), not cfg.max_clips
+        self.max_clips = self.model_cfg.model.max_clips if self.official \
+            else min(self.cfg.max_clips, self.model_cfg.model.max_clips)
         self._pose = pose_estimator or probed
         self._rgb = rgb_extractor
         self._extractor = None
         self._lock = threading.Lock()
+        self.extractions = 0                                        # extraction pipeline runs (tests, logs)
         self.load_seconds = time.perf_counter() - t0
         if preload:
             self.extractor()
@@ -222,6 +225,11 @@ class SearchEngine:
     @property
     def is_synthetic(self) -> bool:
         return self.rgb_features == "synthetic-proxy" or self.model_cfg.data.dataset == "synthetic"
+
+    @property
+    def extractor_ready(self) -> bool:
+        """Whether the extraction pipeline is loaded (the first live query loads it)."""
+        return self._extractor is not None
 
     def extractor(self):
         """The extraction pipeline (built on first use: MediaPipe + I3D take seconds to load)."""
@@ -290,6 +298,7 @@ class SearchEngine:
             source = "extracted"
             try:
                 with self._lock:
+                    self.extractions += 1
                     ex = self.extractor()
                     res = ex.extract(path, progress=report)
             except NoSignerError as e:
@@ -345,9 +354,9 @@ class SearchEngine:
         clips = {s: streams[s][0] for s in self.streams}
         clip_mask = mask[0]
         timings["embed"] = time.perf_counter() - t
+        report("search", 0.98)
         t = time.perf_counter()
-        hits = {s: self.gallery.sentences.search(clips[s], clip_mask, stream="text", k=k, rerank=self.cfg.rerank)
-                for s in self.streams}
+        hits = self.search_sentences(clips, clip_mask, k)
         timings["search"] = time.perf_counter() - t
         preview = None
         if self.cfg.preview and frames is not None and kpts_for_preview is not None:
@@ -361,6 +370,12 @@ class SearchEngine:
             true_text = self.gallery.videos.meta(gid).get("text") or None
         report("done", 1.0)
         return VideoQuery(feats, source, clips, clip_mask, times, hits, timings, notes, preview, sha, gid, true_text)
+
+    def search_sentences(self, clips: dict[str, torch.Tensor], clip_mask: torch.Tensor, k: int | None = None):
+        """Top-k gallery sentences per stream for a video's clip features."""
+        k = k or self.cfg.top_k
+        return {s: self.gallery.sentences.search(clips[s], clip_mask, stream="text", k=k, rerank=self.cfg.rerank)
+                for s in self.streams}
 
     # -- text → video -------------------------------------------------------------------------------
     def query_text(self, text: str, k: int | None = None) -> TextQuery:
