@@ -146,7 +146,7 @@ class AppBackend(SearchEngine):
             "model": f"streams {'+'.join(m.streams)}, D={m.dim}, max {m.max_clips} clips; text encoder: {text}",
             "rgb": describe_rgb(self.rgb_features) if self.is_synthetic else parts["rgb"],
             "pose": (describe_pose(self.plan.pose_backend) if self.is_synthetic else parts["pose"])
-                    + (f"; gallery videos use cached keypoints ({cfg.data.pose_backend})" if len(self.cache) else ""),
+                    + (f"; gallery videos use cached keypoints ({self.plan.trained_pose})" if len(self.cache) else ""),
             "gallery": (f"{g.root}: {len(g.videos) if g.videos else 0} videos, "
                         f"{len(g.sentences) if g.sentences else 0} sentences"
                         + (f", {len(self.cache)} cached feature files" if len(self.cache) else "")),

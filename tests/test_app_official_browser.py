@@ -13,7 +13,7 @@ import os
 import pytest
 
 from tests.official_app_assets import official_app_assets
-from tests.test_app_browser import CHROMIUM, ROOT, free_port, wait_rows
+from tests.test_app_browser import CHROMIUM, ROOT, free_port, upload, wait_rows
 from tests.test_app_browser import page, pw  # noqa: F401 - the browser fixtures, on this module's server
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -70,7 +70,8 @@ def test_banner_names_the_checkpoint_and_which_extractors_match(page, server):
 def test_video_to_text_three_columns_and_heatmaps(page, server):
     _, be, a = server
     vid, path = next(iter(a.videos.items()))
-    page.set_input_files("#video-in input[type=file]", str(path))
+    upload(page, path)
+    page.click("#v2t-run")
     page.wait_for_selector("#v2t-heatmap .js-plotly-plot")
     k = min(be.cfg.top_k, len(be.gallery.sentences))
     for s in ("pose", "rgb", "fused"):
