@@ -1,10 +1,20 @@
 """Retrieval evaluation: ``python -m seds.evaluate --checkpoint runs/x/best --split test``.
 
 Encodes every video and sentence of a split, scores all pairs with the fine-grained similarity in
-chunks (fused, pose-only and RGB-only streams), and reports R@1/5/10, MedR and MeanR for T2V and V2T.
-Sentences that occur for several videos (How2Sign test) are handled by relevance: a text query is
-answered correctly by any video of the same sentence, and a video query by any copy of its sentence.
-Ties never change the denominator (``seds.metrics``).
+chunks (fused, pose-only and RGB-only streams), and reports R@1/5/10, MedR and MeanR for T2V and V2T
+under two protocols for repeated sentences (:mod:`seds.metrics`):
+
+* ``official`` (default; the paper's tables): the authors' ``eval_epoch``. Videos are grouped by
+  *sentence id*: the manifest's ``sentence_id`` column where it has one (How2Sign's ``SENTENCE_ID``:
+  several recordings of one sentence), else the sentence text with whitespace normalised (then
+  identical strings form one id). Each id's text is used once (from its last video, as the authors
+  do); V2T ranks each video's own id among all ids, T2V ranks each id's video group (max score).
+* ``distinct``: one T2V query per distinct (whitespace-normalised) sentence with all its videos
+  relevant; V2T ranks each video's sentence once among the distinct sentences.
+
+Ties get the expected rank under random tie-breaking (fractional ranks; R@K is the probability that
+the rank is ≤ K), so a constant model scores at chance. ``--ties pessimistic`` or (explicitly)
+``--ties optimistic`` choose the other conventions; the JSON and the printout name the convention.
 """
 from __future__ import annotations
 
@@ -20,7 +30,8 @@ from tqdm import tqdm
 from seds.checkpoint import load_checkpoint
 from seds.data.dataset import FeatureDataset, collate
 from seds.keypoints import KeypointLayout
-from seds.metrics import format_table, relevance_from_labels, retrieval_metrics
+from seds.metrics import (PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table, group_labels,
+                          protocol_metrics)
 from seds.similarity import fine_grained_scores
 
 
@@ -31,7 +42,21 @@ class EncodedSplit:
     words: torch.Tensor                # (N, L, D)
     word_mask: torch.Tensor            # (N, L)
     ids: list[str]
-    texts: list[str]
+    texts: list[str]                   # as given to the text encoder (truncated to max_words)
+    sentence_ids: list[str]            # official protocol groups (module docstring)
+    sentences: list[str]               # whitespace-normalised full sentence (distinct protocol)
+
+
+def normalise_sentence(text: str) -> str:
+    """The key of a 'distinct sentence': the text with runs of whitespace collapsed and ends stripped."""
+    return " ".join(str(text).split())
+
+
+def sentence_id(meta: dict, text: str) -> str:
+    """A video's sentence id: the manifest's ``sentence_id`` column if present and non-empty, else
+    ``text:`` + the normalised sentence."""
+    sid = str(meta.get("sentence_id") or "").strip()
+    return sid if sid else "text:" + normalise_sentence(text)
 
 
 def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Tensor:
@@ -52,7 +77,7 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
-    vmask, words, wmask, ids, texts = [], [], [], [], []
+    vmask, words, wmask, ids, texts, sids, sents = [], [], [], [], [], [], []
     rng = range(0, len(dataset), batch_size)
     if progress:
         rng = tqdm(rng, desc="encode", unit="batch")
@@ -68,14 +93,24 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
+        for m, t in zip(batch["meta"], batch["text"]):
+            full = m.get("text") or t
+            sids.append(sentence_id(m, full))
+            sents.append(normalise_sentence(full))
     return EncodedSplit({k: _pad_cat(x) for k, x in streams.items()}, _pad_cat(vmask, value=False),
-                        _pad_cat(words), _pad_cat(wmask, value=False), ids, texts)
+                        _pad_cat(words), _pad_cat(wmask, value=False), ids, texts, sids, sents)
 
 
-def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64) -> dict[str, torch.Tensor]:
-    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks."""
+def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64,
+                   text_rows=None) -> dict[str, torch.Tensor]:
+    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks;
+    ``text_rows`` selects which encoded sentences are the columns (default: all)."""
     out = {}
-    w, wm = enc.words.to(device), enc.word_mask.to(device)
+    w, wm = enc.words, enc.word_mask
+    if text_rows is not None:
+        rows = torch.as_tensor(text_rows, dtype=torch.long)
+        w, wm = w[rows], wm[rows]
+    w, wm = w.to(device), wm.to(device)
     for s, feats in enc.video.items():
         parts = []
         for i in range(0, feats.shape[0], chunk_size):
@@ -86,14 +121,31 @@ def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int 
     return out
 
 
-def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu") -> dict[str, dict]:
-    scores = score_matrices(enc, tau, device)
-    rel = relevance_from_labels(enc.texts, enc.texts)     # same sentence ⇒ relevant
-    results = {}
-    for s in ("fused", "pose", "rgb"):
-        if s in scores and not (s == "fused" and len(enc.video) == 2):   # single stream: fused is an alias
-            results[s] = retrieval_metrics(scores[s], rel)
-    return results
+def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PROTOCOLS,
+                       ties: str = "expected") -> dict[str, dict[str, dict]]:
+    """protocol → stream → ``{"t2v", "v2t"}`` metrics; the scores are computed once, with one column
+    per sentence id (official) or distinct sentence (distinct)."""
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise ValueError(f"unknown protocol(s) {bad}; choose from {', '.join(PROTOCOLS)}")
+    keys = {"official": enc.sentence_ids, "distinct": enc.sentences}
+    grouped = {p: group_labels(keys[p], "last") for p in protocols}
+    cols = sorted({int(i) for _, rep in grouped.values() for i in rep})   # encoded sentences scored once
+    where = {row: c for c, row in enumerate(cols)}
+    scores = score_matrices(enc, tau, device, text_rows=cols)
+    out = {}
+    for p, (video_to_text, rep) in grouped.items():
+        take = torch.as_tensor([where[int(i)] for i in rep], dtype=torch.long)
+        out[p] = {s: protocol_metrics(scores[s][:, take], video_to_text, protocol=p, ties=ties)
+                  for s in ("fused", "pose", "rgb")
+                  if s in scores and not (s == "fused" and len(enc.video) == 2)}  # single stream: fused is an alias
+    return out
+
+
+def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", protocol: str = "official",
+                     ties: str = "expected") -> dict[str, dict]:
+    """stream → ``{"t2v", "v2t"}`` metrics under one protocol."""
+    return evaluate_protocols(enc, tau, device, (protocol,), ties)[protocol]
 
 
 def rsum(results: dict) -> float:
@@ -102,9 +154,10 @@ def rsum(results: dict) -> float:
 
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
-                   progress: bool = False) -> dict[str, dict]:
+                   progress: bool = False, protocol: str = "official", ties: str = "expected") -> dict[str, dict]:
+    """stream → ``{"t2v", "v2t"}`` metrics of ``model`` on ``dataset`` under one protocol."""
     enc = encode_split(model, dataset, batch_size, amp, progress)
-    return evaluate_encoded(enc, tau, model.device)
+    return evaluate_encoded(enc, tau, model.device, protocol, ties)
 
 
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
@@ -130,18 +183,32 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON file for the results (default: <checkpoint>/eval_<split>.json)")
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="official",
+                    help="primary repeated-sentence protocol (the other is printed beside it)")
+    ap.add_argument("--ties", choices=TIES, default="expected",
+                    help="tie convention (default: expected rank under random tie-breaking)")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)
-    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=device.startswith("cuda"), progress=True)
-    print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
-    print(format_table(results))
+    enc = encode_split(model, ds, args.batch_size, amp=device.startswith("cuda"), progress=True)
+    order = [args.protocol] + [p for p in PROTOCOLS if p != args.protocol]
+    results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties)
+    n_ids, n_distinct = len(set(enc.sentence_ids)), len(set(enc.sentences))
+    print(f"{args.split}: {len(ds)} videos, {n_ids} sentence ids, {n_distinct} distinct sentences")
+    print(TIES_NOTE[args.ties])
+    for p in order:
+        print(f"\n{PROTOCOL_NOTE[p]}{' [primary]' if p == args.protocol else ''}")
+        print(format_table(results[p]))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"
-    out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "checkpoint": str(args.checkpoint),
-                               "checkpoint_info": info, "results": results}, indent=2))
+    out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "n_sentence_ids": n_ids,
+                               "n_distinct_sentences": n_distinct, "checkpoint": str(args.checkpoint),
+                               "checkpoint_info": info, "ties": args.ties, "ties_note": TIES_NOTE[args.ties],
+                               "protocol": args.protocol,
+                               "protocol_notes": {p: PROTOCOL_NOTE[p] for p in order},
+                               "results": results}, indent=2))
     print(f"wrote {out}")
-    return results
+    return results[args.protocol]
 
 
 if __name__ == "__main__":
