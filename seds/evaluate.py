@@ -93,8 +93,8 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
-        for m, t in zip(batch["meta"], batch["text"]):
-            full = m.get("text") or t
+        for m, txt in zip(batch["meta"], batch["text"]):
+            full = m.get("text") or txt
             sids.append(sentence_id(m, full))
             sents.append(normalise_sentence(full))
     return EncodedSplit({k: _pad_cat(x) for k, x in streams.items()}, _pad_cat(vmask, value=False),
