@@ -4,7 +4,6 @@ tie-breaking orders), both repeated-sentence protocols, and parity with the auth
 from __future__ import annotations
 
 import csv
-import importlib.util
 import itertools
 from collections import Counter
 from fractions import Fraction
@@ -17,6 +16,7 @@ import torch
 
 from seds.metrics import (format_table, group_labels, metrics_from_ranks, protocol_metrics, query_ranks,
                           rank_counts, relevance_from_labels, retrieval_metrics)
+from tests.reference import load_official
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KS = (1, 5, 10)
@@ -290,13 +290,7 @@ def test_group_labels():
 
 
 def load_official_metrics():
-    path = SHARED / "reference" / "seds-official" / "metrics.py"
-    if not path.is_file():
-        pytest.skip(f"the authors' metrics.py is not at {path} (../shared beside the repo)")
-    spec = importlib.util.spec_from_file_location("seds_official_metrics", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_official("metrics.py", "seds_official_metrics")
 
 
 @pytest.mark.parametrize("seed", range(3))
