@@ -76,7 +76,8 @@ def write(rows: list[dict], base, seeds: list[int], args, results: Path) -> None
              "signers and subject–verb combinations unseen in training. RGB = the synthetic proxy encoder "
              f"(not I3D).  ", f"Model/training: `{args.config}` ({base.train.epochs} epochs, batch "
              f"{base.train.batch_size}, one CPU thread per run); checkpoint chosen on val R-sum; test split "
-             f"reported; chance R@1 = {100 / n[2]:.1f} %.  ",
+             f"reported; chance R@1 = {100 / n[2]:.1f} %. Metrics: official protocol, expected-rank ties "
+             "(fractional ranks; seds.metrics).  ",
              f"Seeds {seeds}: mean ± sample std. Runs are shared with `python -m seds.experiments.ablate` "
              "(benchmarks/results/ablations/), keys in synthetic.json.", "",
              "| model | " + " | ".join(f"{d.upper()} {m}" for d, m in COLS) + " |",

@@ -1,17 +1,26 @@
 """Retrieval evaluation: ``python -m seds.evaluate --checkpoint runs/x/best --split test``.
 
 Encodes every video and sentence of a split, scores all pairs with the fine-grained similarity in
-chunks (fused, pose-only and RGB-only streams), and reports R@1/5/10, MedR and MeanR for T2V and V2T.
-Sentences that occur for several videos (How2Sign test) are handled by relevance: a text query is
-answered correctly by any video of the same sentence, and a video query by any copy of its sentence.
-Ties never change the denominator (``seds.metrics``).
+chunks (fused, pose-only and RGB-only streams), and reports R@1/5/10, MedR and MeanR for T2V and V2T
+under two protocols for repeated sentences (:mod:`seds.metrics`):
+
+* ``official`` (default; the paper's tables): the authors' ``eval_epoch``. Videos are grouped by
+  *sentence id*: the manifest's ``sentence_id`` column where it has one (How2Sign's ``SENTENCE_ID``:
+  several recordings of one sentence), else the sentence text with whitespace normalised (then
+  identical strings form one id). Each id's text is used once (from its last video, as the authors
+  do); V2T ranks each video's own id among all ids, T2V ranks each id's video group (max score).
+* ``distinct``: one T2V query per distinct (whitespace-normalised) sentence with all its videos
+  relevant; V2T ranks each video's sentence once among the distinct sentences.
+
+Ties get the expected rank under random tie-breaking (fractional ranks; R@K is the probability that
+the rank is ≤ K), so a constant model scores at chance. ``--ties pessimistic`` or (explicitly)
+``--ties optimistic`` choose the other conventions; the JSON and the printout name the convention.
 
 An ``official``-variant checkpoint (the authors' released weights, ``python -m seds.convert official``) reads its
-store as the authors' batches (:class:`seds.data.official.OfficialDataset`, a store imported by ``python -m
-seds.data.official import``) and is scored with **their protocol** (:func:`official_protocol`, FORMATS.md §6): one
-text per sentence id (the same text under two ids stays two sentences); video → text ranks each video's own
-sentence among all sentences; text → video ranks, for each sentence, its group of videos (the best-scoring video
-of each group) among all groups.
+store as the authors' batches (:class:`seds.data.official.OfficialDataset`: a store imported by ``python -m
+seds.data.official import``, whose manifest carries their sentence ids) and scores with its own similarity
+(softmax over padded positions, ``VariantOptions.softmax_over_padding``); on CUDA its CLIP towers run in fp16
+as the authors' do (``SEDS.half_clip_towers``).
 """
 from __future__ import annotations
 
@@ -28,7 +37,8 @@ from seds.checkpoint import load_checkpoint
 from seds.data.dataset import FeatureDataset, collate
 from seds.data.official import OfficialDataset, official_collate
 from seds.keypoints import KeypointLayout
-from seds.metrics import format_table, relevance_from_labels, retrieval_metrics
+from seds.metrics import (PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table, group_labels,
+                          protocol_metrics)
 from seds.similarity import fine_grained_scores
 
 
@@ -39,8 +49,21 @@ class EncodedSplit:
     words: torch.Tensor                # (N, L, D)
     word_mask: torch.Tensor            # (N, L)
     ids: list[str]
-    texts: list[str]
-    sentence_ids: list[str] | None = None   # the authors' sentence ids (official batches), else None
+    texts: list[str]                   # as given to the text encoder (truncated to max_words)
+    sentence_ids: list[str]            # official protocol groups (module docstring)
+    sentences: list[str]               # whitespace-normalised full sentence (distinct protocol)
+
+
+def normalise_sentence(text: str) -> str:
+    """The key of a 'distinct sentence': the text with runs of whitespace collapsed and ends stripped."""
+    return " ".join(str(text).split())
+
+
+def sentence_id(meta: dict, text: str) -> str:
+    """A video's sentence id: the manifest's ``sentence_id`` column if present and non-empty, else
+    ``text:`` + the normalised sentence."""
+    sid = str(meta.get("sentence_id") or "").strip()
+    return sid if sid else "text:" + normalise_sentence(text)
 
 
 def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Tensor:
@@ -55,15 +78,23 @@ def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Ten
     return torch.cat(out, 0)
 
 
+def collate_for(cfg):
+    """The batch function of ``cfg``'s model (a Config or ModelConfig): the official variant reads the authors'
+    batch layout."""
+    variant = getattr(getattr(cfg, "model", cfg), "variant", "paper")
+    return official_collate if variant == "official" else collate
+
+
 @torch.no_grad()
 def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False,
-                 collate_fn=collate) -> EncodedSplit:
-    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``; ``collate_fn``
-    batches its items (the official variant reads the authors' batch layout, ``seds.model.seds``)."""
+                 collate_fn=None) -> EncodedSplit:
+    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset, or an OfficialDataset for the
+    official variant) with ``model``; ``collate_fn`` batches its items (default: :func:`collate_for` the model)."""
+    collate_fn = collate_fn or collate_for(model.cfg)
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
-    vmask, words, wmask, ids, texts, sids = [], [], [], [], [], []
+    vmask, words, wmask, ids, texts, sids, sents = [], [], [], [], [], [], []
     rng = range(0, len(dataset), batch_size)
     if progress:
         rng = tqdm(rng, desc="encode", unit="batch")
@@ -79,18 +110,26 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
-        sids += batch.get("sentence_ids") or []
+        metas = batch.get("meta") or [{"sentence_id": sid} for sid in batch["sentence_ids"]]   # official batches
+        for m, txt in zip(metas, batch["text"]):
+            full = m.get("text") or txt
+            sids.append(sentence_id(m, full))
+            sents.append(normalise_sentence(full))
     return EncodedSplit({k: _pad_cat(x) for k, x in streams.items()}, _pad_cat(vmask, value=False),
-                        _pad_cat(words), _pad_cat(wmask, value=False), ids, texts,
-                        sids if len(sids) == len(ids) else None)
+                        _pad_cat(words), _pad_cat(wmask, value=False), ids, texts, sids, sents)
 
 
 def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64,
-                   softmax_over_padding: bool = False) -> dict[str, torch.Tensor]:
-    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks.
+                   text_rows=None, softmax_over_padding: bool = False) -> dict[str, torch.Tensor]:
+    """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks;
+    ``text_rows`` selects which encoded sentences are the columns (default: all);
     ``softmax_over_padding``: the official variant's similarity (``VariantOptions``)."""
     out = {}
-    w, wm = enc.words.to(device), enc.word_mask.to(device)
+    w, wm = enc.words, enc.word_mask
+    if text_rows is not None:
+        rows = torch.as_tensor(text_rows, dtype=torch.long)
+        w, wm = w[rows], wm[rows]
+    w, wm = w.to(device), wm.to(device)
     for s, feats in enc.video.items():
         parts = []
         for i in range(0, feats.shape[0], chunk_size):
@@ -101,36 +140,31 @@ def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int 
     return out
 
 
-def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", softmax_over_padding: bool = False) -> dict[str, dict]:
-    scores = score_matrices(enc, tau, device, softmax_over_padding=softmax_over_padding)
-    rel = relevance_from_labels(enc.texts, enc.texts)     # same sentence ⇒ relevant
-    results = {}
-    for s in ("fused", "pose", "rgb"):
-        if s in scores and not (s == "fused" and len(enc.video) == 2):   # single stream: fused is an alias
-            results[s] = retrieval_metrics(scores[s], rel)
-    return results
-
-
-def official_protocol(scores: dict[str, torch.Tensor], sentence_ids: list[str]) -> dict[str, dict]:
-    """The authors' evaluation (FORMATS.md §6) from ``scores[stream]`` (N_videos, N_videos) — column j the text of
-    video j — and each video's sentence id: one text column per sentence id (its last video's, as theirs);
-    ``v2t``: each video's own sentence among all sentences (N_videos queries); ``t2v``: each sentence's videos
-    pooled by their maximum score, the own group ranked among all groups (N_sentences queries). Ties count in
-    the query's favour here (their argsort breaks them arbitrarily, e.g. between repeated "Hi!" ids)."""
-    groups: dict[str, list[int]] = {}
-    for i, sid in enumerate(sentence_ids):
-        groups.setdefault(sid, []).append(i)
-    gid = torch.tensor([list(groups).index(sid) for sid in sentence_ids])
-    cols = torch.tensor([rows[-1] for rows in groups.values()])
+def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PROTOCOLS,
+                       ties: str = "expected", softmax_over_padding: bool = False) -> dict[str, dict[str, dict]]:
+    """protocol → stream → ``{"t2v", "v2t"}`` metrics; the scores are computed once, with one column
+    per sentence id (official) or distinct sentence (distinct)."""
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad:
+        raise ValueError(f"unknown protocol(s) {bad}; choose from {', '.join(PROTOCOLS)}")
+    keys = {"official": enc.sentence_ids, "distinct": enc.sentences}
+    grouped = {p: group_labels(keys[p], "last") for p in protocols}
+    cols = sorted({int(i) for _, rep in grouped.values() for i in rep})   # encoded sentences scored once
+    where = {row: c for c, row in enumerate(cols)}
+    scores = score_matrices(enc, tau, device, text_rows=cols, softmax_over_padding=softmax_over_padding)
     out = {}
-    for s, m in scores.items():
-        if s == "fused" and len(scores) == 2:
-            continue
-        per_video = m[:, cols]                                            # (N_videos, N_sentences)
-        rel = gid[:, None] == torch.arange(len(groups))[None, :]
-        per_group = torch.stack([per_video[rows].max(0).values for rows in groups.values()])   # (S, S)
-        out[s] = {"t2v": retrieval_metrics(per_group)["t2v"], "v2t": retrieval_metrics(per_video, rel)["v2t"]}
+    for p, (video_to_text, rep) in grouped.items():
+        take = torch.as_tensor([where[int(i)] for i in rep], dtype=torch.long)
+        out[p] = {s: protocol_metrics(scores[s][:, take], video_to_text, protocol=p, ties=ties)
+                  for s in ("fused", "pose", "rgb")
+                  if s in scores and not (s == "fused" and len(enc.video) == 2)}  # single stream: fused is an alias
     return out
+
+
+def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", protocol: str = "official",
+                     ties: str = "expected", softmax_over_padding: bool = False) -> dict[str, dict]:
+    """stream → ``{"t2v", "v2t"}`` metrics under one protocol."""
+    return evaluate_protocols(enc, tau, device, (protocol,), ties, softmax_over_padding)[protocol]
 
 
 def rsum(results: dict) -> float:
@@ -139,31 +173,26 @@ def rsum(results: dict) -> float:
 
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
-                   progress: bool = False, collate_fn=collate) -> dict[str, dict]:
+                   progress: bool = False, protocol: str = "official", ties: str = "expected",
+                   collate_fn=None) -> dict[str, dict]:
+    """stream → ``{"t2v", "v2t"}`` metrics of ``model`` on ``dataset`` under one protocol."""
     enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
-    return evaluate_encoded(enc, tau, model.device, model.cfg.options.softmax_over_padding)
+    return evaluate_encoded(enc, tau, model.device, protocol, ties, model.cfg.options.softmax_over_padding)
 
 
-def _store_paths(cfg, split: str, store: str | None, manifest: str | None) -> tuple[Path, Path]:
+def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
+                  missing: str | None = None):
+    """The dataset of one split for a Config (shared by train, evaluate and index): a FeatureDataset, or for the
+    official variant an OfficialDataset (the authors' preprocessing of the same store; batch with
+    :func:`collate_for`)."""
     root = Path(store or cfg.data.store)
     if not root.is_dir():
         raise FileNotFoundError(f"feature store {root} not found (data.store); run python -m seds.extract")
     man = Path(manifest or cfg.data.manifest or root / f"manifest_{split}.csv")
     if not man.exists():
         raise FileNotFoundError(f"manifest {man} not found for split {split!r}")
-    return root, man
-
-
-def build_official_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None):
-    """The authors' batches of one split of an imported store (the official variant's input)."""
-    root, man = _store_paths(cfg, split, store, manifest)
-    return OfficialDataset(root, man, split=split, missing=cfg.data.missing)
-
-
-def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
-                  missing: str | None = None):
-    """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
-    root, man = _store_paths(cfg, split, store, manifest)
+    if cfg.model.variant == "official":
+        return OfficialDataset(root, man, split=split, missing=missing or cfg.data.missing)
     return FeatureDataset(root, man, split=split, layout=KeypointLayout(extra=cfg.model.pose.extra_parts),
                           max_words=cfg.model.text.max_words, preload=cfg.data.preload,
                           missing=missing or cfg.data.missing)
@@ -178,31 +207,37 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON file for the results (default: <checkpoint>/eval_<split>.json)")
+    ap.add_argument("--protocol", choices=PROTOCOLS, default="official",
+                    help="primary repeated-sentence protocol (the other is printed beside it)")
+    ap.add_argument("--ties", choices=TIES, default="expected",
+                    help="tie convention (default: expected rank under random tie-breaking)")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
-    official = cfg.model.variant == "official"
-    ds = (build_official_dataset if official else build_dataset)(cfg, args.split, args.store, args.manifest)
+    ds = build_dataset(cfg, args.split, args.store, args.manifest)
     amp = device.startswith("cuda")
-    if amp and official:   # the authors' serving precision instead of bf16 autocast
+    if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
         model.half_clip_towers()
         amp = False
-    if official:
-        enc = encode_split(model, ds, args.batch_size, amp, progress=True, collate_fn=official_collate)
-        results = official_protocol(score_matrices(enc, cfg.model.tau, model.device, softmax_over_padding=True),
-                                    enc.sentence_ids or enc.texts)
-        print(f"{args.split}: {len(ds)} videos, {len(set(ds.sentence_ids))} sentence ids "
-              "(the authors' protocol: FORMATS.md §6)")
-    else:
-        results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True)
-        print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
-    print(format_table(results))
+    enc = encode_split(model, ds, args.batch_size, amp=amp, progress=True)
+    order = [args.protocol] + [p for p in PROTOCOLS if p != args.protocol]
+    results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties,
+                                 cfg.model.options.softmax_over_padding)
+    n_ids, n_distinct = len(set(enc.sentence_ids)), len(set(enc.sentences))
+    print(f"{args.split}: {len(ds)} videos, {n_ids} sentence ids, {n_distinct} distinct sentences")
+    print(TIES_NOTE[args.ties])
+    for p in order:
+        print(f"\n{PROTOCOL_NOTE[p]}{' [primary]' if p == args.protocol else ''}")
+        print(format_table(results[p]))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"
-    out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "checkpoint": str(args.checkpoint),
-                               "protocol": "official (FORMATS.md §6)" if official else "project",
-                               "checkpoint_info": info, "results": results}, indent=2))
+    out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "n_sentence_ids": n_ids,
+                               "n_distinct_sentences": n_distinct, "checkpoint": str(args.checkpoint),
+                               "checkpoint_info": info, "ties": args.ties, "ties_note": TIES_NOTE[args.ties],
+                               "protocol": args.protocol,
+                               "protocol_notes": {p: PROTOCOL_NOTE[p] for p in order},
+                               "results": results}, indent=2))
     print(f"wrote {out}")
-    return results
+    return results[args.protocol]
 
 
 if __name__ == "__main__":

@@ -397,7 +397,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                **{n: s / max(1, count) for n, s in sums.items()},
                **{f"lr_{g['name']}": g["lr"] for g in opt.param_groups}}
         if d.main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
-            res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp)
+            # honest ranks (expected rank under random ties): a constant model scores at chance, never best
+            res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp,
+                                 protocol="official", ties="expected")
             score = rsum(res)
             rec.update(flat_metrics(res))
             rec["val_rsum"] = score
@@ -405,7 +407,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                 best = score
                 save_checkpoint(out / "best", model, cfg, crit,
                                 info={"epoch": epoch + 1, "global_step": global_step, "val_rsum": score,
-                                      "selected_on": cfg.data.val_split})
+                                      "selected_on": cfg.data.val_split, "selection_protocol": "official",
+                                      "selection_ties": "expected"})
             model.train()
         if d.main:
             save_state(out / "last", opt, sched, epoch + 1, 0, global_step, best, model, cfg, crit)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from seds.experiments import ablate
+from seds.experiments import runs as run_cache
 from seds.config import load_config
 
 
@@ -75,6 +76,35 @@ def test_cache_survives_new_config_fields(tiny, tmp_path):
     assert ablate.find_cached(cfg, runs)["key"] == res["key"]
     other = ablate.variant_config(base, ablate.Variant("x", ("loss.beta=0.3",)), 0)
     assert ablate.find_cached(other, runs) is None
+
+
+@pytest.mark.slow
+def test_stale_cached_metrics_are_evaluated_again(tiny, tmp_path):
+    """A run cached before the expected-rank ties (result.json without the metrics marker) is not
+    reused as it is: its kept best checkpoint is evaluated again, without retraining."""
+    root, store, overrides = tiny
+    base = load_config("configs/ablation_cpu.yaml", overrides)
+    v = next(x for x in ablate.STUDIES["alignment"].variants if "β=0)" in x.name)
+    cfg = ablate.variant_config(base, v, 0)
+    runs_dir = tmp_path / "runs"
+    run_cache.run_seds(cfg, runs_dir)                          # a fresh run, then made to look old
+    f = runs_dir / ablate.run_key(cfg) / "result.json"
+    fresh = json.loads(f.read_text())
+    assert fresh["metrics"] == run_cache.METRICS and fresh["selection_ties"] == "expected"
+    stale = {k: v for k, v in fresh.items() if k not in ("metrics", "selection_ties")}
+    stale["test"] = {s: {d: {**m, "R@1": 100.0, "MedR": 1.0} for d, m in r.items()} for s, r in fresh["test"].items()}
+    f.write_text(json.dumps(stale))
+    ckpt_cfg = runs_dir / ablate.run_key(cfg) / "best" / "config.json"     # an old checkpoint: no selection_ties
+    doc = json.loads(ckpt_cfg.read_text())
+    doc["info"] = {k: v for k, v in doc["info"].items() if not k.startswith("selection_")}
+    ckpt_cfg.write_text(json.dumps(doc))
+    weights = runs_dir / ablate.run_key(cfg) / "best" / "model.safetensors"
+    stamp = weights.stat().st_mtime
+    again = run_cache.run_seds(cfg, runs_dir)
+    assert again["test"] == fresh["test"] and again["metrics"] == run_cache.METRICS
+    assert again["selection_ties"] == "optimistic"             # its epoch was chosen under the old ties
+    assert weights.stat().st_mtime == stamp and json.loads(f.read_text())["test"] == fresh["test"]
+    assert run_cache.run_seds(cfg, runs_dir) == again                  # now cached as it is
 
 
 @pytest.mark.slow

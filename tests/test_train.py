@@ -172,12 +172,68 @@ def test_epoch_batches_are_deterministic_bucketed_and_cover_everything():
     assert [sorted(x + y) for x, y in zip(r0, r1)] == [sorted(x) for x in a]
 
 
-def test_evaluate_cli(ref_run, tmp_path):
+def test_evaluate_cli(ref_run, tmp_path, capsys):
     from seds.evaluate import main
     results = main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "e.json")])
     assert set(results) == {"fused", "pose", "rgb"}
     out = json.loads((tmp_path / "e.json").read_text())
-    assert out["results"]["fused"]["t2v"]["n_queries"] == 16
+    assert out["protocol"] == "official" and out["ties"] == "expected"
+    assert set(out["results"]) == {"official", "distinct"}
+    assert out["results"]["official"] == json.loads(json.dumps(results))
+    assert out["results"]["official"]["fused"]["t2v"]["n_queries"] == out["n_sentence_ids"]
+    assert out["results"]["distinct"]["fused"]["t2v"]["n_queries"] == out["n_distinct_sentences"]
+    assert out["results"]["distinct"]["fused"]["v2t"]["n_queries"] == out["n_videos"] == 16
+    printed = capsys.readouterr().out
+    assert "protocol: official" in printed and "protocol: distinct" in printed and "fractional ranks" in printed
+
+
+def zero_weights(model) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+
+
+def test_constant_model_scores_at_chance(ref_run, tmp_path):
+    """Zero weights → every score equal → chance level (R@K = K/N, MedR = (N+1)/2), not 100 %."""
+    from seds.checkpoint import load_checkpoint
+    from seds.evaluate import build_dataset, evaluate_model
+    model, _, cfg, _ = load_checkpoint(ref_run / "best", "cpu")
+    zero_weights(model)
+    ds = build_dataset(cfg, "test")
+    n = len(set(ds.texts))
+    for protocol in ("official", "distinct"):
+        res = evaluate_model(model, ds, cfg.model.tau, 16, protocol=protocol)
+        for s in ("fused", "pose", "rgb"):
+            for d in ("t2v", "v2t"):
+                r = res[s][d]
+                assert r["R@1"] == pytest.approx(100 / n) and r["R@5"] == pytest.approx(500 / n), (protocol, s, d)
+                assert r["MedR"] == pytest.approx((n + 1) / 2), (protocol, s, d)
+
+
+@pytest.mark.slow
+def test_selection_never_prefers_a_constant_model(store, tmp_path, monkeypatch):
+    """The last validation sees the model with zeroed weights (constant scores). With optimistic ties
+    it would score R-sum 600 and replace the learned checkpoint; with honest ranks it scores chance
+    and the best checkpoint stays a learned one."""
+    import seds.train as train_mod
+    real = train_mod.evaluate_model
+    seen = []
+
+    def evaluate_then_zero_last(model, ds, *a, **kw):
+        if len(seen) == 3:
+            zero_weights(model)
+        res = real(model, ds, *a, **kw)
+        seen.append(train_mod.rsum(res))
+        return res
+
+    monkeypatch.setattr(train_mod, "evaluate_model", evaluate_then_zero_last)
+    train(load_config(None, tiny_overrides(store, tmp_path / "run", epochs=4)), progress=False)
+    n = 16                                                     # val sentences (TINY_DATA)
+    assert seen[3] == pytest.approx(2 * 100 * (1 + 5 + 10) / n)   # chance R-sum of the constant model
+    best = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["info"]
+    assert best["epoch"] in (1, 2, 3) and best["val_rsum"] == pytest.approx(max(seen[:3]))
+    assert max(seen[:3]) > seen[3] + 20, seen                   # the learned model is clearly above chance
+    assert best["selection_ties"] == "expected" and best["selection_protocol"] == "official"
 
 
 @pytest.mark.slow

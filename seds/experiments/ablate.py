@@ -223,9 +223,11 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
         md += [f"Note: {study.note}", ""]
     if extra_note:
         md += [extra_note, ""]
-    md += ["Test split, primary stream of each variant (fused for two streams). R@K in %, MedR in ranks.", "",
+    md += ["Test split, primary stream of each variant (fused for two streams). R@K in %, MedR in ranks; "
+           "official protocol, expected-rank ties (fractional ranks; seds.metrics).", "",
            table, ""]
     doc = {"study": study.name, "title": study.title, "paper": study.paper, "command": command, "seeds": seeds,
+           "metrics": {"protocol": "official", "ties": "expected"},
            "complete": complete, "scale": scale, "base_config": to_dict(base), "variants": records}
     if study.plot_x and complete:
         png = results_dir / f"{study.name}.png"

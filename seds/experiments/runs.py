@@ -4,6 +4,11 @@ trained once per config — keyed by a hash of everything that can change the re
 with the validation-selected checkpoint's val/test metrics; other runs (SA-SR, SA-CM, SA-COMB) are kept
 as ``result.json`` in a folder named by :func:`result_key` (:func:`cached_result`). Studies that share a
 variant train it once, and an interrupted study resumes where it stopped.
+
+Cached results carry the metrics they were computed with (``"metrics"``): those from before the
+expected-rank ties (none recorded: optimistic ties) are not reused as they are — a SEDS run's kept
+``best`` checkpoint is evaluated again (:func:`run_seds`), other results are recomputed
+(:func:`cached_result`).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ from seds.model.hand_init import weights_path
 from seds.train import prepare_data, train
 
 RUNS_DIR = Path("runs/ablations")
+METRICS = {"protocol": "official", "ties": "expected"}    # how run_seds's val/test metrics are computed
+SA_METRICS = {"pairs": "all, same-sentence videos relevant", "ties": "expected"}   # cached_result's (SA-*)
 
 
 _NOT_IN_KEY = {"train": ("out", "log_every", "eval_batch_size", "device", "save_every_steps"),
@@ -86,15 +93,37 @@ def ensure_store(cfg: Config) -> None:
         prepare_data(cfg)
 
 
+def _reevaluate(cached: dict, cfg: Config, runs_dir: Path) -> dict | None:
+    """A cached run whose metrics predate :data:`METRICS`: evaluate its kept ``best`` checkpoint again
+    (its epoch selection stays what it was, recorded as ``selection_ties``); None if it is gone."""
+    best = Path(runs_dir) / str(cached.get("key", "")) / "best"
+    if not (best / "model.safetensors").is_file():
+        return None
+    ensure_store(cfg)
+    model, _, _, info = load_checkpoint(best)
+    bs = cfg.train.eval_batch_size
+    val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
+    test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
+    result = {**cached, "val_rsum": rsum(val), "val": val, "test": test, "metrics": METRICS,
+              "selection_ties": info.get("selection_ties", "optimistic")}
+    (best.parent / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, keep_last: bool = False) -> dict:
     """Train one SEDS config (cached by :func:`run_key`), pick the best epoch on val, evaluate test.
 
     Returns ``{"key", "config", "best_epoch", "val", "test", "train_seconds", ...}`` where ``val``/``test``
-    are :func:`seds.evaluate.evaluate_model` results (per stream) of the selected checkpoint."""
+    are :func:`seds.evaluate.evaluate_model` results (per stream) of the selected checkpoint. A cached
+    run evaluated before the expected-rank ties is evaluated again (retrained if its checkpoint is gone)."""
     cfg = copy.deepcopy(cfg)
     cached = find_cached(cfg, runs_dir)
     if cached is not None:
-        return cached
+        if cached.get("metrics") == METRICS:
+            return cached
+        again = _reevaluate(cached, cfg, runs_dir)
+        if again is not None:
+            return again
     key = run_key(cfg)
     out = Path(runs_dir) / key
     res_file = out / "result.json"
@@ -109,7 +138,8 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
     result = {"key": key, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
               "best_epoch": info.get("epoch"), "val_rsum": rsum(val),
-              "val": val, "test": test, "train_seconds": round(seconds, 1),
+              "val": val, "test": test, "metrics": METRICS, "selection_ties": "expected",
+              "train_seconds": round(seconds, 1),
               "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
                          for r in log["history"]]}
     res_file.write_text(json.dumps(result, indent=1))
@@ -124,11 +154,14 @@ def result_key(*parts) -> str:
 
 
 def cached_result(folder: Path, fn) -> dict:
-    """``<folder>/result.json`` if it exists, else ``fn()`` written there."""
+    """``<folder>/result.json`` if it exists and was computed under :data:`SA_METRICS`, else ``fn()``
+    written there."""
     f = folder / "result.json"
     if f.exists():
-        return json.loads(f.read_text())
-    res = fn()
+        res = json.loads(f.read_text())
+        if res.get("metrics") == SA_METRICS:
+            return res
+    res = {**fn(), "metrics": SA_METRICS}
     folder.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(res, indent=1))
     return res

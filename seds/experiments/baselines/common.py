@@ -19,7 +19,8 @@ relevance and metrics as SEDS (``seds.metrics``).
   query is the IoU between the recognised word set and the query's word set
   (:func:`iou_similarity`). Needs sign-level labels (``meta["word_ids"]``/``["word_spans"]``), which
   the synthetic benchmark has. IoU scores tie a lot; ties are broken at random with a fixed seed
-  (the metrics' optimistic tie rule would otherwise flatter SR).
+  (written when the metrics ranked ties optimistically; ``seds.metrics`` now scores ties by their
+  expectation under random tie-breaking, of which this is one draw).
 * **SA-COMB**: the average of the SR and CM similarity matrices.
 
 Library entry points: :func:`train_sa_cm`, :func:`train_sa_sr`, :func:`evaluate_sa_comb`; the CLI is
