@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from seds.checkpoint import load_checkpoint
 from seds.data.dataset import FeatureDataset, collate
+from seds.data.official import OfficialDataset, official_collate
 from seds.keypoints import KeypointLayout
 from seds.metrics import format_table, relevance_from_labels, retrieval_metrics
 from seds.similarity import fine_grained_scores
@@ -111,15 +112,24 @@ def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool =
     return evaluate_encoded(enc, tau, model.device, model.cfg.options.softmax_over_padding)
 
 
+def collate_for(cfg):
+    """The batch function of ``cfg``'s model: the official variant reads the authors' batch layout."""
+    return official_collate if cfg.model.variant == "official" else collate
+
+
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
                   missing: str | None = None):
-    """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
+    """The dataset of one split for a Config (shared by train, evaluate and index): a FeatureDataset, or for the
+    official variant an OfficialDataset (the authors' preprocessing of the same store; batch with
+    :func:`collate_for`)."""
     root = Path(store or cfg.data.store)
     if not root.is_dir():
         raise FileNotFoundError(f"feature store {root} not found (data.store); run python -m seds.extract")
     man = Path(manifest or cfg.data.manifest or root / f"manifest_{split}.csv")
     if not man.exists():
         raise FileNotFoundError(f"manifest {man} not found for split {split!r}")
+    if cfg.model.variant == "official":
+        return OfficialDataset(root, man, split=split, missing=missing or cfg.data.missing)
     return FeatureDataset(root, man, split=split, layout=KeypointLayout(extra=cfg.model.pose.extra_parts),
                           max_words=cfg.model.text.max_words, preload=cfg.data.preload,
                           missing=missing or cfg.data.missing)
@@ -142,7 +152,8 @@ def main(argv=None):
     if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
         model.half_clip_towers()
         amp = False
-    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True)
+    results = evaluate_model(model, ds, cfg.model.tau, args.batch_size, amp=amp, progress=True,
+                             collate_fn=collate_for(cfg))
     print(f"{args.split}: {len(ds)} videos, {len(set(ds.texts))} distinct sentences")
     print(format_table(results))
     out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"
