@@ -33,9 +33,8 @@ from tqdm import tqdm
 from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
-from seds.data.dataset import collate
 from seds.data.synthetic import SyntheticConfig, write_synthetic_store
-from seds.evaluate import build_dataset, evaluate_model, rsum
+from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
 from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
@@ -125,6 +124,11 @@ def prepare_data(cfg: Config, main: bool = True):
 
 def check_features(item: dict, cfg: Config, split: str) -> None:
     m = cfg.model
+    if m.variant == "official":       # the authors' batch layout: 64 clip slots of 1024-d I3D features
+        if item["rgb"].shape != (m.max_clips, m.rgb_dim):
+            raise TrainingError(f"{split} RGB features are {tuple(item['rgb'].shape)}, the official variant needs "
+                                f"({m.max_clips}, {m.rgb_dim})")
+        return
     k = item["keypoints"].shape[1]
     want = KeypointLayout(extra=m.pose.extra_parts).num_points
     if k != want:
@@ -292,11 +296,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     out = Path(cfg.train.out)
     train_ds, val_ds = prepare_data(cfg, d.main)
     frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
-    if len(train_ds) and frames_key not in train_ds[0]:
-        raise TrainingError(f"model.variant {cfg.model.variant}: this dataset does not give its batch layout "
-                            "(seds/model/seds.py). A store made by seds.extract trains the paper variant "
-                            "(model.preset=paper loss.alpha=0.8); the official variant reads the authors' processed "
-                            "features (python -m seds.data.official import)")
 
     model = create_model(cfg.model).to(device)
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
@@ -347,7 +346,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
             bar = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="step", leave=False)
             it = bar
         for k in it:
-            batch = collate([train_ds[i] for i in batches[k]])
+            batch = collate_for(cfg)([train_ds[i] for i in batches[k]])
             if pin:
                 batch = {kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -399,7 +398,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if d.main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
             # honest ranks (expected rank under random ties): a constant model scores at chance, never best
             res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp,
-                                 protocol="official", ties="expected")
+                                 protocol="official", ties="expected", collate_fn=collate_for(cfg))
             score = rsum(res)
             rec.update(flat_metrics(res))
             rec["val_rsum"] = score
