@@ -49,12 +49,17 @@ def save_checkpoint(folder: str | Path, model, cfg: Config, loss=None, info: dic
                     skip_frozen_text: bool = False, dtype: torch.dtype | None = None) -> Path:
     """Write ``model.safetensors`` + ``config.json``. ``dtype=torch.float16`` halves the file (weights are
     cast back to the model's dtype on load) — used for the small demo checkpoint."""
-    folder = Path(folder)
     skip = bool(skip_frozen_text and cfg.model.text.freeze and cfg.model.text.model in ("minilm",))
-    tensors = state_tensors(model, loss, skip, dtype)
-    meta = {"format": FORMAT, "text_backbone_external": str(skip)}
+    return write_checkpoint(folder, state_tensors(model, loss, skip, dtype), cfg, info, skip)
+
+
+def write_checkpoint(folder: str | Path, tensors: dict[str, torch.Tensor], cfg: Config, info: dict | None = None,
+                     text_backbone_external: bool = False) -> Path:
+    """Write already-named tensors (``model.<key>`` / ``loss.<key>``) + ``config.json`` (used by converters)."""
+    folder = Path(folder)
+    meta = {"format": FORMAT, "text_backbone_external": str(text_backbone_external)}
     atomic_save_file(tensors, folder / WEIGHTS, meta)
-    doc = {"format": FORMAT, "config": to_dict(cfg), "info": info or {}, "text_backbone_external": skip}
+    doc = {"format": FORMAT, "config": to_dict(cfg), "info": info or {}, "text_backbone_external": text_backbone_external}
     atomic_write_bytes(folder / CONFIG, json.dumps(doc, indent=2).encode())
     return folder
 
@@ -92,7 +97,7 @@ def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu", with
     except Exception as e:
         raise CheckpointError(f"{wpath}: unreadable safetensors file ({e})") from None
     model = SEDS(cfg.model, with_text=with_text)
-    loss = SEDSLoss(cfg.loss, tau=cfg.model.tau)
+    loss = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options)
     external = bool(doc.get("text_backbone_external"))
     for prefix, module in (("model.", model), ("loss.", loss)):
         expect = module.state_dict()

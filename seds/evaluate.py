@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from seds.checkpoint import load_checkpoint
 from seds.data.dataset import FeatureDataset, collate
+from seds.data.official import OfficialDataset, official_collate
 from seds.keypoints import KeypointLayout
 from seds.metrics import (PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table, group_labels,
                           protocol_metrics)
@@ -72,8 +73,10 @@ def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Ten
 
 
 @torch.no_grad()
-def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False) -> EncodedSplit:
-    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``."""
+def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False,
+                 collate_fn=collate) -> EncodedSplit:
+    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``; ``collate_fn``
+    batches its items (the official variant reads the authors' batch layout, ``seds.model.seds``)."""
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
@@ -82,7 +85,7 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
     if progress:
         rng = tqdm(rng, desc="encode", unit="batch")
     for start in rng:
-        batch = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = collate_fn([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
             v = model.encode_batch_video(batch)
             t = model.encode_text(batch["text"])
@@ -93,7 +96,9 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
-        for m, txt in zip(batch["meta"], batch["text"]):
+        metas = batch.get("meta") or [{"sentence_id": sid} for sid in batch.get("sentence_ids", [])] \
+            or [{} for _ in batch["text"]]          # official_collate carries sentence ids, not meta
+        for m, txt in zip(metas, batch["text"]):
             full = m.get("text") or txt
             sids.append(sentence_id(m, full))
             sents.append(normalise_sentence(full))
@@ -102,9 +107,10 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
 
 
 def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int = 64,
-                   text_rows=None) -> dict[str, torch.Tensor]:
+                   text_rows=None, softmax_over_padding: bool = False) -> dict[str, torch.Tensor]:
     """stream → (N_videos, N_texts) retrieval scores (½ (M_t2k + M_k2t)), computed in video chunks;
-    ``text_rows`` selects which encoded sentences are the columns (default: all)."""
+    ``text_rows`` selects which encoded sentences are the columns (default: all);
+    ``softmax_over_padding``: the official variant's similarity (``VariantOptions``)."""
     out = {}
     w, wm = enc.words, enc.word_mask
     if text_rows is not None:
@@ -115,14 +121,14 @@ def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int 
         parts = []
         for i in range(0, feats.shape[0], chunk_size):
             sc = fine_grained_scores(feats[i:i + chunk_size].to(device), enc.video_mask[i:i + chunk_size].to(device),
-                                     w, wm, tau=tau)
+                                     w, wm, tau=tau, softmax_over_padding=softmax_over_padding)
             parts.append(sc.mean.cpu())
         out[s] = torch.cat(parts)
     return out
 
 
 def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PROTOCOLS,
-                       ties: str = "expected") -> dict[str, dict[str, dict]]:
+                       ties: str = "expected", softmax_over_padding: bool = False) -> dict[str, dict[str, dict]]:
     """protocol → stream → ``{"t2v", "v2t"}`` metrics; the scores are computed once, with one column
     per sentence id (official) or distinct sentence (distinct)."""
     bad = [p for p in protocols if p not in PROTOCOLS]
@@ -132,7 +138,7 @@ def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PR
     grouped = {p: group_labels(keys[p], "last") for p in protocols}
     cols = sorted({int(i) for _, rep in grouped.values() for i in rep})   # encoded sentences scored once
     where = {row: c for c, row in enumerate(cols)}
-    scores = score_matrices(enc, tau, device, text_rows=cols)
+    scores = score_matrices(enc, tau, device, text_rows=cols, softmax_over_padding=softmax_over_padding)
     out = {}
     for p, (video_to_text, rep) in grouped.items():
         take = torch.as_tensor([where[int(i)] for i in rep], dtype=torch.long)
@@ -143,9 +149,9 @@ def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PR
 
 
 def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", protocol: str = "official",
-                     ties: str = "expected") -> dict[str, dict]:
+                     ties: str = "expected", softmax_over_padding: bool = False) -> dict[str, dict]:
     """stream → ``{"t2v", "v2t"}`` metrics under one protocol."""
-    return evaluate_protocols(enc, tau, device, (protocol,), ties)[protocol]
+    return evaluate_protocols(enc, tau, device, (protocol,), ties, softmax_over_padding)[protocol]
 
 
 def rsum(results: dict) -> float:
@@ -154,21 +160,31 @@ def rsum(results: dict) -> float:
 
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
-                   progress: bool = False, protocol: str = "official", ties: str = "expected") -> dict[str, dict]:
+                   progress: bool = False, protocol: str = "official", ties: str = "expected",
+                   collate_fn=collate) -> dict[str, dict]:
     """stream → ``{"t2v", "v2t"}`` metrics of ``model`` on ``dataset`` under one protocol."""
-    enc = encode_split(model, dataset, batch_size, amp, progress)
-    return evaluate_encoded(enc, tau, model.device, protocol, ties)
+    enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
+    return evaluate_encoded(enc, tau, model.device, protocol, ties, model.cfg.options.softmax_over_padding)
+
+
+def collate_for(cfg):
+    """The batch function of ``cfg``'s model: the official variant reads the authors' batch layout."""
+    return official_collate if cfg.model.variant == "official" else collate
 
 
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
                   missing: str | None = None):
-    """The FeatureDataset of one split for a Config (shared by train, evaluate and index)."""
+    """The dataset of one split for a Config (shared by train, evaluate and index): a FeatureDataset, or for the
+    official variant an OfficialDataset (the authors' preprocessing of the same store; batch with
+    :func:`collate_for`)."""
     root = Path(store or cfg.data.store)
     if not root.is_dir():
         raise FileNotFoundError(f"feature store {root} not found (data.store); run python -m seds.extract")
     man = Path(manifest or cfg.data.manifest or root / f"manifest_{split}.csv")
     if not man.exists():
         raise FileNotFoundError(f"manifest {man} not found for split {split!r}")
+    if cfg.model.variant == "official":
+        return OfficialDataset(root, man, split=split, missing=missing or cfg.data.missing)
     return FeatureDataset(root, man, split=split, layout=KeypointLayout(extra=cfg.model.pose.extra_parts),
                           max_words=cfg.model.text.max_words, preload=cfg.data.preload,
                           missing=missing or cfg.data.missing)
@@ -191,9 +207,14 @@ def main(argv=None):
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)
-    enc = encode_split(model, ds, args.batch_size, amp=device.startswith("cuda"), progress=True)
+    amp = device.startswith("cuda")
+    if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
+        model.half_clip_towers()
+        amp = False
+    enc = encode_split(model, ds, args.batch_size, amp=amp, progress=True, collate_fn=collate_for(cfg))
     order = [args.protocol] + [p for p in PROTOCOLS if p != args.protocol]
-    results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties)
+    results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties,
+                                 cfg.model.options.softmax_over_padding)
     n_ids, n_distinct = len(set(enc.sentence_ids)), len(set(enc.sentences))
     print(f"{args.split}: {len(ds)} videos, {n_ids} sentence ids, {n_distinct} distinct sentences")
     print(TIES_NOTE[args.ties])

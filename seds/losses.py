@@ -8,6 +8,12 @@
 * Eq. 4: ``L_tva = L_t-v + α (L_t-p + L_t-r)``, α = 0.8 (fused, pose and RGB streams).
 * Eq. 5–6: Pose-RGB fine-grained matching, ``L_p-r = ½ (InfoNCE(S_p2r) + InfoNCE(S_r2pᵀ))``.
 * Eq. 7: ``L = L_tva + β L_p-r``, β = 0.4.
+
+``model.variant: official`` (``VariantOptions``): the authors' code enters every score matrix M into its
+cross-entropy both ways, mixed by ``dual_mix`` = 0.5 — ``L(M) = dm·CE(M) + (1−dm)·CE(Mᵀ)`` —, so a stream's
+loss is ``½ (L(M_k2t) + L(M_t2kᵀ))`` and ``L_p-r = ½ (L(S_p2r) + L(S_r2pᵀ))``; its token softmaxes include
+padding (``seds.similarity``); α is parsed but never read, so the stream weight is 1 (its configs set
+``loss.alpha: 1.0``): total = L_fusion + L_pose + L_rgb + 0.4·L_p-r.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from seds.config import LossConfig
+from seds.config import LossConfig, VariantOptions
 from seds.similarity import fine_grained_scores, pose_rgb_scores
 
 
@@ -29,24 +35,34 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), target)
 
 
-def text_video_loss(t2v: torch.Tensor, v2t: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def mixed_nce(logits: torch.Tensor, dual_mix: float | None = None) -> torch.Tensor:
+    """InfoNCE over the rows; with ``dual_mix`` (authors' code) ``dm·CE(M) + (1−dm)·CE(Mᵀ)``."""
+    if dual_mix is None:
+        return info_nce(logits)
+    return dual_mix * info_nce(logits) + (1 - dual_mix) * info_nce(logits.t())
+
+
+def text_video_loss(t2v: torch.Tensor, v2t: torch.Tensor, scale: torch.Tensor,
+                    dual_mix: float | None = None) -> tuple[torch.Tensor, ...]:
     """L_t-k = ½ (L_t2k + L_k2t). ``t2v``/``v2t`` are (B_video, B_text) score matrices."""
-    l_t2k = info_nce(scale * t2v.t())    # text queries over videos
-    l_k2t = info_nce(scale * v2t)        # video queries over texts
+    l_t2k = mixed_nce(scale * t2v.t(), dual_mix)    # text queries over videos
+    l_k2t = mixed_nce(scale * v2t, dual_mix)        # video queries over texts
     return 0.5 * (l_t2k + l_k2t), l_t2k, l_k2t
 
 
-def pose_rgb_loss(s_p2r: torch.Tensor, s_r2p: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def pose_rgb_loss(s_p2r: torch.Tensor, s_r2p: torch.Tensor, scale: torch.Tensor,
+                  dual_mix: float | None = None) -> torch.Tensor:
     """L_p-r = ½ (InfoNCE over pose rows of S_p2r + InfoNCE over RGB rows of S_r2pᵀ)."""
-    return 0.5 * (info_nce(scale * s_p2r) + info_nce(scale * s_r2p.t()))
+    return 0.5 * (mixed_nce(scale * s_p2r, dual_mix) + mixed_nce(scale * s_r2p.t(), dual_mix))
 
 
 class SEDSLoss(nn.Module):
     """Holds the learnable temperature; ``forward`` returns a dict of every term and the total."""
 
-    def __init__(self, cfg: LossConfig = LossConfig(), tau: float = 0.07):
+    def __init__(self, cfg: LossConfig = LossConfig(), tau: float = 0.07, opts: VariantOptions = VariantOptions()):
         super().__init__()
         self.cfg = cfg
+        self.opts = opts
         self.tau = tau     # softmax temperature inside the fine-grained similarity (not learned)
         init = torch.tensor(math.log(1.0 / cfg.init_temperature))
         self.logit_scale = nn.Parameter(init, requires_grad=cfg.learn_temperature)
@@ -63,8 +79,10 @@ class SEDSLoss(nn.Module):
         for s in streams:
             if single and s == "fused":
                 continue
-            sc = fine_grained_scores(video.streams[s], video.mask, text.words, text.mask, tau=self.tau)
-            terms[f"t-{s}"], terms[f"t2{s}"], terms[f"{s}2t"] = text_video_loss(sc.t2v, sc.v2t, scale)
+            sc = fine_grained_scores(video.streams[s], video.mask, text.words, text.mask, tau=self.tau,
+                                     softmax_over_padding=self.opts.softmax_over_padding)
+            terms[f"t-{s}"], terms[f"t2{s}"], terms[f"{s}2t"] = text_video_loss(sc.t2v, sc.v2t, scale,
+                                                                                 self.opts.dual_mix)
         if single:
             only = [s for s in ("pose", "rgb") if s in video.streams][0]
             total = terms[f"t-{only}"]
@@ -72,8 +90,9 @@ class SEDSLoss(nn.Module):
             total = terms["t-fused"] + self.cfg.alpha * (terms["t-pose"] + terms["t-rgb"])
         terms["tva"] = total
         if "pose" in video.streams and "rgb" in video.streams and self.cfg.beta > 0:
-            s_p2r, s_r2p = pose_rgb_scores(video.streams["pose"], video.streams["rgb"], video.mask, tau=self.tau)
-            terms["p-r"] = pose_rgb_loss(s_p2r, s_r2p, scale)
+            s_p2r, s_r2p = pose_rgb_scores(video.streams["pose"], video.streams["rgb"], video.mask, tau=self.tau,
+                                           softmax_over_padding=self.opts.softmax_over_padding)
+            terms["p-r"] = pose_rgb_loss(s_p2r, s_r2p, scale, self.opts.dual_mix)
             total = total + self.cfg.beta * terms["p-r"]
         terms["loss"] = total
         terms["logit_scale"] = scale.detach()

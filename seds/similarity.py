@@ -11,6 +11,10 @@ L2-normalized, ``E = f^k f^wᵀ`` (T×L). With softmaxes at temperature τ (0.07
 
 Padded clips and words take no part: they are excluded from every softmax and every mean, so adding
 padding never changes a score (tested). Retrieval ranks with ``½ (M_t2k + M_k2t)`` by default.
+
+``softmax_over_padding=True`` (``model.variant: official``, ``VariantOptions.softmax_over_padding``) computes
+what the authors' code computes: the token softmaxes run over *all* positions, padded clips and words
+included (their features then change the scores), and only the means skip padding.
 """
 from __future__ import annotations
 
@@ -33,7 +37,10 @@ class PairScores:
         return 0.5 * (self.t2v + self.v2t)
 
 
-def _masked_softmax(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+def _masked_softmax(x: torch.Tensor, mask: torch.Tensor | None, dim: int) -> torch.Tensor:
+    """softmax over the positions of ``mask`` (None: over all positions)."""
+    if mask is None:
+        return torch.softmax(x, dim=dim)
     x = x.masked_fill(~mask, _NEG)
     return torch.softmax(x, dim=dim) * mask
 
@@ -48,7 +55,7 @@ def clip_word_matrix(video: torch.Tensor, text: torch.Tensor, normalize: bool = 
 def fine_grained_scores(video: torch.Tensor, video_mask: torch.Tensor,
                         text: torch.Tensor, text_mask: torch.Tensor,
                         tau: float = DEFAULT_TAU, normalize: bool = True,
-                        chunk_size: int | None = None) -> PairScores:
+                        chunk_size: int | None = None, softmax_over_padding: bool = False) -> PairScores:
     """M_t2k and M_k2t for all (video, text) pairs.
 
     video (Bv, T, D), video_mask (Bv, T) bool; text (Bt, L, D), text_mask (Bt, L) bool.
@@ -60,12 +67,13 @@ def fine_grained_scores(video: torch.Tensor, video_mask: torch.Tensor,
     video_mask, text_mask = video_mask.bool(), text_mask.bool()
     if chunk_size is not None and video.shape[0] > chunk_size:
         parts = [fine_grained_scores(video[i:i + chunk_size], video_mask[i:i + chunk_size], text, text_mask,
-                                     tau, normalize) for i in range(0, video.shape[0], chunk_size)]
+                                     tau, normalize, softmax_over_padding=softmax_over_padding)
+                 for i in range(0, video.shape[0], chunk_size)]
         return PairScores(torch.cat([p.t2v for p in parts]), torch.cat([p.v2t for p in parts]))
     e = clip_word_matrix(video, text, normalize)                      # (Bv, Bt, T, L)
     vm = video_mask[:, None, :, None]                                 # (Bv, 1, T, 1)
     tm = text_mask[None, :, None, :]                                  # (1, Bt, 1, L)
-    pair = vm & tm
+    pair = None if softmax_over_padding else vm & tm
     # video → text: each clip attends over words; mean over valid clips
     per_clip = (e * _masked_softmax(e / tau, pair, dim=3)).sum(3)      # (Bv, Bt, T)
     n_clips = video_mask.sum(1).clamp(min=1).to(e.dtype)[:, None]
@@ -78,7 +86,8 @@ def fine_grained_scores(video: torch.Tensor, video_mask: torch.Tensor,
 
 
 def pose_rgb_scores(pose: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
-                    tau: float = DEFAULT_TAU, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                    tau: float = DEFAULT_TAU, normalize: bool = True,
+                    softmax_over_padding: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Pose-RGB fine-grained matching scores S_p2r, S_r2p (Eq. 5–6), each (B, B).
 
     Pose and RGB clips of one video come from the same windows, so clip i of the pose stream should
@@ -92,6 +101,8 @@ def pose_rgb_scores(pose: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
     logits by T and, at initialisation (near-uniform softmax weights ≈ 1/T), leaves the matching loss
     stuck at log(B) — measured here. Unlike the reference, softmaxes run over valid clips only (it lets
     padded RGB clips into the softmax) and the diagonal counts positions valid in both videos.
+    ``softmax_over_padding=True`` is the authors' computation: softmaxes over all positions, S_p2r sums the
+    positions valid in the pose video a, S_r2p those valid in the RGB video b.
     """
     if pose.shape != rgb.shape:
         raise ValueError(f"pose {tuple(pose.shape)} and rgb {tuple(rgb.shape)} must have the same shape")
@@ -101,13 +112,14 @@ def pose_rgb_scores(pose: torch.Tensor, rgb: torch.Tensor, mask: torch.Tensor,
     e = torch.einsum("aid,bjd->abij", pose, rgb)                       # (B, B, T, T)
     ma = mask[:, None, :, None]                                       # pose clip i valid in a
     mb = mask[None, :, None, :]                                       # rgb clip j valid in b
-    pair = ma & mb
+    pair = None if softmax_over_padding else ma & mb
     diag_e = torch.diagonal(e, dim1=2, dim2=3)                        # (B, B, T)
     both = mask[:, None, :] & mask[None, :, :]                        # position valid in a and b
     w_p2r = torch.diagonal(_masked_softmax(e / tau, pair, dim=3), dim1=2, dim2=3)
     w_r2p = torch.diagonal(_masked_softmax(e / tau, pair, dim=2), dim1=2, dim2=3)
-    s_p2r = (diag_e * w_p2r * both).sum(2)
-    s_r2p = (diag_e * w_r2p * both).sum(2)
+    in_a, in_b = (mask[:, None, :], mask[None, :, :]) if softmax_over_padding else (both, both)
+    s_p2r = (diag_e * w_p2r * in_a).sum(2)
+    s_r2p = (diag_e * w_r2p * in_b).sum(2)
     return s_p2r, s_r2p
 
 

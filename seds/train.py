@@ -33,9 +33,8 @@ from tqdm import tqdm
 from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
-from seds.data.dataset import collate
 from seds.data.synthetic import SyntheticConfig, write_synthetic_store
-from seds.evaluate import build_dataset, evaluate_model, rsum
+from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
 from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
@@ -125,6 +124,11 @@ def prepare_data(cfg: Config, main: bool = True):
 
 def check_features(item: dict, cfg: Config, split: str) -> None:
     m = cfg.model
+    if m.variant == "official":       # the authors' batch layout: 64 clip slots of 1024-d I3D features
+        if item["rgb"].shape != (m.max_clips, m.rgb_dim):
+            raise TrainingError(f"{split} RGB features are {tuple(item['rgb'].shape)}, the official variant needs "
+                                f"({m.max_clips}, {m.rgb_dim})")
+        return
     k = item["keypoints"].shape[1]
     want = KeypointLayout(extra=m.pose.extra_parts).num_points
     if k != want:
@@ -291,15 +295,16 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     device = resolve_device(cfg.train.device, d)
     out = Path(cfg.train.out)
     train_ds, val_ds = prepare_data(cfg, d.main)
+    frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
 
     model = create_model(cfg.model).to(device)
-    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau).to(device)
+    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
     groups = model.param_groups(cfg.train.lr_pose, cfg.train.lr_transformer)
     groups.append({"params": [p for p in crit.parameters() if p.requires_grad], "lr": cfg.train.lr_pose,
                    "name": "temperature"})
     groups = [g for g in groups if g["params"]]
     opt = torch.optim.Adam(groups, weight_decay=cfg.train.weight_decay)
-    lengths = [int(train_ds[i]["keypoints"].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
+    lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
     n_batches = len(epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, 0, d, lengths))
     if n_batches == 0:
         raise TrainingError(f"the train split has {len(train_ds)} videos: not enough for one batch")
@@ -341,7 +346,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
             bar = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="step", leave=False)
             it = bar
         for k in it:
-            batch = collate([train_ds[i] for i in batches[k]])
+            batch = collate_for(cfg)([train_ds[i] for i in batches[k]])
             if pin:
                 batch = {kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -393,7 +398,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if d.main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
             # honest ranks (expected rank under random ties): a constant model scores at chance, never best
             res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp,
-                                 protocol="official", ties="expected")
+                                 protocol="official", ties="expected", collate_fn=collate_for(cfg))
             score = rsum(res)
             rec.update(flat_metrics(res))
             rec["val_rsum"] = score

@@ -32,7 +32,7 @@ LAZY_OK = ("mediapipe", "rtmlib", "onnxruntime", "mmpose", "mmcv", "mmdet", "tra
 LAYERS = [
     (0, ("seds", "seds.atomic", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity", "seds.losses",
          "seds.metrics")),
-    (1, ("seds.model", "seds.checkpoint", "seds.params")),
+    (1, ("seds.model", "seds.checkpoint", "seds.params", "seds.convert")),
     (2, ("seds.data", "seds.extract")),
     (3, ("seds.encode",)),
     (4, ("seds.retrieval", "seds.index")),

@@ -252,3 +252,30 @@ def test_torchrun_two_processes_gather_the_global_batch(store, tmp_path):
     assert len(steps) == 3                       # 48 videos / global batch 16
     # the logged InfoNCE starts near log(16): the contrastive batch is global, not the 8 local videos
     assert abs(steps[0]["t-fused"] - math.log(16)) < 1.0 and steps[0]["t-fused"] > math.log(8) + 0.3
+
+
+@pytest.mark.slow
+def test_official_variant_trains_and_evaluates_on_the_authors_format(tmp_path):
+    """The runners with model.variant official: a store imported from files in the authors' formats
+    (synthetic), small token towers, one epoch, then python -m seds.evaluate on the result."""
+    from seds.data.official import import_official
+    from seds.data.official_synthetic import write_official_synthetic
+    from seds.evaluate import main as evaluate_main
+    raw, store = tmp_path / "raw", tmp_path / "store"
+    for split in ("train", "test"):
+        write_official_synthetic(raw, split=split)
+        import_official(raw / "data_h2" / f"{split}.pkl", raw / "RTMpose" / "Pose_all_24rates",
+                        raw / "I3D_features" / split, split, store)
+    small = ["pose_transformer.width=64", "pose_transformer.layers=1", "pose_transformer.heads=2",
+             "rgb_transformer.width=64", "rgb_transformer.layers=1", "rgb_transformer.heads=2"]
+    cfg = load_config(REPO / "configs" / "how2sign.yaml",
+                      [f"model.{o}" for o in small] + [f"data.store={store}", "data.val_split=test",
+                                                        "train.epochs=1", "train.batch_size=2", "train.warmup_epochs=0",
+                                                        f"train.out={tmp_path / 'run'}", "train.eval_batch_size=8"])
+    assert cfg.model.variant == "official"
+    out = train(cfg, progress=False)
+    assert out["global_step"] == 2 and math.isfinite(out["best_val_rsum"])
+    results = evaluate_main(["--checkpoint", str(tmp_path / "run" / "last"), "--split", "test",
+                             "--store", str(store), "--device", "cpu"])
+    assert set(results) == {"fused", "pose", "rgb"}
+    assert 0 <= results["fused"]["t2v"]["R@1"] <= 100

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from seds.config import FusionConfig
+from seds.config import FusionConfig, VariantOptions
 from seds.model.cgaf import CGAF, FeedForward, FusionMLP, sinusoidal_positions
 
 
@@ -90,9 +90,9 @@ class CrossAttentionFusion(nn.Module):
         return self.mlp(self.norm_p(p), self.norm_r(r)) * m
 
 
-def build_fusion(dim: int, cfg: FusionConfig) -> nn.Module:
+def build_fusion(dim: int, cfg: FusionConfig, opts: VariantOptions = VariantOptions()) -> nn.Module:
     if cfg.kind == "cgaf":
-        return CGAF(dim, cfg)
+        return CGAF(dim, cfg, opts)
     if cfg.kind == "add-mlp":
         return AddMLP(dim)
     if cfg.kind == "concat-mlp":

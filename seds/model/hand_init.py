@@ -17,11 +17,15 @@ from safetensors.torch import load_file
 
 from seds.atomic import atomic_save_file
 from seds.keypoints import part_adjacency
+from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert
 from seds.model.stgcn import STGCN
 
 WEIGHTS = "hand_stgcn.safetensors"
 INFO = "hand_stgcn.json"
 FORMAT = "seds.hand_stgcn/1"
+
+
+SIGNBERT_INIT = "signbert_init.safetensors"   # the official variant's pose-encoder init (seds.convert signbert)
 
 
 class PretrainError(ValueError):
@@ -144,6 +148,11 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
+    if isinstance(obj, dict) and ("GCN_Transform" in obj or any(str(k).startswith("embed.st_gcn_hand.") for k in obj)):
+        raise PretrainError(f"{p}: this is the authors' released pretrain_signbert.pth (their per-frame SignBERT "
+                            "GCN, 4 spatial partitions): it initialises the official variant's pose encoder, not "
+                            "this ST-GCN. Run `python -m seds.convert signbert <file> --out DIR` and train with "
+                            "model.variant official (configs/how2sign.yaml) and model.pose.hand_init=DIR")
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise PretrainError(f"{p}: not a state dict of tensors")
     return obj
@@ -197,3 +206,21 @@ def load_signbert(path: str | Path, widths, temporal_kernel: int = 9) -> tuple[S
             state[k] = v.clone()
     load_into_stgcn(enc, state, str(path))
     return enc, notes
+
+
+# --- the official variant: the authors' released pretrain_signbert.pth ------------------------------
+
+def read_signbert_init(path: str | Path) -> dict[str, torch.Tensor]:
+    """The SignBERT init written by ``python -m seds.convert signbert`` (a folder or the file itself)."""
+    p = Path(path)
+    p = p / SIGNBERT_INIT if p.is_dir() else p
+    if not p.is_file() or p.suffix != ".safetensors":
+        raise PretrainError(f"model.pose.hand_init: {p} is not a {SIGNBERT_INIT} written by "
+                            "`python -m seds.convert signbert pretrain_signbert.pth --out DIR`")
+    return load_file(str(p))
+
+
+def load_signbert_init(encoder: SignBertPoseEncoder, path: str | Path) -> dict[str, list[str]]:
+    """Initialise the official variant's pose encoder from a converted ``pretrain_signbert.pth`` (every key
+    and shape checked by :func:`seds.model.signbert_gcn.load_pretrain_signbert`)."""
+    return load_pretrain_signbert(encoder, read_signbert_init(path))

