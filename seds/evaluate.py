@@ -15,12 +15,6 @@ under two protocols for repeated sentences (:mod:`seds.metrics`):
 Ties get the expected rank under random tie-breaking (fractional ranks; R@K is the probability that
 the rank is ≤ K), so a constant model scores at chance. ``--ties pessimistic`` or (explicitly)
 ``--ties optimistic`` choose the other conventions; the JSON and the printout name the convention.
-
-An ``official``-variant checkpoint (the authors' released weights, ``python -m seds.convert official``) reads its
-store as the authors' batches (:class:`seds.data.official.OfficialDataset`: a store imported by ``python -m
-seds.data.official import``, whose manifest carries their sentence ids) and scores with its own similarity
-(softmax over padded positions, ``VariantOptions.softmax_over_padding``); on CUDA its CLIP towers run in fp16
-as the authors' do (``SEDS.half_clip_towers``).
 """
 from __future__ import annotations
 
@@ -78,19 +72,11 @@ def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Ten
     return torch.cat(out, 0)
 
 
-def collate_for(cfg):
-    """The batch function of ``cfg``'s model (a Config or ModelConfig): the official variant reads the authors'
-    batch layout."""
-    variant = getattr(getattr(cfg, "model", cfg), "variant", "paper")
-    return official_collate if variant == "official" else collate
-
-
 @torch.no_grad()
 def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False,
-                 collate_fn=None) -> EncodedSplit:
-    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset, or an OfficialDataset for the
-    official variant) with ``model``; ``collate_fn`` batches its items (default: :func:`collate_for` the model)."""
-    collate_fn = collate_fn or collate_for(model.cfg)
+                 collate_fn=collate) -> EncodedSplit:
+    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``; ``collate_fn``
+    batches its items (the official variant reads the authors' batch layout, ``seds.model.seds``)."""
     model.eval()
     dev = model.device
     streams: dict[str, list] = {}
@@ -110,7 +96,8 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
-        metas = batch.get("meta") or [{"sentence_id": sid} for sid in batch["sentence_ids"]]   # official batches
+        metas = batch.get("meta") or [{"sentence_id": sid} for sid in batch.get("sentence_ids", [])] \
+            or [{} for _ in batch["text"]]          # official_collate carries sentence ids, not meta
         for m, txt in zip(metas, batch["text"]):
             full = m.get("text") or txt
             sids.append(sentence_id(m, full))
@@ -174,10 +161,15 @@ def rsum(results: dict) -> float:
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
                    progress: bool = False, protocol: str = "official", ties: str = "expected",
-                   collate_fn=None) -> dict[str, dict]:
+                   collate_fn=collate) -> dict[str, dict]:
     """stream → ``{"t2v", "v2t"}`` metrics of ``model`` on ``dataset`` under one protocol."""
     enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
     return evaluate_encoded(enc, tau, model.device, protocol, ties, model.cfg.options.softmax_over_padding)
+
+
+def collate_for(cfg):
+    """The batch function of ``cfg``'s model: the official variant reads the authors' batch layout."""
+    return official_collate if cfg.model.variant == "official" else collate
 
 
 def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
@@ -219,7 +211,7 @@ def main(argv=None):
     if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
         model.half_clip_towers()
         amp = False
-    enc = encode_split(model, ds, args.batch_size, amp=amp, progress=True)
+    enc = encode_split(model, ds, args.batch_size, amp=amp, progress=True, collate_fn=collate_for(cfg))
     order = [args.protocol] + [p for p in PROTOCOLS if p != args.protocol]
     results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties,
                                  cfg.model.options.softmax_over_padding)
