@@ -11,6 +11,7 @@ override both. All logic lives in ``demo/backend.py`` (over :mod:`seds.retrieval
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ CSS = """
 #v2t-status .pending {visibility: hidden;}   /* the one progress line replaces the status while a query runs */
 #v2t-note {border-left: 4px solid #d97706; padding: 2px 10px; background: rgba(217,119,6,0.08);}
 """
+CACHE_MAX_AGE_S = 3600
 
 
 # --------------------------------------------------------------------------------------------------
@@ -107,7 +109,8 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
     if not ex_texts and g.sentences is not None:
         ex_texts = [g.sentences.meta(i)["text"] for i in g.sentences.ids[:5]]
 
-    with gr.Blocks(title="SEDS sign language retrieval") as app:
+    # Gradio's upload/output cache: files older than an hour are deleted hourly, and all of them on exit
+    with gr.Blocks(title="SEDS sign language retrieval", delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as app:
         gr.Markdown("# SEDS — sign language retrieval (pose + RGB)\nSearch sentences with a sign video, or sign "
                     "videos with a sentence. Each query is answered by the **pose-only**, **RGB-only** and "
                     "**fused** encoders side by side.")
@@ -356,7 +359,7 @@ def launch(be: AppBackend, cfg: AppConfig, **kw):
                 allowed.add(str(Path(p).parent))
     port = cfg.port if cfg.port else None
     app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=sorted(allowed),
-               css=CSS, footer_links=["api", "gradio"], **kw)
+               css=CSS, footer_links=["api", "gradio"], max_file_size=int(cfg.max_upload_mb * 2**20), **kw)
     return app
 
 
@@ -368,9 +371,17 @@ def main(argv=None) -> int:
     except (AppError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # noqa: BLE001 - any start-up failure: one line, no traceback
+        print(f"error: the app could not start: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    atexit.register(be.close)          # the preview folder goes with the process
     for k, v in be.describe().items():
         print(f"  {k}: {v}", flush=True)
-    launch(be, cfg)
+    try:
+        launch(be, cfg)
+    except OSError as e:               # port in use, address not available, ...
+        print(f"error: the server could not start: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -37,7 +37,7 @@ from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos
 from seds.extract.factory import RGBFeaturesError, describe_rgb, make_rgb_extractor, rgb_weights
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
-from seds.extract.video import VideoError, read_video
+from seds.extract.video import Budget, VideoError, read_video
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
@@ -46,6 +46,8 @@ from seds.similarity import clip_word_matrix, fine_grained_scores
 log = logging.getLogger("seds.app")
 
 STREAM_ORDER = ("pose", "rgb", "fused")
+CPU_I3D_MEMORY_MB = 512      # I3D activation budget per batch of windows on CPU (bounds a query's peak RSS)
+PREVIEW_SHORT_SIDE = 240     # preview frames: shorter side at most this (decoded straight to it for cached videos)
 STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
 ProgressFn = Callable[[str, float], None]
 
@@ -67,6 +69,10 @@ class EngineConfig:
     max_clips: int = 16
     max_seconds: float = 20.0
     preview: bool = False
+    # limits on uploaded videos (README "Security and limits"): bounded memory whatever the resolution/length
+    max_short_side: int = 480                # frames are decoded with the shorter side scaled down to this
+    max_frame_pixels: int = 4096 * 2304      # larger source frames (width × height) are refused (4K is fine)
+    max_pixels: int = 250_000_000            # decoded frames of one query, in all (≈ 750 MB of RGB)
 
     def __post_init__(self):
         if not 1 <= self.top_k <= 50:
@@ -77,6 +83,9 @@ class EngineConfig:
             raise ConfigError(f"max_clips: must be ≥ 1, got {self.max_clips}")
         if not self.max_seconds > 0:
             raise ConfigError(f"max_seconds: must be > 0, got {self.max_seconds}")
+        for name in ("max_short_side", "max_frame_pixels", "max_pixels"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,6 +95,18 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise QueryError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu or auto")
     return dev
+
+
+def scale_keypoints(feats: VideoFeatures, size: tuple[int, int], source: tuple[int, int]) -> np.ndarray:
+    """``feats.keypoints`` moved to frames of ``size`` = (width, height) from the pixel space they were
+    extracted in (``meta.frame_width/height``, else the video's ``source`` size)."""
+    m = feats.meta
+    w0 = m.get("frame_width") or source[0]
+    h0 = m.get("frame_height") or source[1]
+    k = np.array(feats.keypoints, dtype=np.float32)
+    k[..., 0] *= size[0] / float(w0)
+    k[..., 1] *= size[1] / float(h0)
+    return k
 
 
 def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10) -> tuple[float, float]:
@@ -218,11 +239,14 @@ class SearchEngine:
             except (PoseError, PoseBackendUnavailable, ImportError) as e:
                 raise QueryError(f"pose backend {self.cfg.pose_backend!r} is not usable: {e}") from e
             try:
-                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device)
+                budget = CPU_I3D_MEMORY_MB if self.device.type == "cpu" else None   # RSS, not GPU memory
+                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device, memory_budget_mb=budget)
             except RGBFeaturesError as e:
                 raise QueryError(str(e)) from e
             xcfg = ExtractConfig(pose_backend=self.cfg.pose_backend, device=str(self.device),
-                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True)
+                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True,
+                                 allow_partial=True, max_short_side=self.cfg.max_short_side,
+                                 max_frame_pixels=self.cfg.max_frame_pixels, max_pixels=self.cfg.max_pixels)
             self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
         return self._extractor
 
@@ -258,13 +282,14 @@ class SearchEngine:
             if self.cfg.preview:
                 t = time.perf_counter()
                 report("decode", 0.05)
-                try:
-                    frames = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds,
-                                        trim_long=True).frames
+                try:    # decoded straight to the preview's size; keypoints follow
+                    dec = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds, trim_long=True,
+                                     budget=Budget(PREVIEW_SHORT_SIDE, self.cfg.max_frame_pixels, self.cfg.max_pixels))
+                    frames = dec.frames
+                    kpts_for_preview = scale_keypoints(feats, dec.frame_size, (dec.width, dec.height))
                 except VideoError:
                     frames = None
                 timings["decode"] = time.perf_counter() - t
-                kpts_for_preview = feats.keypoints
         else:
             source = "extracted"
             try:
@@ -295,6 +320,10 @@ class SearchEngine:
             if feats.meta.get("trimmed"):
                 notes.append(f"The video is longer than {self.cfg.max_seconds:g} s: only its first "
                              f"{self.cfg.max_seconds:g} s were used.")
+            if feats.meta.get("truncated"):
+                notes.append(f"The file looks truncated or damaged: only {feats.meta.get('source_frames')} of the "
+                             f"{feats.meta.get('reported_frames')} frames its header announces could be decoded; "
+                             "the results use those.")
             if n_dec - len(kept) > 0:
                 notes.append(f"{n_dec - len(kept)} of {n_dec} frames showed no signer or no hand and were skipped.")
             if pad > 0:
