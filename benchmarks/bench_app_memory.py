@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rgb", choices=("proxy", "i3d"), default="i3d")
     ap.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--seconds", nargs="+", type=float, default=[5.0, 20.0])
-    ap.add_argument("--skip", nargs="*", default=["4k:20"], help="SIZE:SECONDS pairs not measured (CPU time)")
+    ap.add_argument("--skip", nargs="*", default=[], help="SIZE:SECONDS pairs not to measure (CPU time)")
     ap.add_argument("--out", default=str(RESULTS / "app_memory.md"))
     args = ap.parse_args(argv)
     if args.one:
