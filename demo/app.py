@@ -341,9 +341,11 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--max-clips", dest="max_clips", type=int, help="windows per live query (env SEDS_MAX_CLIPS)")
     ap.add_argument("--max-seconds", dest="max_seconds", type=float, help="trim uploads to this (env SEDS_MAX_SECONDS)")
     ap.add_argument("--no-preview", dest="preview", action="store_false", default=None, help="no skeleton overlay video")
+    ap.add_argument("--media-root", dest="media_root",
+                    help="the folder gallery videos are served from (env SEDS_MEDIA_ROOT; default: the gallery's parent)")
     args = ap.parse_args(argv)
     over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "device", "host", "port",
-                                          "share", "top_k", "max_clips", "max_seconds", "preview")}
+                                          "share", "top_k", "max_clips", "max_seconds", "preview", "media_root")}
     return load_app_config(args.config, over), args
 
 
@@ -351,14 +353,9 @@ def launch(be: AppBackend, cfg: AppConfig, **kw):
     """Build the app and start the server (``prevent_thread_lock=True`` in ``kw`` returns at once)."""
     app = build_app(be)
     app.queue(default_concurrency_limit=2, max_size=64)
-    allowed = {str(be.gallery.root.resolve())}
-    if be.gallery.videos is not None:
-        for vid in be.gallery.videos.ids:
-            p = be.video_path(vid)
-            if p:
-                allowed.add(str(Path(p).parent))
+    allowed = be.gallery.served_files()     # exact files: the gallery's videos and thumbnails, nothing else
     port = cfg.port if cfg.port else None
-    app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=sorted(allowed),
+    app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=allowed,
                css=CSS, footer_links=["api", "gradio"], max_file_size=int(cfg.max_upload_mb * 2**20), **kw)
     return app
 

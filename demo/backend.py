@@ -25,6 +25,7 @@ from seds.config import ConfigError, from_dict, read_yaml_mapping
 from seds.extract.factory import describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
+from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.engine import (PREVIEW_SHORT_SIDE, STREAM_ORDER, STREAM_TITLES, EngineConfig,  # noqa: F401
                                    Explanation, QueryError,
                                    SearchEngine, TextQuery, VideoQuery, hand_presence, log, resolve_device)
@@ -50,6 +51,7 @@ class AppConfig(EngineConfig):
     port: int = 7860
     share: bool = False
     max_upload_mb: float = 100.0     # Gradio refuses larger uploads (README "Security and limits")
+    media_root: str | None = None    # the only folder gallery videos are served from (None: the gallery's parent)
 
     def __post_init__(self):
         super().__post_init__()
@@ -65,7 +67,7 @@ ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_TOP_K": "top_k", "SEDS_RERANK": "rerank", "SEDS_MAX_CLIPS": "max_clips",
     "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview", "SEDS_MAX_UPLOAD_MB": "max_upload_mb",
     "SEDS_MAX_SHORT_SIDE": "max_short_side", "SEDS_MAX_FRAME_PIXELS": "max_frame_pixels",
-    "SEDS_MAX_PIXELS": "max_pixels",
+    "SEDS_MAX_PIXELS": "max_pixels", "SEDS_MEDIA_ROOT": "media_root",
 }
 
 
@@ -128,6 +130,11 @@ class AppBackend(SearchEngine):
                  preload: bool = False):
         super().__init__(cfg or AppConfig(), pose_estimator=pose_estimator, rgb_extractor=rgb_extractor,
                          preload=preload)
+        media = self.resolve_path(self.cfg.media_root) if self.cfg.media_root else None
+        try:        # browsers will fetch the gallery's files: only its own videos and thumbnails, checked now
+            self.gallery.confine(media)
+        except GalleryIndexError as e:
+            raise AppError(f"cannot serve the gallery {self.gallery.root}: {e}") from e
         self._tmp = Path(tempfile.mkdtemp(prefix="seds-app-"))
 
     def resolve_path(self, p) -> Path:
