@@ -43,6 +43,7 @@ CSS = """
 #v2t-note {border-left: 4px solid #d97706; padding: 2px 10px; background: rgba(217,119,6,0.08);}
 """
 CACHE_MAX_AGE_S = 3600
+VIDEO_CONCURRENCY, TEXT_CONCURRENCY, QUEUE_SIZE = 4, 8, 64    # Gradio queue: requests at once / waiting
 
 
 # --------------------------------------------------------------------------------------------------
@@ -289,14 +290,18 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
 
         # one trigger per upload: the button. A new file only gets its plan (cheap: hash + header).
         video_in.change(new_video, [video_in], v_outputs, show_progress="hidden", trigger_mode="always_last")
-        # the status line is the one progress indicator (CSS hides its old text meanwhile)
-        v_btn.click(run_video, [video_in, v_k], v_outputs, concurrency_id="video", show_progress="full",
-                    show_progress_on=[v_status])
+        # video queries: VIDEO_CONCURRENCY at once (extraction itself is one at a time in the backend, so cached
+        # gallery videos and bad files are answered while an upload is extracted); text queries are cheap.
+        # The status line is the one progress indicator (CSS hides its old text meanwhile)
+        v_btn.click(run_video, [video_in, v_k], v_outputs, concurrency_id="video", concurrency_limit=VIDEO_CONCURRENCY,
+                    show_progress="full", show_progress_on=[v_status])
         v_k.release(rerank_video, [v_state, video_in, v_k], v_outputs, concurrency_id="video",
-                    show_progress="hidden")
+                    concurrency_limit=VIDEO_CONCURRENCY, show_progress="hidden")
         v_pair.input(explain_video, [v_state, v_pair], [v_plot], show_progress="hidden")
-        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text", show_progress_on=[t_status])
-        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text", show_progress_on=[t_status])
+        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text", concurrency_limit=TEXT_CONCURRENCY,
+                       show_progress_on=[t_status])
+        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text", concurrency_limit=TEXT_CONCURRENCY,
+                    show_progress_on=[t_status])
         t_pair.input(explain_text, [t_state, t_pair], [t_plot], show_progress="hidden")
     return app
 
@@ -352,7 +357,7 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
 def launch(be: AppBackend, cfg: AppConfig, **kw):
     """Build the app and start the server (``prevent_thread_lock=True`` in ``kw`` returns at once)."""
     app = build_app(be)
-    app.queue(default_concurrency_limit=2, max_size=64)
+    app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
     allowed = be.gallery.served_files()     # exact files: the gallery's videos and thumbnails, nothing else
     port = cfg.port if cfg.port else None
     app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=allowed,

@@ -67,7 +67,8 @@ ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_TOP_K": "top_k", "SEDS_RERANK": "rerank", "SEDS_MAX_CLIPS": "max_clips",
     "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview", "SEDS_MAX_UPLOAD_MB": "max_upload_mb",
     "SEDS_MAX_SHORT_SIDE": "max_short_side", "SEDS_MAX_FRAME_PIXELS": "max_frame_pixels",
-    "SEDS_MAX_PIXELS": "max_pixels", "SEDS_MEDIA_ROOT": "media_root",
+    "SEDS_MAX_PIXELS": "max_pixels", "SEDS_MEDIA_ROOT": "media_root", "SEDS_QUERY_TIMEOUT_S": "query_timeout_s",
+    "SEDS_MAX_LIVE_QUERIES": "max_live_queries",
 }
 
 

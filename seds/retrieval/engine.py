@@ -37,7 +37,7 @@ from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos
 from seds.extract.factory import RGBFeaturesError, describe_rgb, make_rgb_extractor, rgb_weights
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
-from seds.extract.video import Budget, VideoError, read_video
+from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
@@ -57,6 +57,10 @@ class QueryError(ValueError):
     ``AppError``)."""
 
 
+class QueryTimeout(QueryError):
+    """A query ran past ``EngineConfig.query_timeout_s`` (waiting included)."""
+
+
 @dataclass
 class EngineConfig:
     """What a :class:`SearchEngine` loads and how it answers (the app's ``AppConfig`` extends it)."""
@@ -73,6 +77,9 @@ class EngineConfig:
     max_short_side: int = 480                # frames are decoded with the shorter side scaled down to this
     max_frame_pixels: int = 4096 * 2304      # larger source frames (width × height) are refused (4K is fine)
     max_pixels: int = 250_000_000            # decoded frames of one query, in all (≈ 750 MB of RGB)
+    # concurrency: extraction models run one query at a time; these bound waiting and memory
+    query_timeout_s: float = 120.0           # a query (waiting for the extractor included) ends after this
+    max_live_queries: int = 2                # uploads being decoded/extracted at once (each holds its frames)
 
     def __post_init__(self):
         if not 1 <= self.top_k <= 50:
@@ -83,7 +90,9 @@ class EngineConfig:
             raise ConfigError(f"max_clips: must be ≥ 1, got {self.max_clips}")
         if not self.max_seconds > 0:
             raise ConfigError(f"max_seconds: must be > 0, got {self.max_seconds}")
-        for name in ("max_short_side", "max_frame_pixels", "max_pixels"):
+        if not self.query_timeout_s > 0:
+            raise ConfigError(f"query_timeout_s: must be > 0, got {self.query_timeout_s}")
+        for name in ("max_short_side", "max_frame_pixels", "max_pixels", "max_live_queries"):
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)}")
 
@@ -166,8 +175,10 @@ class Explanation:
 # ---------------------------------------------------------------------------------------------------
 
 class SearchEngine:
-    """A checkpoint and its gallery, loaded once and shared by all requests (thread-safe: extraction
-    is serialised by a lock, encoding and search run concurrently)."""
+    """A checkpoint and its gallery, loaded once and shared by all requests. Thread-safe: only the
+    extraction models (pose, RGB) run under a lock, one query at a time; checking and decoding an upload,
+    cached gallery videos, encoding and search run concurrently. At most ``max_live_queries`` uploads
+    hold decoded frames at once, and every query ends by ``query_timeout_s`` (waits included)."""
 
     def __init__(self, cfg: EngineConfig | None = None, *, pose_estimator=None, rgb_extractor=None,
                  preload: bool = False):
@@ -207,7 +218,9 @@ class SearchEngine:
         self._pose = pose_estimator
         self._rgb = rgb_extractor
         self._extractor = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the extraction models (pose, RGB) are not thread-safe
+        self._build_lock = threading.Lock()     # building them happens once
+        self._live = threading.BoundedSemaphore(self.cfg.max_live_queries)
         self.extractions = 0                                        # extraction pipeline runs (tests, logs)
         self.load_seconds = time.perf_counter() - t0
         if preload:
@@ -233,6 +246,10 @@ class SearchEngine:
 
     def extractor(self):
         """The extraction pipeline (built on first use: MediaPipe + I3D take seconds to load)."""
+        with self._build_lock:
+            return self._build_extractor()
+
+    def _build_extractor(self):
         if self._extractor is None:
             try:
                 pose = self._pose or make_pose_estimator(self.cfg.pose_backend)
@@ -261,7 +278,12 @@ class SearchEngine:
             raise QueryError(f"The video file {path.name} was not found (the upload may have failed).")
         if path.stat().st_size == 0:
             raise QueryError(f"{path.name} is empty (0 bytes): not a video.")
-        report = progress or (lambda stage, frac: None)
+        deadline = time.monotonic() + self.cfg.query_timeout_s
+        user_report = progress or (lambda stage, frac: None)
+
+        def report(stage, frac):         # progress is reported often: the time limit is checked there too
+            self._check_deadline(deadline)
+            user_report(stage, frac)
         k = k or self.cfg.top_k
         timings: dict[str, float] = {}
         notes: list[str] = []
@@ -293,10 +315,7 @@ class SearchEngine:
         else:
             source = "extracted"
             try:
-                with self._lock:
-                    self.extractions += 1
-                    ex = self.extractor()
-                    res = ex.extract(path, progress=report)
+                res = self._extract(path, report, deadline)
             except NoSignerError as e:
                 raise QueryError(f"No signer found in this video ({e}). Use a front-facing video that shows the "
                                "signer's upper body and hands.") from e
@@ -367,6 +386,37 @@ class SearchEngine:
         k = k or self.cfg.top_k
         return {s: self.gallery.sentences.search(clips[s], clip_mask, stream="text", k=k, rerank=self.cfg.rerank)
                 for s in self.streams}
+
+    def _timeout(self) -> QueryTimeout:
+        return QueryTimeout(f"This query took longer than the limit of {self.cfg.query_timeout_s:g} s (the server "
+                            "may be busy with other videos): try again later, or with a shorter video.")
+
+    def _check_deadline(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise self._timeout()
+
+    def _wait(self, lock, deadline: float) -> None:
+        """Acquire ``lock`` (or semaphore) by the query's deadline, else end the query."""
+        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise self._timeout()
+
+    def _extract(self, path: Path, report: ProgressFn, deadline: float):
+        """Decode outside the model lock, then pose + RGB under it. At most ``max_live_queries`` uploads
+        hold decoded frames at once; every wait ends at the query's deadline."""
+        with self._build_lock:
+            self.extractions += 1
+        probe(path)                      # not a video / audio only / no frames: refused at once, no waiting
+        ex = self.extractor()
+        self._wait(self._live, deadline)
+        try:
+            decoded = ex.decode(path, report)
+            self._wait(self._lock, deadline)
+            try:
+                return ex.extract_decoded(decoded, progress=report)
+            finally:
+                self._lock.release()
+        finally:
+            self._live.release()
 
     # -- text → video -------------------------------------------------------------------------------
     def query_text(self, text: str, k: int | None = None) -> TextQuery:
