@@ -306,6 +306,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 def test_killed_parallel_run_leaves_no_worker_and_keeps_its_failures(dataset):
     """Issue 15: after SIGKILL of `python -m seds.extract --workers 2`, both workers and the resource
