@@ -272,3 +272,19 @@ def test_gradio_queue_leaves_room_for_cached_queries_beside_extractions(tiny, de
         assert demo_app.VIDEO_CONCURRENCY > be.cfg.max_live_queries
     finally:
         be.close()
+
+
+def test_a_timed_out_query_is_not_remembered_as_the_files_answer():
+    """demo/live.py remembers user errors per file; a time-out says the server was busy, so it is not."""
+    from demo.live import RecentQueries
+    from seds.retrieval.engine import QueryTimeout
+    r, calls = RecentQueries(4), []
+
+    def busy():
+        calls.append("busy")
+        raise QueryTimeout("longer than the limit")
+    for _ in range(2):
+        with pytest.raises(QueryTimeout):
+            r.get_or_run("k", busy)
+    assert calls == ["busy", "busy"] and "k" not in r
+    assert r.get_or_run("k", lambda: "answer") == ("answer", False)
