@@ -11,6 +11,7 @@ override both. All logic lives in ``demo/backend.py`` (over :mod:`seds.retrieval
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ CSS = """
 #v2t-status .pending {visibility: hidden;}   /* the one progress line replaces the status while a query runs */
 #v2t-note {border-left: 4px solid #d97706; padding: 2px 10px; background: rgba(217,119,6,0.08);}
 """
+CACHE_MAX_AGE_S = 3600
+VIDEO_CONCURRENCY, TEXT_CONCURRENCY, QUEUE_SIZE = 4, 8, 64    # Gradio queue: requests at once / waiting
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,7 +112,8 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
     if not ex_texts and g.sentences is not None:
         ex_texts = [g.sentences.meta(i)["text"] for i in g.sentences.ids[:5]]
 
-    with gr.Blocks(title="SEDS sign language retrieval") as app:
+    # Gradio's upload/output cache: files older than an hour are deleted hourly, and all of them on exit
+    with gr.Blocks(title="SEDS sign language retrieval", delete_cache=(CACHE_MAX_AGE_S, CACHE_MAX_AGE_S)) as app:
         gr.Markdown("# SEDS — sign language retrieval (pose + RGB)\nSearch sentences with a sign video, or sign "
                     "videos with a sentence. Each query is answered by the **pose-only**, **RGB-only** and "
                     "**fused** encoders side by side.")
@@ -288,14 +292,18 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
 
         # one trigger per upload: the button. A new file only gets its plan (cheap: hash + header).
         video_in.change(new_video, [video_in], v_outputs, show_progress="hidden", trigger_mode="always_last")
-        # the status line is the one progress indicator (CSS hides its old text meanwhile)
-        v_btn.click(run_video, [video_in, v_k], v_outputs, concurrency_id="video", show_progress="full",
-                    show_progress_on=[v_status])
+        # video queries: VIDEO_CONCURRENCY at once (extraction itself is one at a time in the backend, so cached
+        # gallery videos and bad files are answered while an upload is extracted); text queries are cheap.
+        # The status line is the one progress indicator (CSS hides its old text meanwhile)
+        v_btn.click(run_video, [video_in, v_k], v_outputs, concurrency_id="video", concurrency_limit=VIDEO_CONCURRENCY,
+                    show_progress="full", show_progress_on=[v_status])
         v_k.release(rerank_video, [v_state, video_in, v_k], v_outputs, concurrency_id="video",
-                    show_progress="hidden")
+                    concurrency_limit=VIDEO_CONCURRENCY, show_progress="hidden")
         v_pair.input(explain_video, [v_state, v_pair], [v_plot], show_progress="hidden")
-        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text", show_progress_on=[t_status])
-        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text", show_progress_on=[t_status])
+        text_in.submit(run_text, [text_in], t_outputs, concurrency_id="text", concurrency_limit=TEXT_CONCURRENCY,
+                       show_progress_on=[t_status])
+        t_btn.click(run_text, [text_in], t_outputs, concurrency_id="text", concurrency_limit=TEXT_CONCURRENCY,
+                    show_progress_on=[t_status])
         t_pair.input(explain_text, [t_state, t_pair], [t_plot], show_progress="hidden")
     return app
 
@@ -343,25 +351,22 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--max-clips", dest="max_clips", type=int, help="windows per live query (env SEDS_MAX_CLIPS)")
     ap.add_argument("--max-seconds", dest="max_seconds", type=float, help="trim uploads to this (env SEDS_MAX_SECONDS)")
     ap.add_argument("--no-preview", dest="preview", action="store_false", default=None, help="no skeleton overlay video")
+    ap.add_argument("--media-root", dest="media_root",
+                    help="the folder gallery videos are served from (env SEDS_MEDIA_ROOT; default: the gallery's parent)")
     args = ap.parse_args(argv)
     over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "i3d_weights", "device", "host", "port",
-                                          "share", "top_k", "max_clips", "max_seconds", "preview")}
+                                          "share", "top_k", "max_clips", "max_seconds", "preview", "media_root")}
     return load_app_config(args.config, over), args
 
 
 def launch(be: AppBackend, cfg: AppConfig, **kw):
     """Build the app and start the server (``prevent_thread_lock=True`` in ``kw`` returns at once)."""
     app = build_app(be)
-    app.queue(default_concurrency_limit=2, max_size=64)
-    allowed = {str(be.gallery.root.resolve())}
-    if be.gallery.videos is not None:
-        for vid in be.gallery.videos.ids:
-            p = be.video_path(vid)
-            if p:
-                allowed.add(str(Path(p).parent))
+    app.queue(default_concurrency_limit=2, max_size=QUEUE_SIZE)
+    allowed = be.gallery.served_files()     # exact files: the gallery's videos and thumbnails, nothing else
     port = cfg.port if cfg.port else None
-    app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=sorted(allowed),
-               css=CSS, footer_links=["api", "gradio"], **kw)
+    app.launch(server_name=cfg.host, server_port=port, share=cfg.share, allowed_paths=allowed,
+               css=CSS, footer_links=["api", "gradio"], max_file_size=int(cfg.max_upload_mb * 2**20), **kw)
     return app
 
 
@@ -373,9 +378,17 @@ def main(argv=None) -> int:
     except (AppError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # noqa: BLE001 - any start-up failure: one line, no traceback
+        print(f"error: the app could not start: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    atexit.register(be.close)          # the preview folder goes with the process
     for k, v in be.describe().items():
         print(f"  {k}: {v}", flush=True)
-    launch(be, cfg)
+    try:
+        launch(be, cfg)
+    except OSError as e:               # port in use, address not available, ...
+        print(f"error: the server could not start: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

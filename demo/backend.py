@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ from seds.config import ConfigError, from_dict, read_yaml_mapping
 from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
-from seds.retrieval.engine import (STREAM_ORDER, STREAM_TITLES, EngineConfig, Explanation, QueryError,  # noqa: F401
+from seds.retrieval.index import GalleryIndexError
+from seds.retrieval.engine import (PREVIEW_SHORT_SIDE, STREAM_ORDER, STREAM_TITLES, EngineConfig,  # noqa: F401
+                                   Explanation, QueryError,
                                    SearchEngine, TextQuery, VideoQuery, hand_presence, log, resolve_device)
 from seds.encode import clip_times  # noqa: F401 - re-exported for the app's callers
 
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
 
 AppError = QueryError   # a problem with a user's input or with the app's setup, worded for the UI
+PREVIEW_MAX_AGE_S = 3600.0          # previews older than this are deleted by the next query
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -46,9 +50,13 @@ class AppConfig(EngineConfig):
     host: str | None = None
     port: int = 7860
     share: bool = False
+    max_upload_mb: float = 100.0     # Gradio refuses larger uploads (README "Security and limits")
+    media_root: str | None = None    # the only folder gallery videos are served from (None: the gallery's parent)
 
     def __post_init__(self):
         super().__post_init__()
+        if not self.max_upload_mb > 0:
+            raise ConfigError(f"max_upload_mb: must be > 0, got {self.max_upload_mb}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port: must be in [0, 65535], got {self.port}")
 
@@ -57,7 +65,10 @@ ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_CHECKPOINT": "checkpoint", "SEDS_GALLERY": "gallery", "SEDS_POSE_BACKEND": "pose_backend",
     "SEDS_DEVICE": "device", "SEDS_HOST": "host", "SEDS_PORT": "port", "SEDS_SHARE": "share",
     "SEDS_TOP_K": "top_k", "SEDS_RERANK": "rerank", "SEDS_MAX_CLIPS": "max_clips",
-    "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview", "SEDS_I3D_WEIGHTS": "i3d_weights",
+    "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview", "SEDS_MAX_UPLOAD_MB": "max_upload_mb",
+    "SEDS_MAX_SHORT_SIDE": "max_short_side", "SEDS_MAX_FRAME_PIXELS": "max_frame_pixels",
+    "SEDS_MAX_PIXELS": "max_pixels", "SEDS_MEDIA_ROOT": "media_root", "SEDS_QUERY_TIMEOUT_S": "query_timeout_s",
+    "SEDS_MAX_LIVE_QUERIES": "max_live_queries", "SEDS_I3D_WEIGHTS": "i3d_weights",
 }
 
 
@@ -120,6 +131,11 @@ class AppBackend(SearchEngine):
                  preload: bool = False):
         super().__init__(cfg or AppConfig(), pose_estimator=pose_estimator, rgb_extractor=rgb_extractor,
                          preload=preload)
+        media = self.resolve_path(self.cfg.media_root) if self.cfg.media_root else None
+        try:        # browsers will fetch the gallery's files: only its own videos and thumbnails, checked now
+            self.gallery.confine(media)
+        except GalleryIndexError as e:
+            raise AppError(f"cannot serve the gallery {self.gallery.root}: {e}") from e
         self._tmp = Path(tempfile.mkdtemp(prefix="seds-app-"))
 
     def resolve_path(self, p) -> Path:
@@ -153,17 +169,39 @@ class AppBackend(SearchEngine):
             "device": dev + threads,
             "limits": (("live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing chooses)"
                         if self.official else f"live queries use ≤ {self.max_clips} windows of {WINDOW} frames")
-                       + f"; uploads longer than {self.cfg.max_seconds:g} s are trimmed"),
+                       + f"; uploads longer than {self.cfg.max_seconds:g} s are trimmed; uploads ≤ "
+                       f"{self.cfg.max_upload_mb:g} MB, frames ≤ {self.cfg.max_frame_pixels / 1e6:.1f} megapixels, "
+                       f"decoded at ≤ {self.cfg.max_short_side} px (shorter side)"),
         }
 
     def write_preview(self, frames: np.ndarray, kpts: np.ndarray, sha: str, fps: float) -> str | None:
         try:
+            self.prune_previews()
             return write_overlay_preview(frames, kpts, self._tmp / f"preview-{sha[:16]}.webm", fps=fps)
         except Exception as e:  # noqa: BLE001 - a preview failure must not lose the results
             log.warning("preview failed: %s", e)
             return None
 
+    @property
+    def preview_dir(self) -> Path:
+        """The folder of this backend's preview videos (deleted by :meth:`close`)."""
+        return self._tmp
+
+    def prune_previews(self, max_age_s: float = PREVIEW_MAX_AGE_S) -> int:
+        """Delete preview files older than ``max_age_s`` (Gradio has copied them into its own cache by then);
+        returns how many were deleted."""
+        now, n = time.time(), 0
+        for f in self._tmp.glob("preview-*"):
+            try:
+                if now - f.stat().st_mtime > max_age_s:
+                    f.unlink()
+                    n += 1
+            except OSError:      # another request deleted or replaced it
+                pass
+        return n
+
     def close(self) -> None:
+        """Delete the preview folder (the app calls this on exit)."""
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
@@ -172,18 +210,20 @@ class AppBackend(SearchEngine):
 # ---------------------------------------------------------------------------------------------------
 
 def write_overlay_preview(frames: np.ndarray, kpts: np.ndarray, path: str | os.PathLike, fps: float,
-                          short_side: int = 240, max_frames: int = 480) -> str:
+                          short_side: int = PREVIEW_SHORT_SIDE, max_frames: int = 480) -> str:
     """Skeleton overlay of keypoints on their frames (downscaled, at most ``max_frames``) as WebM."""
     n = min(len(frames), len(kpts), max_frames)
     step = 2 if n > 48 else 1                   # a 12 fps preview of longer videos: half the encoding time
-    frames, kpts = np.asarray(frames[:n:step]), np.array(kpts[:n:step], dtype=np.float32)
+    frames, kpts = frames[:n:step], np.array(kpts[:n:step], dtype=np.float32)   # a view: no copy
     fps, n = fps / step, len(frames)
     h, w = frames.shape[1:3]
     s = min(1.0, short_side / min(h, w))
     if s < 1.0:
         size = (max(2, int(round(w * s)) // 2 * 2), max(2, int(round(h * s)) // 2 * 2))
-        tall = np.ascontiguousarray(frames).reshape(n * h, w, 3)
-        frames = cv2.resize(tall, (size[0], n * size[1]), interpolation=cv2.INTER_AREA).reshape(n, size[1], size[0], 3)
+        small = np.empty((n, size[1], size[0], 3), np.uint8)     # frame by frame: no full-size copy
+        for i in range(n):
+            small[i] = cv2.resize(frames[i], size, interpolation=cv2.INTER_AREA)
+        frames = small
         kpts[..., 0] *= size[0] / w
         kpts[..., 1] *= size[1] / h
     elif min(h, w) < short_side:       # tiny videos (the synthetic ones are 112 px): scale up for legibility

@@ -29,6 +29,7 @@ from typing import Callable
 from demo.backend import AppBackend, AppError, VideoQuery
 from seds.clips import WINDOW, pad_frames, select_clip_starts
 from seds.extract.video import VideoError, probe
+from seds.retrieval.engine import QueryTimeout
 from seds.retrieval.gallery import file_sha256
 
 FPS = 24.0                                  # the pipeline decodes every upload at 24 fps (Sec. 3.1)
@@ -94,7 +95,8 @@ class RecentQueries:
             try:
                 value = fn()
             except AppError as e:
-                self._put(key, e)
+                if not isinstance(e, QueryTimeout):     # "server busy" is not the file's fault: retry next time
+                    self._put(key, e)
                 raise
             self._put(key, value)
             return value, False

@@ -2,6 +2,8 @@
 
 A reader (or a resumed run) sees either the old file or the complete new one, never a partial file,
 whatever moment a process is killed at. Temporary files are named ``.<name>.<random><suffix>``.
+The file gets the permissions of any newly created file (``0o666`` less the umask), not the ``0o600``
+of :func:`tempfile.mkstemp`.
 """
 from __future__ import annotations
 
@@ -24,12 +26,27 @@ def fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc tells it (Linux), else by a swap."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, suffix: str = ".tmp") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -39,6 +39,14 @@ def _one_of(value, options, name):
 
 # --- model ---------------------------------------------------------------------------------------
 
+MAX_WIDTH = 8192        # feature sizes above this are typos (D=200000 would ask for tens of GB), not models
+MAX_LAYERS = 64
+
+
+def _size(value: int, name: str, limit: int = MAX_WIDTH) -> None:
+    _check(0 < value <= limit, name, f"must be in [1, {limit}], got {value}")
+
+
 FUSION_KINDS = ("cgaf", "add-mlp", "concat-mlp", "concat-transformer", "cross-attention")
 STREAMS = (("pose", "rgb"), ("pose",), ("rgb",))
 
@@ -59,6 +67,8 @@ class PoseEncoderConfig:
         self.widths = tuple(int(w) for w in self.widths)
         self.extra_parts = tuple(self.extra_parts)
         _check(len(self.widths) >= 1 and all(w > 0 for w in self.widths), "widths", "need ≥1 positive width")
+        _check(len(self.widths) <= MAX_LAYERS and max(self.widths) <= MAX_WIDTH, "widths",
+               f"at most {MAX_LAYERS} widths, each ≤ {MAX_WIDTH}")
         _check(self.temporal_kernel % 2 == 1 and self.temporal_kernel > 0, "temporal_kernel", "must be odd and > 0")
         _check(self.clip_kernel % 2 == 1 and self.clip_kernel > 0, "clip_kernel", "must be odd and > 0")
         for p in self.extra_parts:
@@ -81,8 +91,8 @@ class TransformerConfig:
     clip_init: str | None = None      # local path to a CLIP ViT-B/32 checkpoint (.safetensors or state-dict .pt)
 
     def __post_init__(self):
-        _check(self.width > 0, "width", "must be > 0")
-        _check(self.layers >= 0, "layers", "must be ≥ 0")
+        _size(self.width, "width")
+        _check(0 <= self.layers <= MAX_LAYERS, "layers", f"must be in [0, {MAX_LAYERS}]")
         _check(self.heads > 0 and self.width % self.heads == 0, "heads",
                f"width {self.width} must be divisible by heads {self.heads}")
         _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
@@ -106,6 +116,9 @@ class TextConfig:
         _check(isinstance(self.model, str) and self.model != "", "model", "must be a non-empty string")
         _check(2 <= self.max_words <= 512, "max_words", "must be in [2, 512]")
         _check(self.hash_buckets > 0 and self.hash_width > 0 and self.hash_layers >= 0, "hash_*", "must be > 0")
+        _size(self.hash_buckets, "hash_buckets", 2**22)
+        _size(self.hash_width, "hash_width")
+        _check(self.hash_layers <= MAX_LAYERS, "hash_layers", f"must be ≤ {MAX_LAYERS}")
 
 
 @dataclass
@@ -127,6 +140,7 @@ class FusionConfig:
             _check(len(self.num_keys) in (1, self.layers), "num_keys",
                    f"give one value or one per layer ({self.layers}), got {len(self.num_keys)}")
         _check(self.heads > 0 and self.ff > 0, "heads/ff", "must be > 0")
+        _size(self.ff, "ff", 8 * MAX_WIDTH)
         _check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
 
     def keys_per_layer(self) -> tuple[int, ...]:
@@ -198,7 +212,8 @@ class ModelConfig:
         _one_of(self.variant, MODEL_VARIANTS, "variant")
         self.streams = tuple(self.streams)
         _check(self.streams in STREAMS, "streams", f"{self.streams} is not one of {STREAMS}")
-        _check(self.dim > 0 and self.rgb_dim > 0, "dim", "must be > 0")
+        _size(self.dim, "dim")
+        _size(self.rgb_dim, "rgb_dim")
         _check(self.window >= 1, "window", "must be ≥ 1")
         _check(1 <= self.max_clips <= 4096, "max_clips", "must be in [1, 4096]")
         _check(0 < self.tau <= 10, "tau", "must be in (0, 10]")

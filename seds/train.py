@@ -38,6 +38,7 @@ from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
 from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
+from seds.model.text_encoder import resolve_text_model
 
 STATE = "train_state.pt"
 
@@ -289,11 +290,27 @@ def check_resume_config(out: Path, cfg: Config) -> None:
                             f"(fields: {', '.join(diff)})")
 
 
+def check_output_dir(out: Path) -> None:
+    """Create ``train.out`` and check that files can be written in it — before data preparation, which
+    can take minutes, so that a wrong path fails at once with a message naming the field."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"train.out={str(out)!r}: cannot write the output folder there "
+                            f"({e.strerror or e})") from None
+
+
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     d = init_distributed()
     torch.manual_seed(cfg.train.seed + d.rank)
     device = resolve_device(cfg.train.device, d)
     out = Path(cfg.train.out)
+    if d.main:
+        check_output_dir(out)
+    resolve_text_model(cfg.model.text.model)          # a wrong text model fails now, not after the data
     train_ds, val_ds = prepare_data(cfg, d.main)
     frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
 

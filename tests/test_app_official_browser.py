@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests.official_app_assets import official_app_assets
+from tests.official_app_assets import MINI, official_app_assets
 from tests.test_app_browser import CHROMIUM, ROOT, free_port, upload, wait_rows
 from tests.test_app_browser import page, pw  # noqa: F401 - the browser fixtures, on this module's server
 
@@ -42,7 +42,8 @@ def server(tmp_path_factory):
         mp.setattr(seds.retrieval.engine, "probe_pose_backend", lambda name: (None, "no RTMPose ONNX files here"))
         cfg = load_app_config(ROOT / "configs" / "demo.yaml",
                               {"port": free_port(), "host": "127.0.0.1", "share": False, "device": "cpu",
-                               "checkpoint": str(a.checkpoint), "gallery": str(a.gallery)}, env={})
+                               "checkpoint": str(a.checkpoint), "gallery": str(a.gallery),
+                               "media_root": str(MINI.resolve())}, env={})      # the gallery's video files
         assert cfg.pose_backend == "auto" and not cfg.i3d_weights
         be = AppBackend(cfg)
     app = demo_app.launch(be, cfg, prevent_thread_lock=True, quiet=True)

@@ -54,3 +54,22 @@ def test_model_construction_rejects_bad_config():
     cfg.fusion.heads = 3        # mutated after validation: model construction must still fail clearly
     with pytest.raises(ValueError, match="divisible"):
         SEDS(cfg)
+
+
+def test_absurd_sizes_and_a_non_model_text_directory_name_the_field(tmp_path):
+    """Issue 15: model.dim=200000 gave a raw RuntimeError, model.text.model=/etc an error without the field."""
+    with pytest.raises(ConfigError, match=r"^model\.dim: must be in \[1, 8192\], got 200000"):
+        load_config(None, ["model.dim=200000"])
+    with pytest.raises(ConfigError, match=r"^model\.text\.hash_buckets"):
+        load_config(None, ["model.text.hash_buckets=100000000"])
+    from seds.model import SEDS
+    not_a_model = tmp_path / "etc"
+    not_a_model.mkdir()
+    (not_a_model / "passwd").write_text("root:x:0:0\n")
+    for name in (str(not_a_model), f"clip:{not_a_model}", str(tmp_path / "absent")):
+        cfg = model_config("tiny", [f"text.model={name}"])
+        with pytest.raises(FileNotFoundError, match=r"^model\.text\.model="):
+            SEDS(cfg)
+    (not_a_model / "config.json").write_text("{}")          # looks like a model directory, is not one
+    with pytest.raises(ValueError, match=r"^model\.text\.model=.*cannot load a text model"):
+        SEDS(model_config("tiny", [f"text.model={not_a_model}"]))

@@ -279,3 +279,69 @@ def test_missing_videos_root_is_an_argument_error(shared_data, tmp_path, capsys)
     assert rc == 1
     assert "is --videos right?" in capsys.readouterr().err
     assert len(FeatureStore(tmp_path / "s")) == 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
+def test_killed_parallel_run_leaves_no_worker_and_keeps_its_failures(dataset):
+    """Issue 15: after SIGKILL of `python -m seds.extract --workers 2`, both workers and the resource
+    tracker kept running and writing, and the failures seen so far were lost (written only at the end)."""
+    ds = dataset
+    for name in ("v0.mp4", "v1.mp4"):
+        (ds["videos"] / name).write_text("CORRUPT")
+    code = ("import sys; sys.path[:0] = [{repo!r}, {tests!r}]\n"
+            "from test_extract_cli import FakeFactory\n"
+            "from seds.extract.__main__ import main\n"
+            "sys.exit(main({args!r}, extractor_factory=FakeFactory({calls!r}, delay=0.5)))\n").format(
+        repo=str(REPO), tests=str(REPO / "tests"), args=argv(ds, "--workers", "2"), calls=str(ds["calls"]))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    fails = ds["out"] / "failures_train.csv"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and not (
+                fails.is_file() and len(fails.read_text().splitlines()) >= 3 and calls(ds["calls"]) >= 4):
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        below = _descendants(proc.pid)
+        assert len([p for p in below if _running(p)]) >= 2          # the workers (and the resource tracker)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_running(p) for p in below):
+            time.sleep(0.05)
+        left = [p for p in below if _running(p)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for p in left:                                                   # do not leak them into other tests
+        os.kill(p, signal.SIGKILL)
+    assert left == [], f"processes of the killed run still running: {left}"
+    assert set(failures(ds)) == {"clip 0/ä", "clip_1"}              # kept although the run never finished
+    n_stored = len(FeatureStore(ds["out"]).ids())
+    time.sleep(1.0)
+    assert len(FeatureStore(ds["out"]).ids()) == n_stored            # nothing writes any more

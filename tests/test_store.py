@@ -1,6 +1,7 @@
 """Feature store: bit-exact round trip, safe file names, atomic writes, clear errors on bad files."""
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -147,3 +148,15 @@ def test_corrupt_files_raise_naming_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere"):
         load_features(tmp_path / "nothere.safetensors")
     assert os.path.exists(good)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_files_follow_the_umask(tmp_path, mask):
+    """Issue 15: feature files were created 0600 (mkstemp's mode) whatever the umask."""
+    old = os.umask(mask)
+    try:
+        p = FeatureStore(tmp_path / "s", create=True).save("a", make_feats())
+        mode = stat.S_IMODE(p.stat().st_mode)
+    finally:
+        os.umask(old)
+    assert mode == 0o666 & ~mask

@@ -279,3 +279,17 @@ def test_official_variant_trains_and_evaluates_on_the_authors_format(tmp_path):
                              "--store", str(store), "--device", "cpu"])
     assert set(results) == {"fused", "pose", "rgb"}
     assert 0 <= results["fused"]["t2v"]["R@1"] <= 100
+
+
+def test_unwritable_train_out_fails_before_data_preparation(store, tmp_path, monkeypatch):
+    """Issue 15: train.out was checked only after data preparation (minutes), then a bare [Errno 2]."""
+    import seds.train as T
+
+    def no_data(*a, **k):
+        raise AssertionError("data preparation ran before train.out was checked")
+    monkeypatch.setattr(T, "prepare_data", no_data)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cfg = load_config(None, tiny_overrides(store, blocker / "run"))
+    with pytest.raises(TrainingError, match=r"^train\.out='.*a-file/run': cannot write the output folder"):
+        train(cfg, progress=False)

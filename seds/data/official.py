@@ -74,6 +74,7 @@ def store_features(keypoints: np.ndarray, frame_numbers: list[int] | None, rgb: 
     n = sample["n_clips"]
     starts = np.minimum(sample["frames"][sample["clip_starts"][:n]], len(k87) - cfg.window)
     info = {"source_format": FORMAT, "official_source_frames": int(n_src),
+            "frame_width": int(cfg.image_size[0]), "frame_height": int(cfg.image_size[1]),   # the keypoints' pixel frame
             "official_kept_frames": int(len(sample["frames"])), "official_clips": int(n),
             "reordered_frames": bool(frame_numbers is not None and np.any(np.diff(frame_numbers) < 0))}
     return VideoFeatures(keypoints=k87, rgb=np.asarray(rgb, np.float32), clip_starts=starts, fps=FPS,

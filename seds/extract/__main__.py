@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
     factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips)
     failures_path = out / f"failures_{split}.csv"
     try:
-        summary = run_extraction(manifest, store, factory, args.workers, split, progress=not args.no_progress)
+        summary = run_extraction(manifest, store, factory, args.workers, split, progress=not args.no_progress,
+                                 failures_path=failures_path)
     except ExtractorInitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -68,13 +68,15 @@ def describe_rgb(rgb_features: str) -> str:
     return f"I3D, weights {w}"
 
 
-def make_rgb_extractor(rgb_features: str, device: str | torch.device = "cpu"):
-    """The RGB extractor matching a checkpoint's ``data.rgb_features``."""
+def make_rgb_extractor(rgb_features: str, device: str | torch.device = "cpu",
+                       memory_budget_mb: float | None = None):
+    """The RGB extractor matching a checkpoint's ``data.rgb_features`` (``memory_budget_mb``: I3D's
+    activation budget per batch of windows, default I3D's own)."""
     w = rgb_weights(rgb_features)
     if w is None:
         return ProxyRGBExtractor()
     try:
-        return I3DFeatureExtractor(weights=w, device=device)
+        return I3DFeatureExtractor(weights=w, device=device, memory_budget_mb=memory_budget_mb)
     except (ValueError, OSError) as e:
         raise RGBFeaturesError(f"cannot load the I3D weights the checkpoint needs ({rgb_features}): {e}") from e
 

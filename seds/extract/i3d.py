@@ -558,6 +558,7 @@ def _gather_frames(frames: Any, idx: np.ndarray) -> np.ndarray:
 # bytes of live activations per input voxel (T·H·W at the preprocessed size) at float32: measured
 # peak RSS growth ≈ 75 MB per 16×224×224 clip on CPU (fused BN, channels-last), ~94 B/voxel, plus headroom.
 _BYTES_PER_VOXEL_FP32 = 128
+_PREPARE_CHUNK = 16          # frames converted to float at a time by I3DFeatureExtractor._prepare
 
 
 class I3DFeatureExtractor:
@@ -617,9 +618,13 @@ class I3DFeatureExtractor:
         return torch.autocast(self.device.type, dtype=self.dtype, enabled=use)
 
     def _prepare(self, raw: np.ndarray) -> torch.Tensor:
+        """Preprocessed frames, ``_PREPARE_CHUNK`` at a time: the float copy of full-size frames (4 bytes per
+        sub-pixel, before the resize to 224²) stays small whatever the batch."""
         if not raw.flags.writeable:  # torch.from_numpy warns on read-only buffers
             raw = raw.copy()
-        return preprocess_frames(torch.from_numpy(raw).to(self.device, non_blocking=True), self.preprocess)
+        parts = [preprocess_frames(torch.from_numpy(raw[i:i + _PREPARE_CHUNK]).to(self.device, non_blocking=True),
+                                   self.preprocess) for i in range(0, len(raw), _PREPARE_CHUNK)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _clip_tensor(self, frames: torch.Tensor, local: np.ndarray) -> torch.Tensor:
         """``(B, window)`` local frame indices into ``frames`` (U, 3, S, S) → ``(B, 3, window, S, S)``."""

@@ -43,9 +43,9 @@ from seds.data.official_batch import OfficialPreprocess, as_seds49, clip_starts,
 from seds.data.official_format import (ANNOTATION_SUBDIR, N_WHOLEBODY, OfficialFormatError, OfficialPaths,
                                        OfficialVideo, img_list_for, write_annotations, write_pose, write_rgb)
 from seds.data.store import escape_id
-from seds.extract.pipeline import ExtractionResult, ProgressFn
+from seds.extract.pipeline import Decoded, ExtractionResult, ProgressFn
 from seds.extract.pose import COCO_WHOLEBODY, NoSignerError, PoseResult, make_pose_estimator
-from seds.extract.video import read_video
+from seds.extract.video import Budget, read_video
 from seds.keypoints import COCO_WB_BODY, COCO_WB_LEFT_HAND, COCO_WB_RIGHT_HAND, MEDIAPIPE_TO_SEDS
 
 FPS = 24.0
@@ -147,22 +147,35 @@ class OfficialQueryExtractor:
     (the overlay preview draws on them); ``keep`` marks the frames the hand filter kept.
     """
 
-    def __init__(self, exporter: OfficialExporter, max_seconds: float | None = None):
-        self.exporter, self.max_seconds = exporter, max_seconds
+    def __init__(self, exporter: OfficialExporter, max_seconds: float | None = None, budget: Budget | None = None):
+        self.exporter, self.max_seconds, self.budget = exporter, max_seconds, budget   # budget: decoding limits
 
     def extract(self, video_path, meta: dict | None = None, progress: ProgressFn | None = None) -> ExtractionResult:
+        return self.extract_decoded(self.decode(video_path, progress), meta, progress)
+
+    def decode(self, video_path, progress: ProgressFn | None = None) -> Decoded:
+        """Decoding alone (no model involved: callers may run it outside a lock that guards the models)."""
+        t0 = time.perf_counter()
+        (progress or (lambda stage, frac: None))("decode", 0.0)
+        video = read_video(video_path, fps=FPS, max_seconds=self.max_seconds, trim_long=self.max_seconds is not None,
+                           allow_partial=True, budget=self.budget)
+        info = {"video": Path(str(video_path)).name, "duration_s": round(float(video.duration), 4),
+                "trimmed": bool(video.trimmed), "truncated": bool(video.truncated),
+                "source_frames": int(video.source_frames), "reported_frames": int(video.reported_frames)}
+        return Decoded(video.frames, FPS, info, time.perf_counter() - t0)
+
+    def extract_decoded(self, decoded: Decoded, meta: dict | None = None,
+                        progress: ProgressFn | None = None) -> ExtractionResult:
+        """Pose, the authors' preprocessing and RGB on the output of :meth:`decode`."""
         report = progress or (lambda stage, frac: None)
         t0 = time.perf_counter()
-        report("decode", 0.0)
-        video = read_video(video_path, fps=FPS, max_seconds=self.max_seconds, trim_long=self.max_seconds is not None)
-        timings = {"decode": time.perf_counter() - t0}
+        timings = {"decode": decoded.seconds}
         try:
-            r = self.exporter.extract_frames(video.frames, progress=report)
+            r = self.exporter.extract_frames(decoded.frames, progress=report)
         except OfficialFormatError as e:
             raise NoSignerError(str(e)) from None
         timings.update(r["timings"])
-        info = {"video": Path(str(video_path)).name, "fps": FPS, "duration_s": round(float(video.duration), 4),
-                "trimmed": bool(video.trimmed), "n_frames": int(len(video.frames)), "kept_frames": int(len(r["kept"])),
+        info = {**decoded.meta, "fps": FPS, "n_frames": int(len(decoded.frames)), "kept_frames": int(len(r["kept"])),
                 "pose_backend": r["pose_backend"], "pose_layout": r["pose_layout"],
                 "i3d_weights": str(getattr(self.exporter, "i3d_weights", "")),
                 "timings_s": {k: round(v, 4) for k, v in timings.items()}}
@@ -171,11 +184,11 @@ class OfficialQueryExtractor:
                                    name=info["video"])
         except OfficialFormatError as e:
             raise NoSignerError(str(e)) from None
-        keep = np.zeros(len(video.frames), bool)
+        keep = np.zeros(len(decoded.frames), bool)
         keep[r["kept"]] = True
         w, h = self.exporter.cfg.image_size
-        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in video.frames])
-        timings["total"] = time.perf_counter() - t0
+        frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in decoded.frames])
+        timings["total"] = decoded.seconds + time.perf_counter() - t0
         report("done", 1.0)
         return ExtractionResult(feats, frames, keep, timings)
 

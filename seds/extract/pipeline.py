@@ -25,7 +25,7 @@ import numpy as np
 from seds.clips import MAX_CLIPS, WINDOW, pad_frames, select_clip_starts
 from seds.data.features import RGB_DIM, VideoFeatures
 from seds.extract.pose import FrameFilter, PoseEstimator, make_pose_estimator
-from seds.extract.video import read_video
+from seds.extract.video import Budget, read_video
 
 # progress(stage, fraction): fraction of the whole extraction done, in [0, 1]; stages in order
 STAGES = ("decode", "pose", "filter", "rgb", "done")
@@ -57,6 +57,9 @@ class ExtractConfig:
     resize_short: int | None = None   # decode with the shorter side scaled to this many pixels
     crop: tuple[int, int, int, int] | None = None   # (x, y, w, h) in source pixels, before resizing
     allow_partial: bool = False       # keep the decodable part of a truncated video
+    max_short_side: int | None = None     # frames with a larger shorter side are scaled down (by the decoder)
+    max_frame_pixels: int | None = None   # refuse videos whose frames are larger (width × height)
+    max_pixels: int | None = None         # refuse videos whose decoded frames would hold more pixels in all
 
     def __post_init__(self):
         if isinstance(self.filter, dict):
@@ -98,6 +101,16 @@ def _select_frames(frames: np.ndarray, kept: np.ndarray, n_pad: int, in_place: b
     return out
 
 
+@dataclass
+class Decoded:
+    """A decoded video ready for :meth:`Extractor.extract_decoded`."""
+
+    frames: np.ndarray        # (N, H, W, 3) uint8 at ``fps``
+    fps: float
+    meta: dict                # what decoding measured (source size, frame counts, trimmed/truncated)
+    seconds: float            # decoding time
+
+
 class Extractor:
     """Video path → :class:`VideoFeatures` (see the module docstring for the stages).
 
@@ -137,20 +150,29 @@ class Extractor:
 
     def extract(self, video_path, meta: dict | None = None,
                 progress: ProgressFn | None = None) -> ExtractionResult:
+        return self.extract_decoded(self.decode(video_path, progress), meta, progress)
+
+    def decode(self, video_path, progress: ProgressFn | None = None) -> "Decoded":
+        """Stage 1 alone (no model involved: callers may run it outside a lock that guards the models)."""
         cfg = self.cfg
-        report = progress or (lambda stage, frac: None)
         t0 = time.perf_counter()
-        report("decode", 0.0)
+        (progress or (lambda stage, frac: None))("decode", 0.0)
         video = read_video(video_path, fps=cfg.fps, max_seconds=cfg.max_seconds,
                            resize_short=cfg.resize_short, crop=cfg.crop, trim_long=cfg.trim_long,
-                           allow_partial=cfg.allow_partial, folder_fps=cfg.folder_fps)
-        timings = {"decode": time.perf_counter() - t0}
+                           allow_partial=cfg.allow_partial, folder_fps=cfg.folder_fps,
+                           budget=Budget(cfg.max_short_side, cfg.max_frame_pixels, cfg.max_pixels))
         auto = {"video": Path(video_path).name, "source_fps": float(video.source_fps),
                 "source_frames": int(video.source_frames), "duration_s": round(float(video.duration), 4),
                 "source_width": int(video.width), "source_height": int(video.height),
-                "decoder": video.backend, "trimmed": bool(video.trimmed), "truncated": bool(video.truncated)}
-        return self.extract_frames(video.frames, fps=video.fps, meta={**auto, **(meta or {})},
-                                   progress=progress, _timings=timings, _owned=True)
+                "decoder": video.backend, "trimmed": bool(video.trimmed), "truncated": bool(video.truncated),
+                "reported_frames": int(video.reported_frames)}
+        return Decoded(video.frames, float(video.fps), auto, time.perf_counter() - t0)
+
+    def extract_decoded(self, decoded: "Decoded", meta: dict | None = None,
+                        progress: ProgressFn | None = None) -> ExtractionResult:
+        """Stages 2–5 on the output of :meth:`decode` (whose frames it may compact in place)."""
+        return self.extract_frames(decoded.frames, fps=decoded.fps, meta={**decoded.meta, **(meta or {})},
+                                   progress=progress, _timings={"decode": decoded.seconds}, _owned=True)
 
     def extract_frames(self, frames: np.ndarray, fps: float | None = None, meta: dict | None = None,
                        progress: ProgressFn | None = None, _timings: dict | None = None,

@@ -6,7 +6,9 @@ extractor once from a picklable *extractor factory* (a zero-argument callable re
 ``extractor(video_path, meta=dict) -> VideoFeatures``: :class:`seds.extract.factory.ExtractorFactory`
 for the real pipeline — pose + I3D over the shared 16-frame windows, Sec. 3.1 — or a fast fake one in
 tests). A video that fails (missing, corrupt, too short, ...) — even one that crashes its worker process
-— is reported as a failed :class:`Outcome` and skipped; it never stops the run. The command line is
+— is reported as a failed :class:`Outcome` and skipped; it never stops the run. Failures are appended to
+the failures file as they happen, so a killed run keeps them; worker processes end with the run's
+process, however it ends (:mod:`seds.extract.lifetime`). The command line is
 ``python -m seds.extract`` (:mod:`seds.extract.__main__`).
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tqdm import tqdm
 
 from seds.data.manifest import MANIFEST_COLUMNS, Manifest
 from seds.data.store import FeatureStore, save_features
+from seds.extract.lifetime import die_with_parent
 
 log = logging.getLogger("seds.extract")
 
@@ -103,7 +106,8 @@ def extract_one(extractor: Callable, task: Task) -> Outcome:
 _WORKER: dict = {}
 
 
-def _init_worker(factory: ExtractorFactoryFn, threads: int) -> None:
+def _init_worker(factory: ExtractorFactoryFn, threads: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)     # a killed run must not leave its workers running and writing
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     if "torch" in sys.modules:
@@ -126,7 +130,7 @@ def _run_pool(queue: deque, factory: ExtractorFactoryFn, workers: int,
     OOM kill), the pool breaks: the tasks then in flight are returned as suspects, the rest stay queued."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(factory, threads))
+                             initargs=(factory, threads, os.getpid()))
     inflight: dict = {}
     suspects: list[Task] = []
     clean_exit = False
@@ -166,10 +170,13 @@ def _run_pool(queue: deque, factory: ExtractorFactoryFn, workers: int,
 # --- the run --------------------------------------------------------------------------------------------
 
 def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFactoryFn, workers: int = 1,
-                   split: str = "all", progress: bool = True) -> Summary:
+                   split: str = "all", progress: bool = True,
+                   failures_path: str | os.PathLike | None = None) -> Summary:
     """Extract every manifest video not yet in ``store``; returns a :class:`Summary` (failures
     included; ``interrupted`` set after Ctrl-C). ``workers <= 1`` runs in this process; more uses
-    that many spawned processes. Raises :class:`ExtractorInitError` if no extractor can be built."""
+    that many spawned processes. Raises :class:`ExtractorInitError` if no extractor can be built.
+    ``failures_path``: a CSV (``id, video, error``) started afresh and appended to as each failure
+    happens (flushed), so that a run killed midway keeps the failures it saw."""
     t0 = time.perf_counter()
     summary = Summary(split=split, total=len(manifest))
     removed = store.clean_partial()
@@ -183,6 +190,7 @@ def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFa
             summary.failures.append(Outcome(r.id, r.video, False, f"video not found: {r.video}"))
         else:
             todo.append(Task(r.id, r.video, str(store.path_for(r.id)), r.as_dict()))
+    failure_log = FailureLog(failures_path, summary.failures) if failures_path is not None else None
     bar = tqdm(total=len(todo), unit="video", desc=f"extract {split}", disable=not progress, file=sys.stderr)
 
     def on_done(out: Outcome) -> None:
@@ -190,6 +198,8 @@ def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFa
             summary.extracted += 1
         else:
             summary.failures.append(out)
+            if failure_log is not None:
+                failure_log.append(out)
             log.warning("failed %s: %s", out.id, out.error)
         bar.update(1)
         bar.set_postfix(failed=len(summary.failures), refresh=False)
@@ -222,10 +232,36 @@ def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFa
         summary.interrupted = True      # what is stored stays stored; rerun to resume
     finally:
         bar.close()
+        if failure_log is not None:
+            failure_log.close()
         # workers terminated mid-write (a sibling crashed and broke the pool, or Ctrl-C) leave tmp files
         store.clean_partial()
         summary.seconds = time.perf_counter() - t0
     return summary
+
+
+FAILURE_COLUMNS = ("id", "video", "error")
+
+
+class FailureLog:
+    """The failures CSV written as failures happen: header and ``initial`` rows at once, then one
+    flushed row per :meth:`append` (a killed run keeps every row it got to write)."""
+
+    def __init__(self, path: str | os.PathLike, initial: list[Outcome] = ()):
+        self.path = Path(path)
+        self._f = open(self.path, "w", newline="", encoding="utf-8")
+        self._w = csv.writer(self._f)
+        self._w.writerow(FAILURE_COLUMNS)
+        for o in initial:
+            self._w.writerow([o.id, o.video, o.error])
+        self._f.flush()
+
+    def append(self, o: Outcome) -> None:
+        self._w.writerow([o.id, o.video, o.error])
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
 
 
 def write_failures(failures: list[Outcome], path: str | os.PathLike) -> Path:
@@ -234,7 +270,7 @@ def write_failures(failures: list[Outcome], path: str | os.PathLike) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["id", "video", "error"])
+        w.writerow(FAILURE_COLUMNS)
         w.writerows([o.id, o.video, o.error] for o in failures)
     os.replace(tmp, path)
     return path

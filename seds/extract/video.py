@@ -5,7 +5,13 @@ estimation and I3D).
 nearest-frame index selection, decoding only the frames it needs (decord's ``get_batch``) in chunks so
 memory stays bounded by the output size. OpenCV is the fallback when decord is missing or fails.
 Every bad input ends in a :class:`VideoError` (a ``ValueError``) naming the file and the problem:
-missing, empty, not a video / corrupt, audio only, no frames, longer than ``max_seconds``.
+missing, empty, not a video / corrupt, audio only, no frames, longer than ``max_seconds``, larger
+than the frame-size or pixel budget.
+
+Memory: frames that must be downscaled (``max_short_side`` / ``resize_short`` without a crop) are
+scaled *by the decoder* (decord's ``width``/``height``), so a 4K upload never exists at full size in
+Python; full-size decode batches are bounded in bytes (``_CHUNK_BYTES``), and ``max_pixels`` refuses
+a video whose *output* would exceed a pixel budget before any frame is decoded.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import numpy as np
 # Leading bytes of common audio-only containers, to name the problem when neither decoder opens a file.
 _AUDIO_MAGIC = (b"RIFF", b"ID3", b"fLaC", b"OggS", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"FORM")
 _CHUNK = 64   # frames decoded per decord batch
+_CHUNK_BYTES = 128 * 2**20   # at most this many bytes of full-size source frames per decord batch
 
 
 class VideoError(ValueError):
@@ -62,6 +69,7 @@ class DecodedVideo:
     source_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     trimmed: bool = False         # the video was longer than max_seconds and was cut
     truncated: bool = False       # fewer frames decodable than the container reported
+    reported_frames: int = 0      # frames the container reports (0: unknown)
 
     @property
     def num_frames(self) -> int:
@@ -118,8 +126,9 @@ def resample_by_time(times: np.ndarray, fps: float | None) -> tuple[np.ndarray, 
     return idx.astype(np.int64), src_fps
 
 
-def _output_geometry(width: int, height: int, crop, resize_short):
-    """Crop box (x, y, w, h) in source pixels (validated) and the final (w, h)."""
+def _output_geometry(width: int, height: int, crop, resize_short, max_short_side=None):
+    """Crop box (x, y, w, h) in source pixels (validated) and the final (w, h): ``resize_short``
+    scales the shorter side to that size, ``max_short_side`` only ever scales it *down* to that."""
     if crop is None:
         box = (0, 0, width, height)
     else:
@@ -135,7 +144,39 @@ def _output_geometry(width: int, height: int, crop, resize_short):
             raise VideoError(f"resize_short must be positive, got {resize_short}")
         s = resize_short / min(w, h)
         w, h = max(1, int(round(w * s))), max(1, int(round(h * s)))
+    if max_short_side is not None:
+        if max_short_side <= 0:
+            raise VideoError(f"max_short_side must be positive, got {max_short_side}")
+        if min(w, h) > max_short_side:
+            s = max_short_side / min(w, h)
+            w, h = max(1, int(round(w * s))), max(1, int(round(h * s)))
     return box, (w, h)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Size limits checked before decoding (None: no limit).
+
+    ``max_short_side``: frames whose shorter side is larger are scaled down to it (by the decoder);
+    ``max_frame_pixels``: source frames larger than this (width × height) are refused;
+    ``max_pixels``: the decoded output (frames × width × height, after scaling) may not exceed this."""
+
+    max_short_side: int | None = None
+    max_frame_pixels: int | None = None
+    max_pixels: int | None = None
+
+
+def _check_source_size(p, width: int, height: int, budget: Budget) -> None:
+    if budget.max_frame_pixels is not None and width * height > budget.max_frame_pixels:
+        raise VideoError(f"{p}: frames of {width}x{height} are larger than the limit of "
+                         f"{budget.max_frame_pixels / 1e6:.3g} megapixels per frame")
+
+
+def _check_output_size(p, n_out: int, size, budget: Budget) -> None:
+    total = n_out * size[0] * size[1]
+    if budget.max_pixels is not None and total > budget.max_pixels:
+        raise VideoError(f"{p}: {n_out} frames of {size[0]}x{size[1]} = {total / 1e6:.3g} megapixels, more than "
+                         f"the budget of {budget.max_pixels / 1e6:.3g} megapixels: use a shorter or smaller video")
 
 
 def _postprocess(batch: np.ndarray, box, size) -> np.ndarray:
@@ -173,7 +214,8 @@ def _imread_rgb(f: Path) -> np.ndarray | None:
         return None
 
 
-def _read_folder(p: Path, fps, folder_fps, max_seconds, resize_short, crop, trim_long) -> DecodedVideo:
+def _read_folder(p: Path, fps, folder_fps, max_seconds, resize_short, crop, trim_long,
+                 budget: Budget) -> DecodedVideo:
     files = _frame_files(p)
     n_used, trimmed = _limit_frames(p, len(files), folder_fps, max_seconds, trim_long)
     idx = resample_indices(n_used, folder_fps, fps)
@@ -181,7 +223,9 @@ def _read_folder(p: Path, fps, folder_fps, max_seconds, resize_short, crop, trim
     if first is None:
         raise VideoError(f"{files[0]}: unreadable image")
     height, width = first.shape[:2]
-    box, size = _output_geometry(width, height, crop, resize_short)
+    _check_source_size(files[0], width, height, budget)
+    box, size = _output_geometry(width, height, crop, resize_short, budget.max_short_side)
+    _check_output_size(p, len(idx), size, budget)
     out = np.empty((len(idx), size[1], size[0], 3), dtype=np.uint8)
     cache: dict[int, np.ndarray] = {}
     for k, i in enumerate(idx):
@@ -192,7 +236,7 @@ def _read_folder(p: Path, fps, folder_fps, max_seconds, resize_short, crop, trim
             cache = {int(i): _postprocess(img[None], box, size)[0]}
         out[k] = cache[int(i)]
     return DecodedVideo(out, float(fps or folder_fps), folder_fps, n_used, n_used / folder_fps, width, height,
-                        "frames", idx, trimmed, False)
+                        "frames", idx, trimmed, False, len(files))
 
 
 def _check_path(path) -> Path:
@@ -224,10 +268,11 @@ def _unusable(p: Path, detail: str) -> VideoError:
     return VideoError(f"{p}: not a video or corrupt ({detail})")
 
 
-def _open_decord(p: Path):
+def _open_decord(p: Path, size: tuple[int, int] | None = None):
+    """A decord reader; with ``size`` = (width, height) its frames come out scaled to that size."""
     import decord  # noqa: F401 - ImportError handled by the caller
-    vr = decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=0)
-    return vr
+    w, h = size if size is not None else (-1, -1)
+    return decord.VideoReader(str(p), ctx=decord.cpu(0), num_threads=0, width=int(w), height=int(h))
 
 
 def _open_cv2(p: Path):
@@ -287,7 +332,8 @@ def _validate_info(p: Path, info: VideoInfo, allow_unknown_count: bool = False) 
 def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
                resize_short: int | None = None, crop: tuple[int, int, int, int] | None = None,
                trim_long: bool = False, allow_partial: bool = False,
-               backend: str = "auto", folder_fps: float = FOLDER_FPS) -> DecodedVideo:
+               backend: str = "auto", folder_fps: float = FOLDER_FPS,
+               budget: Budget | None = None) -> DecodedVideo:
     """Decode ``path`` to RGB frames at ``fps`` (``None``: the source rate).
 
     * ``max_seconds``: videos longer than this raise :class:`VideoError`, or with ``trim_long=True``
@@ -298,18 +344,22 @@ def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
       the frames that decode (``DecodedVideo.truncated`` is then set).
     * ``backend``: ``"auto"`` (decord, OpenCV on failure), ``"decord"`` or ``"opencv"``.
     * a *folder* of frame images (sorted by name) is read as a video at ``folder_fps``.
+    * ``budget`` (:class:`Budget`): cap the output's shorter side (decoder-side downscaling), refuse
+      over-large source frames and outputs over a pixel budget, before decoding them.
     """
+    budget = budget or Budget()
     if backend not in ("auto", "decord", "opencv"):
         raise ValueError(f"backend must be 'auto', 'decord' or 'opencv', got {backend!r}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive, got {max_seconds}")
     if Path(os.fspath(path)).is_dir():   # a folder of frames (PHOENIX-2014T, CSL-Daily)
-        return _read_folder(Path(os.fspath(path)), fps, folder_fps, max_seconds, resize_short, crop, trim_long)
+        return _read_folder(Path(os.fspath(path)), fps, folder_fps, max_seconds, resize_short, crop, trim_long,
+                            budget)
     p = _check_path(path)
     errors = []
     if backend in ("auto", "decord"):
         try:
-            return _read_decord(p, fps, max_seconds, resize_short, crop, trim_long)
+            return _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget)
         except VideoError:
             raise
         except ImportError as e:
@@ -319,7 +369,7 @@ def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
             errors.append(f"decord: {msg[-1][:200] if msg else type(e).__name__}")
         if backend == "decord":
             raise _unusable(p, "; ".join(errors))
-    return _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors)
+    return _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors, budget)
 
 
 def _too_long(p: Path, max_seconds: float) -> VideoError:
@@ -339,29 +389,55 @@ def _limit_frames(p: Path, n: int, src_fps: float, max_seconds, trim_long) -> tu
     return max(1, limit), True
 
 
-def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long) -> DecodedVideo:
+def _source_size(p: Path, vr) -> tuple[int, int]:
+    """(width, height) of the video stream without decoding a full-size frame when OpenCV can tell
+    (container header); otherwise from decord's first frame."""
+    import cv2
+    cap = cv2.VideoCapture(str(p))
+    try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    if w > 0 and h > 0:
+        return w, h
+    h, w = vr[0].shape[:2]
+    return int(w), int(h)
+
+
+def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget: Budget) -> DecodedVideo:
     vr = _open_decord(p)
     n_src, src_fps = len(vr), float(vr.get_avg_fps())
     if n_src <= 0:
         raise VideoError(f"{p}: video stream has zero frames")
     if not (src_fps > 0 and math.isfinite(src_fps)):
         raise VideoError(f"{p}: video stream reports no valid frame rate ({src_fps})")
-    first = vr[0].asnumpy()
-    height, width = first.shape[:2]
-    box, size = _output_geometry(width, height, crop, resize_short)
+    width, height = _source_size(p, vr)
+    _check_source_size(p, width, height, budget)
+    box, size = _output_geometry(width, height, crop, resize_short, budget.max_short_side)
     n_used, trimmed = _limit_frames(p, n_src, src_fps, max_seconds, trim_long)
     idx = resample_indices(n_used, src_fps, fps)
+    _check_output_size(p, len(idx), size, budget)
+    if crop is None and size[0] * size[1] < width * height:
+        # downscaling without a crop: the decoder scales each frame as it decodes it
+        del vr
+        vr = _open_decord(p, size)
+        box = (0, 0, size[0], size[1])
+        if tuple(vr[0].shape[:2]) != (size[1], size[0]):
+            raise RuntimeError(f"decord returned {tuple(vr[0].shape)} for a {size[0]}x{size[1]} request")
+    chunk_len = max(1, min(_CHUNK, _CHUNK_BYTES // (3 * box[2] * box[3]
+                                                    if crop is None else 3 * width * height)))
     out = np.empty((len(idx), size[1], size[0], 3), dtype=np.uint8)
-    for s in range(0, len(idx), _CHUNK):
-        chunk = idx[s:s + _CHUNK]
+    for s in range(0, len(idx), chunk_len):
+        chunk = idx[s:s + chunk_len]
         uniq, inv = np.unique(chunk, return_inverse=True)
         batch = vr.get_batch(uniq.tolist()).asnumpy()
         out[s:s + len(chunk)] = _postprocess(batch, box, size)[inv]
     return DecodedVideo(out, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
-                        "decord", idx, trimmed, False)
+                        "decord", idx, trimmed, False, n_src)
 
 
-def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors) -> DecodedVideo:
+def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial, errors,
+              budget: Budget) -> DecodedVideo:
     """Sequential OpenCV decode; keeps only the frames the resampling needs (streamed selection)."""
     import cv2
     cap = _open_cv2(p)
@@ -373,11 +449,13 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
         width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if width <= 0 or height <= 0:
             raise _unusable(p, "; ".join(errors + ["opencv found no video stream"]))
-        box, size = _output_geometry(width, height, crop, resize_short)
+        _check_source_size(p, width, height, budget)
+        box, size = _output_geometry(width, height, crop, resize_short, budget.max_short_side)
         if not (0 < src_fps <= MAX_NOMINAL_FPS) or reported <= 0:
             # no usable nominal rate or length (a live recording): select frames by their timestamps
-            return _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long)
-        _limit_frames(p, reported, src_fps, max_seconds, trim_long)   # fail early on an over-long video
+            return _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long, budget)
+        n_expect, _ = _limit_frames(p, reported, src_fps, max_seconds, trim_long)   # fail early if over-long
+        _check_output_size(p, len(resample_indices(n_expect, src_fps, fps)), size, budget)
         limit = None if max_seconds is None else int(math.floor(max_seconds * src_fps + 1e-6))
         ratio = 1.0 if fps is None else src_fps / fps
         kept, kept_src, k, i = [], [], 0, 0
@@ -407,21 +485,24 @@ def _read_cv2(p, fps, max_seconds, resize_short, crop, trim_long, allow_partial,
     n_used = i
     if n_used == 0:
         raise VideoError(f"{p}: no frame could be decoded (zero frames, or a corrupt stream)")
-    truncated = max_seconds is None and n_used < reported - max(2, int(0.05 * reported))
+    # the stream ended well before the frames the container reports (or before max_seconds of them)
+    expect = reported if limit is None else min(reported, limit)
+    truncated = not trimmed and n_used < expect - max(2, int(0.05 * expect))
     if truncated and not allow_partial:
-        raise VideoError(f"{p}: corrupt or truncated video: decoded {n_used} of the {reported} frames "
+        raise VideoError(f"{p}: corrupt or truncated video: decoded {n_used} of the {expect} frames "
                          "the container reports (pass allow_partial=True to keep them)")
     if truncated:
-        warnings.warn(f"{p}: truncated video, using the {n_used} of {reported} frames that decode")
+        warnings.warn(f"{p}: truncated video, using the {n_used} of {expect} frames that decode")
     idx = resample_indices(n_used, src_fps, fps)
     # streamed selection covers idx exactly except for the clipped tail (repeat the last frame)
     sel = np.minimum(np.arange(len(idx)), len(kept) - 1)
     frames = np.stack([kept[j] for j in sel]) if kept else np.zeros((0, size[1], size[0], 3), np.uint8)
     return DecodedVideo(frames, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
-                        "opencv", idx, trimmed, truncated)
+                        "opencv", idx, trimmed, truncated, reported)
 
 
-def _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long) -> DecodedVideo:
+def _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_long,
+                      budget: Budget) -> DecodedVideo:
     """Two passes over a stream without a trustworthy frame rate: timestamps first (``grab``), then
     decode only the frames :func:`resample_by_time` selects."""
     import cv2
@@ -437,6 +518,7 @@ def _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_l
     if not times:
         raise VideoError(f"{p}: no frame could be decoded (zero frames, or a corrupt stream)")
     idx, src_fps = resample_by_time(np.array(times), fps)
+    _check_output_size(p, len(idx), size, budget)
     again = _open_cv2(p)            # a fresh reader: streams without cues may not seek back to 0
     if again is None:
         raise _unusable(p, "opencv could not reopen it")

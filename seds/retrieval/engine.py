@@ -42,7 +42,7 @@ from seds.extract.factory import (RGBFeaturesError, describe_rgb, make_rgb_extra
 from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
-from seds.extract.video import VideoError, read_video
+from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
@@ -51,6 +51,8 @@ from seds.similarity import clip_word_matrix, fine_grained_scores
 log = logging.getLogger("seds.app")
 
 STREAM_ORDER = ("pose", "rgb", "fused")
+CPU_I3D_MEMORY_MB = 512      # I3D activation budget per batch of windows on CPU (bounds a query's peak RSS)
+PREVIEW_SHORT_SIDE = 240     # preview frames: shorter side at most this (decoded straight to it for cached videos)
 STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
 ProgressFn = Callable[[str, float], None]
 
@@ -58,6 +60,10 @@ ProgressFn = Callable[[str, float], None]
 class QueryError(ValueError):
     """A problem with a user's input or with the engine's setup, worded for a person (the app calls it
     ``AppError``)."""
+
+
+class QueryTimeout(QueryError):
+    """A query ran past ``EngineConfig.query_timeout_s`` (waiting included)."""
 
 
 @dataclass
@@ -73,6 +79,13 @@ class EngineConfig:
     max_clips: int = 16
     max_seconds: float = 20.0
     preview: bool = False
+    # limits on uploaded videos (README "Security and limits"): bounded memory whatever the resolution/length
+    max_short_side: int = 480                # frames are decoded with the shorter side scaled down to this
+    max_frame_pixels: int = 4096 * 2304      # larger source frames (width × height) are refused (4K is fine)
+    max_pixels: int = 250_000_000            # decoded frames of one query, in all (≈ 750 MB of RGB)
+    # concurrency: extraction models run one query at a time; these bound waiting and memory
+    query_timeout_s: float = 120.0           # a query (waiting for the extractor included) ends after this
+    max_live_queries: int = 2                # uploads being decoded/extracted at once (each holds its frames)
 
     def __post_init__(self):
         if not 1 <= self.top_k <= 50:
@@ -83,6 +96,11 @@ class EngineConfig:
             raise ConfigError(f"max_clips: must be ≥ 1, got {self.max_clips}")
         if not self.max_seconds > 0:
             raise ConfigError(f"max_seconds: must be > 0, got {self.max_seconds}")
+        if not self.query_timeout_s > 0:
+            raise ConfigError(f"query_timeout_s: must be > 0, got {self.query_timeout_s}")
+        for name in ("max_short_side", "max_frame_pixels", "max_pixels", "max_live_queries"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -94,12 +112,16 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def official_to_pixels(kpts: np.ndarray, width: int, height: int, size: int = 256) -> np.ndarray:
-    """Keypoints in the authors' ``size`` × ``size`` frame → pixels of a ``width`` × ``height`` video."""
-    out = np.array(kpts, dtype=np.float32, copy=True)
-    out[..., 0] *= width / size
-    out[..., 1] *= height / size
-    return out
+def scale_keypoints(feats: VideoFeatures, size: tuple[int, int], source: tuple[int, int]) -> np.ndarray:
+    """``feats.keypoints`` moved to frames of ``size`` = (width, height) from the pixel space they were
+    extracted in (``meta.frame_width/height``, else the video's ``source`` size)."""
+    m = feats.meta
+    w0 = m.get("frame_width") or source[0]
+    h0 = m.get("frame_height") or source[1]
+    k = np.array(feats.keypoints, dtype=np.float32)
+    k[..., 0] *= size[0] / float(w0)
+    k[..., 1] *= size[1] / float(h0)
+    return k
 
 
 def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10) -> tuple[float, float]:
@@ -159,8 +181,10 @@ class Explanation:
 # ---------------------------------------------------------------------------------------------------
 
 class SearchEngine:
-    """A checkpoint and its gallery, loaded once and shared by all requests (thread-safe: extraction
-    is serialised by a lock, encoding and search run concurrently)."""
+    """A checkpoint and its gallery, loaded once and shared by all requests. Thread-safe: only the
+    extraction models (pose, RGB) run under a lock, one query at a time; checking and decoding an upload,
+    cached gallery videos, encoding and search run concurrently. At most ``max_live_queries`` uploads
+    hold decoded frames at once, and every query ends by ``query_timeout_s`` (waits included)."""
 
     def __init__(self, cfg: EngineConfig | None = None, *, pose_estimator=None, rgb_extractor=None,
                  preload: bool = False):
@@ -207,7 +231,9 @@ class SearchEngine:
         self._pose = pose_estimator or probed
         self._rgb = rgb_extractor
         self._extractor = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()           # the extraction models (pose, RGB) are not thread-safe
+        self._build_lock = threading.Lock()     # building them happens once
+        self._live = threading.BoundedSemaphore(self.cfg.max_live_queries)
         self.extractions = 0                                        # extraction pipeline runs (tests, logs)
         self.load_seconds = time.perf_counter() - t0
         if preload:
@@ -233,6 +259,10 @@ class SearchEngine:
 
     def extractor(self):
         """The extraction pipeline (built on first use: MediaPipe + I3D take seconds to load)."""
+        with self._build_lock:
+            return self._build_extractor()
+
+    def _build_extractor(self):
         if self._extractor is None:
             backend = self.plan.pose_backend
             try:
@@ -240,16 +270,20 @@ class SearchEngine:
             except (PoseError, PoseBackendUnavailable, ImportError) as e:
                 raise QueryError(f"pose backend {backend!r} is not usable: {e}") from e
             try:
-                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device)
+                budget = CPU_I3D_MEMORY_MB if self.device.type == "cpu" else None   # RSS, not GPU memory
+                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device, memory_budget_mb=budget)
             except RGBFeaturesError as e:
                 raise QueryError(str(e)) from e
             if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
                 exporter = OfficialExporter(backend, str(rgb_weights(self.rgb_features)), str(self.device),
                                             pose_estimator=pose, rgb_extractor=rgb)
-                self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds)
+                self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds, budget=Budget(
+                    self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
                 return self._extractor
             xcfg = ExtractConfig(pose_backend=backend, device=str(self.device),
-                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True)
+                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True,
+                                 allow_partial=True, max_short_side=self.cfg.max_short_side,
+                                 max_frame_pixels=self.cfg.max_frame_pixels, max_pixels=self.cfg.max_pixels)
             self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
         return self._extractor
 
@@ -264,7 +298,12 @@ class SearchEngine:
             raise QueryError(f"The video file {path.name} was not found (the upload may have failed).")
         if path.stat().st_size == 0:
             raise QueryError(f"{path.name} is empty (0 bytes): not a video.")
-        report = progress or (lambda stage, frac: None)
+        deadline = time.monotonic() + self.cfg.query_timeout_s
+        user_report = progress or (lambda stage, frac: None)
+
+        def report(stage, frac):         # progress is reported often: the time limit is checked there too
+            self._check_deadline(deadline)
+            user_report(stage, frac)
         k = k or self.cfg.top_k
         timings: dict[str, float] = {}
         notes: list[str] = []
@@ -285,22 +324,18 @@ class SearchEngine:
             if self.cfg.preview:
                 t = time.perf_counter()
                 report("decode", 0.05)
-                try:
-                    frames = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds,
-                                        trim_long=True).frames
+                try:    # decoded straight to the preview's size; keypoints follow
+                    dec = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds, trim_long=True,
+                                     budget=Budget(PREVIEW_SHORT_SIDE, self.cfg.max_frame_pixels, self.cfg.max_pixels))
+                    frames = dec.frames
+                    kpts_for_preview = scale_keypoints(feats, dec.frame_size, (dec.width, dec.height))
                 except VideoError:
                     frames = None
                 timings["decode"] = time.perf_counter() - t
-                kpts_for_preview = feats.keypoints
-                if self.official and frames is not None:   # the authors' keypoints live in a 256 × 256 frame
-                    kpts_for_preview = official_to_pixels(feats.keypoints, frames.shape[2], frames.shape[1])
         else:
             source = "extracted"
             try:
-                with self._lock:
-                    self.extractions += 1
-                    ex = self.extractor()
-                    res = ex.extract(path, progress=report)
+                res = self._extract(path, report, deadline)
             except NoSignerError as e:
                 raise QueryError(f"No signer found in this video ({e}). Use a front-facing video that shows the "
                                "signer's upper body and hands.") from e
@@ -328,6 +363,10 @@ class SearchEngine:
             if feats.meta.get("trimmed"):
                 notes.append(f"The video is longer than {self.cfg.max_seconds:g} s: only its first "
                              f"{self.cfg.max_seconds:g} s were used.")
+            if feats.meta.get("truncated"):
+                notes.append(f"The file looks truncated or damaged: only {feats.meta.get('source_frames')} of the "
+                             f"{feats.meta.get('reported_frames')} frames its header announces could be decoded; "
+                             "the results use those.")
             if n_dec - len(kept) > 0:
                 notes.append(f"{n_dec - len(kept)} of {n_dec} frames showed no signer or no hand and were skipped.")
             if pad > 0:
@@ -376,6 +415,37 @@ class SearchEngine:
         k = k or self.cfg.top_k
         return {s: self.gallery.sentences.search(clips[s], clip_mask, stream="text", k=k, rerank=self.cfg.rerank)
                 for s in self.streams}
+
+    def _timeout(self) -> QueryTimeout:
+        return QueryTimeout(f"This query took longer than the limit of {self.cfg.query_timeout_s:g} s (the server "
+                            "may be busy with other videos): try again later, or with a shorter video.")
+
+    def _check_deadline(self, deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise self._timeout()
+
+    def _wait(self, lock, deadline: float) -> None:
+        """Acquire ``lock`` (or semaphore) by the query's deadline, else end the query."""
+        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise self._timeout()
+
+    def _extract(self, path: Path, report: ProgressFn, deadline: float):
+        """Decode outside the model lock, then pose + RGB under it. At most ``max_live_queries`` uploads
+        hold decoded frames at once; every wait ends at the query's deadline."""
+        with self._build_lock:
+            self.extractions += 1
+        probe(path)                      # not a video / audio only / no frames: refused at once, no waiting
+        ex = self.extractor()
+        self._wait(self._live, deadline)
+        try:
+            decoded = ex.decode(path, report)
+            self._wait(self._lock, deadline)
+            try:
+                return ex.extract_decoded(decoded, progress=report)
+            finally:
+                self._lock.release()
+        finally:
+            self._live.release()
 
     # -- text → video -------------------------------------------------------------------------------
     def query_text(self, text: str, k: int | None = None) -> TextQuery:

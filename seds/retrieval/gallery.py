@@ -112,6 +112,11 @@ class Gallery:
     Video metadata: ``text, video`` (path relative to the gallery folder when the file lies beside
     it, else absolute), ``thumbnail, sha256, fps, n_clips, clip_times`` (window centres, seconds),
     ``duration_s, split, signer``. Sentence metadata: ``text, videos`` (ids of the videos with it).
+
+    Serving (:meth:`confine`): an app that lets browsers fetch the gallery's files first confines it
+    to a media folder; from then on :meth:`video_path` / :meth:`thumbnail_path` give only files that
+    resolve (symbolic links followed) inside that folder / inside the gallery, and :meth:`served_files`
+    lists exactly those files.
     """
 
     def __init__(self, root: str | Path, videos: GalleryIndex | None, sentences: GalleryIndex | None,
@@ -121,6 +126,7 @@ class Gallery:
         self.sentences = sentences
         self.info = info
         self.cache = FeatureCache(self.root / "cache")
+        self.media_root: Path | None = None       # set by confine(): videos must resolve inside it
         self._text_ids = {}
         if sentences is not None:
             self._text_ids = {sentences.meta(i).get("text", ""): i for i in sentences.ids}
@@ -132,21 +138,58 @@ class Gallery:
     def sentence_id(self, text: str):
         return self._text_ids.get(text.strip())
 
-    def video_path(self, video_id) -> str | None:
+    def _resolved(self, video_id, key: str) -> Path | None:
+        """The resolved path a video's ``video``/``thumbnail`` metadata names (None when empty)."""
         if self.videos is None or video_id not in self.videos:
             return None
-        v = self.videos.meta(video_id).get("video") or ""
+        v = self.videos.meta(video_id).get(key) or ""
         if not v:
             return None
-        p = Path(v) if Path(v).is_absolute() else (self.root / v)
-        return str(p.resolve()) if p.is_file() else None
+        return (self.root / v).resolve()      # an absolute v stays itself; ``..`` and symlinks resolved
+
+    def _allowed(self, p: Path | None, folder: Path | None) -> bool:
+        return p is not None and (folder is None or p.is_relative_to(folder.resolve()))
+
+    def video_path(self, video_id) -> str | None:
+        """The video file of ``video_id`` (None when absent, or outside the media folder once confined)."""
+        p = self._resolved(video_id, "video")
+        return str(p) if self._allowed(p, self.media_root) and p.is_file() else None
 
     def thumbnail_path(self, video_id) -> str | None:
-        if self.videos is None or video_id not in self.videos:
-            return None
-        t = self.videos.meta(video_id).get("thumbnail") or ""
-        p = self.root / t
-        return str(p.resolve()) if t and p.is_file() else None
+        """Its thumbnail (None when absent, or, once confined, not inside the gallery folder)."""
+        p = self._resolved(video_id, "thumbnail")
+        inside = self.root if self.media_root is not None else None
+        return str(p) if self._allowed(p, inside) and p.is_file() else None
+
+    def confine(self, media_root: str | Path | None = None) -> None:
+        """Check that every video row points inside ``media_root`` (default: the folder holding the
+        gallery, where :meth:`add_videos` records videos "beside" it) and every thumbnail inside the
+        gallery, all symbolic links resolved; raise :class:`GalleryIndexError` naming the first row
+        that does not. Afterwards only such files are returned (see the class docstring)."""
+        root = Path(media_root if media_root is not None else self.root.resolve().parent).resolve()
+        if not root.is_dir():
+            raise GalleryIndexError(f"media folder {root} does not exist")
+        meta_file = self.root / "videos" / "metadata.json"
+        for vid in (self.videos.ids if self.videos is not None else []):
+            for key, folder in (("video", root), ("thumbnail", self.root.resolve())):
+                p = self._resolved(vid, key)
+                if p is not None and not p.is_relative_to(folder):
+                    raw = self.videos.meta(vid).get(key)
+                    raise GalleryIndexError(
+                        f"{meta_file}: the {key} of {vid!r} is {raw!r}, which resolves to {p}, outside {folder} — "
+                        + ("the only folder the app serves videos from (set the media folder — SEDS_MEDIA_ROOT, "
+                           "--media-root — to the folder that holds the gallery's videos)" if key == "video"
+                           else "thumbnails must lie inside the gallery folder") + "; refusing to serve this gallery")
+        self.media_root = root
+
+    def served_files(self) -> list[str]:
+        """Every video and thumbnail file of a confined gallery: exactly what an app may let browsers fetch."""
+        if self.media_root is None:
+            raise GalleryIndexError("served_files() needs a confined gallery: call confine() first")
+        out = set()
+        for vid in (self.videos.ids if self.videos is not None else []):
+            out.update(p for p in (self.video_path(vid), self.thumbnail_path(vid)) if p)
+        return sorted(out)
 
     def check_checkpoint(self, fingerprint: dict) -> None:
         """Raise when the gallery was encoded by other weights than ``fingerprint``'s."""
