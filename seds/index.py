@@ -85,7 +85,7 @@ def _cmd_build(args, add: bool = False) -> int:
     if add:
         g = Gallery.load(out)
         g.check_checkpoint(fp)
-        nv = g.add_videos(model, rows, features, cache=args.cache, thumbnails=not args.no_thumbnails,
+        nv = g.add_videos(model, rows, features, cache=args.cache, thumbnails=not args.no_thumbnails, cards=args.cards,
                           progress=True) if not args.sentences_only else 0
         present = set(g.videos.ids) if g.videos is not None else set()
         videos_of: dict = {}
@@ -99,7 +99,7 @@ def _cmd_build(args, add: bool = False) -> int:
     info = {"built_from": {"manifest": str(args.manifest), "dataset": args.dataset or "manifest",
                            "split": args.split or "", "store": str(args.store or "")}}
     g = build_gallery(out, model, fp, rows, features, videos=not args.sentences_only,
-                      sentences=not args.videos_only, cache=args.cache, thumbnails=not args.no_thumbnails,
+                      sentences=not args.videos_only, cache=args.cache, thumbnails=not args.no_thumbnails, cards=args.cards,
                       progress=True, info=info)
     print(f"wrote {g}", file=sys.stdout)
     return 0
@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--cache", action="store_true", help="also store each video file's features in "
                        "<gallery>/cache (keyed by its SHA-256) so the app needs no extraction for them")
         p.add_argument("--no-thumbnails", action="store_true")
+        p.add_argument("--cards", action="store_true", help="a card (id + sentence) as the thumbnail of videos "
+                       "without a file, e.g. a store of the authors' features, so text → video results show them")
         only = p.add_mutually_exclusive_group()
         only.add_argument("--videos-only", action="store_true", help="no sentence index")
         only.add_argument("--sentences-only", action="store_true", help="no video index")

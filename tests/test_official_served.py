@@ -210,7 +210,7 @@ def test_gallery_of_features_without_video_files_shows_cards(served, tmp_path):
     a, *_ = served
     out = tmp_path / "g"
     assert index_main(["build", "--checkpoint", str(a.checkpoint), "--manifest", str(a.store / "manifest_test.csv"),
-                       "--store", str(a.store), "--out", str(out), "--limit", "1", "--device", "cpu"]) == 0
+                       "--store", str(a.store), "--out", str(out), "--limit", "1", "--device", "cpu", "--cards"]) == 0
     eng = SearchEngine(EngineConfig(checkpoint=str(a.checkpoint), gallery=str(out), device="cpu", pose_backend="mediapipe"))
     vid = eng.gallery.videos.ids[0]
     assert eng.video_path(vid) is None

@@ -232,7 +232,7 @@ class Gallery:
         return cls(root, videos, sentences, info)
 
     # -- adding ------------------------------------------------------------------------------------
-    def add_videos(self, model, rows, features, *, cache: bool = False, thumbnails: bool = True,
+    def add_videos(self, model, rows, features, *, cache: bool = False, thumbnails: bool = True, cards: bool = False,
                    batch_size: int = 16, progress: bool = False) -> int:
         """Encode and add the manifest ``rows`` (``seds.data.manifest.ManifestRow``) whose ids are new;
         ``features(row)`` gives their :class:`VideoFeatures` (None: skipped). Returns how many were added."""
@@ -259,20 +259,20 @@ class Gallery:
             streams, mask = encode_videos(model, feats, batch_size)
             metas = []
             for r, f in zip(batch_rows, feats):
-                metas.append(self._video_meta(r, f, clip_times(f.clip_starts, f.fps), cache, thumbnails))
+                metas.append(self._video_meta(r, f, clip_times(f.clip_starts, f.fps), cache, thumbnails, cards))
             self.videos.add([r.id for r in batch_rows], {s: streams[s] for s in self.videos.streams}, mask, metas)
             added += len(batch_rows)
         if bar is not None:
             bar.close()
         return added
 
-    def _video_meta(self, row, feats, times, cache: bool, thumbnails: bool) -> dict:
+    def _video_meta(self, row, feats, times, cache: bool, thumbnails: bool, cards: bool = False) -> dict:
         meta = {"text": row.text, "video": "", "thumbnail": "", "sha256": "", "fps": float(feats.fps),
                 "n_clips": int(feats.num_clips), "clip_times": [round(float(t), 3) for t in times],
                 "duration_s": round(float(feats.meta.get("duration_s", feats.num_frames / feats.fps)), 3),
                 "split": row.split, "signer": row.signer}
         video = Path(row.video) if row.video else None
-        if (video is None or not video.is_file()) and thumbnails:   # e.g. a store of the authors' features
+        if (video is None or not video.is_file()) and cards:   # e.g. a store of the authors' features
             meta["thumbnail"] = str(_write_card(self.root / "thumbnails", row.id, row.text).relative_to(self.root))
         if video is not None and video.is_file():
             v_abs, parent = video.resolve(), self.root.resolve().parent
@@ -362,7 +362,7 @@ def _write_card(folder: Path, video_id: str, text: str, size: tuple[int, int] = 
 
 
 def build_gallery(out: str | Path, model, fingerprint: dict, rows, features, *, videos: bool = True,
-                  sentences: bool = True, cache: bool = False, thumbnails: bool = True,
+                  sentences: bool = True, cache: bool = False, thumbnails: bool = True, cards: bool = False,
                   batch_size: int = 16, progress: bool = False, info: dict | None = None) -> Gallery:
     """A new gallery at ``out`` from manifest ``rows``: every row with features becomes a video item
     (labeled or not: unlabeled ones are distractors); every distinct sentence of a row becomes a
@@ -374,7 +374,7 @@ def build_gallery(out: str | Path, model, fingerprint: dict, rows, features, *, 
     g = Gallery(out, None, None, {"checkpoint": fingerprint, **(info or {})})
     rows = list(rows)
     if videos:
-        g.add_videos(model, rows, features, cache=cache, thumbnails=thumbnails, batch_size=batch_size,
+        g.add_videos(model, rows, features, cache=cache, thumbnails=thumbnails, cards=cards, batch_size=batch_size,
                      progress=progress)
         if g.videos is None or len(g.videos) == 0:
             raise GalleryIndexError("no video could be encoded: the gallery would be empty")
