@@ -88,6 +88,7 @@ class TransformerConfig:
     heads: int = 12
     dropout: float = 0.0
     cls_token: bool = True
+    input_norm: bool = False          # LayerNorm over each input clip feature before conv1 (see interaction_transformer)
     clip_init: str | None = None      # local path to a CLIP ViT-B/32 checkpoint (.safetensors or state-dict .pt)
 
     def __post_init__(self):
@@ -290,6 +291,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     log_every: int = 10
     select_metric: str = "rsum"        # on the validation split, never test
+    patience: int = 0                  # early stopping: stop after this many validations without a val
+                                       # R-sum gain > min_delta (0: off, train all ``epochs`` — then a cap)
+    min_delta: float = 0.0
 
     def __post_init__(self):
         _check(self.epochs >= 1, "epochs", "must be ≥ 1")
@@ -299,6 +303,8 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "grad_clip", "must be ≥ 0")
         _one_of(self.amp, ("auto", "bf16", "off"), "amp")
         _check(self.max_steps >= 0, "max_steps", "must be ≥ 0")
+        _check(self.patience >= 0, "patience", "must be ≥ 0 (0 turns early stopping off)")
+        _check(self.min_delta >= 0, "min_delta", "must be ≥ 0")
 
 
 @dataclass

@@ -174,6 +174,34 @@ def cosine_with_warmup(total: int, warmup: int):
     return f
 
 
+class EarlyStopping:
+    """Stop when the validation score has not improved by more than ``min_delta`` for ``patience``
+    consecutive validations (``patience`` 0: never stop). ``update(score)`` returns True when the score
+    is a new best (the caller saves the checkpoint then); ``stop`` says whether to end training.
+    ``best_epoch`` is the epoch of the best score; the counters are part of the resume state."""
+
+    def __init__(self, patience: int = 0, min_delta: float = 0.0, best: float = -1.0,
+                 since_best: int = 0, best_epoch: int = 0):
+        if patience < 0 or min_delta < 0:
+            raise ValueError(f"patience ({patience}) and min_delta ({min_delta}) must be ≥ 0")
+        self.patience, self.min_delta = patience, min_delta
+        self.best, self.since_best, self.best_epoch = best, since_best, best_epoch
+
+    def update(self, score: float, epoch: int) -> bool:
+        if score > self.best + self.min_delta or self.best_epoch == 0:
+            self.best, self.since_best, self.best_epoch = score, 0, epoch
+            return True
+        self.since_best += 1
+        return False
+
+    @property
+    def stop(self) -> bool:
+        return self.patience > 0 and self.since_best >= self.patience
+
+    def state(self) -> dict:
+        return {"best": self.best, "since_best": self.since_best, "best_epoch": self.best_epoch}
+
+
 def rng_state() -> dict:
     st = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -187,15 +215,17 @@ def set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
-def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_step: int, best: float,
-               model, cfg, loss) -> None:
+def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_step: int,
+               stopper: EarlyStopping, model, cfg, loss) -> None:
+    best = stopper.best
     save_checkpoint(folder, model, cfg, loss, info={"epoch": epoch, "step_in_epoch": step_in_epoch,
                                                       "global_step": global_step, "best_val": best})
     # one file holds everything a resume needs (weights included), so a kill between two writes
     # can never pair weights of one step with optimizer state of another
     state = {"model": model.state_dict(), "loss": loss.state_dict(),
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-             "step_in_epoch": step_in_epoch, "global_step": global_step, "best": best, "rng": rng_state()}
+             "step_in_epoch": step_in_epoch, "global_step": global_step, "best": best,
+             "early_stopping": stopper.state(), "rng": rng_state()}
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(folder / STATE, buf.getvalue())
@@ -328,7 +358,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     total = cfg.train.epochs * n_batches
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(cfg.train.warmup_epochs * n_batches)))
 
-    start_epoch, skip_steps, global_step, best = 0, 0, 0, -1.0
+    start_epoch, skip_steps, global_step = 0, 0, 0
+    stopper = EarlyStopping(cfg.train.patience, cfg.train.min_delta)
     if resume and (out / "last" / STATE).exists():
         check_resume_config(out, cfg)
         st = torch.load(out / "last" / STATE, map_location="cpu", weights_only=True)
@@ -336,7 +367,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         crit.load_state_dict(st["loss"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
-        start_epoch, skip_steps, global_step, best = st["epoch"], st["step_in_epoch"], st["global_step"], st["best"]
+        start_epoch, skip_steps, global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
+        # states written before early stopping existed hold only the best score
+        es = st.get("early_stopping", {"best": st["best"], "best_epoch": int(st["best"] >= 0)})
+        stopper = EarlyStopping(cfg.train.patience, cfg.train.min_delta, **es)
         set_rng_state(st["rng"])
         if d.main:
             print(f"resumed from {out / 'last'}: epoch {start_epoch}, step {skip_steps} of the epoch", flush=True)
@@ -352,6 +386,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     history = []
     stopped = False
     for epoch in range(start_epoch, cfg.train.epochs):
+        if stopper.stop:      # a resumed run that had already stopped early
+            break
         model.train()
         batches = epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, epoch, d, lengths)
         sums: dict[str, float] = {}
@@ -398,11 +434,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                        **{f"lr_{g['name']}": g["lr"] for g in opt.param_groups}}
                 log.log(rec, global_step)
             if d.main and cfg.train.save_every_steps and global_step % cfg.train.save_every_steps == 0:
-                save_state(out / "last", opt, sched, epoch, k + 1, global_step, best, model, cfg, crit)
+                save_state(out / "last", opt, sched, epoch, k + 1, global_step, stopper, model, cfg, crit)
             if cfg.train.max_steps and global_step >= cfg.train.max_steps:
                 stopped = True
                 if d.main:
-                    save_state(out / "last", opt, sched, epoch, k + 1, global_step, best, model, cfg, crit)
+                    save_state(out / "last", opt, sched, epoch, k + 1, global_step, stopper, model, cfg, crit)
                 break
         skip_steps = 0
         if bar is not None:
@@ -419,15 +455,15 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
             score = rsum(res)
             rec.update(flat_metrics(res))
             rec["val_rsum"] = score
-            if score > best:
-                best = score
+            if stopper.update(score, epoch + 1):
                 save_checkpoint(out / "best", model, cfg, crit,
                                 info={"epoch": epoch + 1, "global_step": global_step, "val_rsum": score,
                                       "selected_on": cfg.data.val_split, "selection_protocol": "official",
                                       "selection_ties": "expected"})
             model.train()
         if d.main:
-            save_state(out / "last", opt, sched, epoch + 1, 0, global_step, best, model, cfg, crit)
+            rec["epochs_since_best"] = stopper.since_best
+            save_state(out / "last", opt, sched, epoch + 1, 0, global_step, stopper, model, cfg, crit)
             log.log(rec, global_step)
             history.append(rec)
             if progress:
@@ -435,10 +471,20 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                 val = f" val R@1 t2v={rec.get('val_fused_t2v_R@1', rec.get('val_pose_t2v_R@1', float('nan'))):.1f}" \
                     if "val_rsum" in rec else ""
                 print(f"epoch {epoch + 1}/{cfg.train.epochs} {msg}{val} ({rec['seconds']:.1f}s)", flush=True)
+        if d.world > 1:     # every rank stops together (only rank 0 validates)
+            flag = torch.tensor([int(stopper.stop)], device=device)
+            dist.broadcast(flag, 0)
+            stopper.since_best = stopper.patience if int(flag) else stopper.since_best
+        if stopper.stop:
+            if d.main and progress:
+                print(f"early stopping after epoch {epoch + 1}: no val R-sum gain in {stopper.patience} "
+                      f"validations (best epoch {stopper.best_epoch})", flush=True)
+            break
     log.close()
     if d.world > 1:
         dist.destroy_process_group()
-    return {"history": history, "best_val_rsum": best, "global_step": global_step, "out": str(out)}
+    return {"history": history, "best_val_rsum": stopper.best, "best_epoch": stopper.best_epoch,
+            "stopped_early": stopper.stop, "global_step": global_step, "out": str(out)}
 
 
 def main(argv=None):

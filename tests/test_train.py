@@ -293,3 +293,49 @@ def test_unwritable_train_out_fails_before_data_preparation(store, tmp_path, mon
     cfg = load_config(None, tiny_overrides(store, blocker / "run"))
     with pytest.raises(TrainingError, match=r"^train\.out='.*a-file/run': cannot write the output folder"):
         train(cfg, progress=False)
+
+
+def test_early_stopping_counts_validations_without_gain():
+    from seds.train import EarlyStopping
+    es = EarlyStopping(patience=2, min_delta=0.5)
+    assert es.update(10.0, 1) and es.best_epoch == 1
+    assert not es.update(10.4, 2) and es.since_best == 1 and not es.stop     # gain ≤ min_delta: no gain
+    assert es.update(11.0, 3) and es.since_best == 0 and es.best_epoch == 3
+    assert not es.update(5.0, 4) and not es.stop
+    assert not es.update(11.0, 5) and es.stop and es.best == 11.0 and es.best_epoch == 3
+    # the first validation is always a best, even a score of 0; patience 0 never stops
+    off = EarlyStopping(0)
+    assert off.update(0.0, 1)
+    for e in range(2, 50):
+        off.update(0.0, e)
+    assert not off.stop and off.best_epoch == 1
+    # resume state round trip
+    again = EarlyStopping(2, 0.5, **es.state())
+    assert again.stop and again.best_epoch == 3
+    with pytest.raises(ValueError):
+        EarlyStopping(-1)
+
+
+@pytest.mark.slow
+def test_training_stops_early_and_keeps_the_best_checkpoint(store, tmp_path, monkeypatch):
+    """Val R-sum peaks at epoch 2, patience 2: training ends after epoch 4, best/ is epoch 2, and the
+    run reports both; a resume of the stopped run trains nothing more."""
+    import seds.train as tr
+    scores = iter([10.0, 30.0, 20.0, 25.0, 99.0, 99.0])
+
+    def fake_eval(*a, **k):
+        s = next(scores) / 6
+        m = {f"R@{k}": s for k in (1, 5, 10)} | {"MedR": 1.0, "MeanR": 1.0, "n_queries": 16}
+        return {"fused": {"t2v": dict(m), "v2t": dict(m)}}
+
+    monkeypatch.setattr(tr, "evaluate_model", fake_eval)
+    out = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(store, out, epochs=6, patience=2, max_steps=0) + ["model.streams=[rgb]"])
+    res = train(cfg, progress=False)
+    assert [r["epoch"] for r in res["history"]] == [1, 2, 3, 4]
+    assert res["stopped_early"] and res["best_epoch"] == 2 and res["best_val_rsum"] == pytest.approx(30.0)
+    best = json.loads((out / "best" / "config.json").read_text())
+    assert best["info"]["epoch"] == 2
+    again = train(load_config(None, tiny_overrides(store, out, epochs=6, patience=2) + ["model.streams=[rgb]"]),
+                  resume=True, progress=False)
+    assert again["history"] == [] and again["stopped_early"] and again["best_epoch"] == 2

@@ -265,8 +265,10 @@ def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RES
         rows.append((v, agg))
         records.append({"variant": v.name, "overrides": list(v.overrides), "drop_parts": list(v.drop_parts),
                         "value": v.value, "stream": primary_stream(runs[0]), "runs": [r["key"] for r in runs],
-                        "per_seed": [{"seed": s, "best_epoch": r["best_epoch"], "test": r["test"][primary_stream(r)],
-                                      "train_seconds": r["train_seconds"]} for s, r in zip(seeds, runs)],
+                        "per_seed": [{"seed": s, "best_epoch": r["best_epoch"], "epochs_trained": r.get("epochs_trained"),
+                                      "stopped_early": r.get("stopped_early"), "test": r["test"][primary_stream(r)],
+                                      "val_rsum": r.get("val_rsum"), "train_seconds": r["train_seconds"]}
+                                     for s, r in zip(seeds, runs)],
                         **agg})
         # the table is rewritten after every variant, so a long study shows its progress
         doc = write_study(study, rows, records, base, seeds, results_dir, command,

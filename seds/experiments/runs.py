@@ -113,9 +113,10 @@ def _reevaluate(cached: dict, cfg: Config, runs_dir: Path) -> dict | None:
 def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, keep_last: bool = False) -> dict:
     """Train one SEDS config (cached by :func:`run_key`), pick the best epoch on val, evaluate test.
 
-    Returns ``{"key", "config", "best_epoch", "val", "test", "train_seconds", ...}`` where ``val``/``test``
-    are :func:`seds.evaluate.evaluate_model` results (per stream) of the selected checkpoint. A cached
-    run evaluated before the expected-rank ties is evaluated again (retrained if its checkpoint is gone)."""
+    Returns ``{"key", "config", "best_epoch", "epochs_trained", "stopped_early", "val", "test",
+    "train_seconds", ...}`` where ``val``/``test`` are :func:`seds.evaluate.evaluate_model` results (per
+    stream) of the selected checkpoint. A cached run evaluated before the expected-rank ties is evaluated
+    again (retrained if its checkpoint is gone)."""
     cfg = copy.deepcopy(cfg)
     cached = find_cached(cfg, runs_dir)
     if cached is not None:
@@ -137,7 +138,8 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
     test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
     result = {"key": key, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
-              "best_epoch": info.get("epoch"), "val_rsum": rsum(val),
+              "best_epoch": info.get("epoch"), "epochs_trained": len(log["history"]),
+              "stopped_early": bool(log.get("stopped_early")), "val_rsum": rsum(val),
               "val": val, "test": test, "metrics": METRICS, "selection_ties": "expected",
               "train_seconds": round(seconds, 1),
               "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
