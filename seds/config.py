@@ -88,7 +88,6 @@ class TransformerConfig:
     heads: int = 12
     dropout: float = 0.0
     cls_token: bool = True
-    input_norm: bool = False          # LayerNorm over each input clip feature before conv1 (see interaction_transformer)
     clip_init: str | None = None      # local path to a CLIP ViT-B/32 checkpoint (.safetensors or state-dict .pt)
 
     def __post_init__(self):
@@ -276,8 +275,8 @@ class DataConfig:
 class TrainConfig:
     epochs: int = 200
     batch_size: int = 128
-    lr_pose: float = 1e-4              # pose encoder and CGAF
-    lr_transformer: float = 1e-5       # interaction transformers and text encoder
+    lr_pose: float = 1e-4              # pose encoder, CGAF and every module trained from scratch
+    lr_transformer: float = 1e-5       # pretrained-initialised modules: CLIP-initialised transformers, HF text model
     weight_decay: float = 0.0
     warmup_epochs: float = 1.0
     grad_clip: float = 1.0

@@ -49,6 +49,10 @@ def test_alignment_study_end_to_end_and_cache(tiny):
     md = (root / "res" / "alignment.md").read_text()
     assert "python -m seds.experiments.ablate" in md and "--study alignment" in md and "proxy-RGB" in md and "seeds [0, 1]" in md
     assert md.count("\n| w/") == 2 and "±" in md
+    # convergence and the paired comparison with the reference variant are in the table
+    assert "epochs to best" in md and "Paired comparison with **w/ L_p-r (β=0.4)**" in md and "paired t" in md
+    for v in doc["variants"]:
+        assert len(v["test_rsum_per_seed"]) == 2 and all(p["epochs_trained"] == 1 for p in v["per_seed"])
     # rerun: everything cached, nothing retrained
     stamps = {p: p.stat().st_mtime for p in (root / "runs").glob("*/result.json")}
     assert _cli(root, overrides, "--study", "alignment", "--seeds", "2") == 0
@@ -76,6 +80,9 @@ def test_cache_survives_new_config_fields(tiny, tmp_path):
     assert ablate.find_cached(cfg, runs)["key"] == res["key"]
     other = ablate.variant_config(base, ablate.Variant("x", ("loss.beta=0.3",)), 0)
     assert ablate.find_cached(other, runs) is None
+    res["cache_version"] = ablate.CACHE_VERSION - 1                # trained by older training code
+    (moved / "result.json").write_text(json.dumps(res))
+    assert ablate.find_cached(cfg, runs) is None
 
 
 @pytest.mark.slow
@@ -147,6 +154,13 @@ def test_every_study_builds_valid_configs(tiny):
         for v in variants:
             keys.add(ablate.run_key(ablate.variant_config(base, v, 0)))
         assert len(keys) == len(variants), study.name
+    # every study names a reference variant it has; headline studies default to 5 seeds
+    for study in ablate.STUDIES.values():
+        assert study.reference in {v.name for v in study.variants}, study.name
+    assert [ablate.study_seeds(n) for n in ("fusion", "streams", "alignment")] == [list(range(5))] * 3
+    assert ablate.study_seeds("keypoints") == [0, 1, 2] and ablate.study_seeds("fusion", 2) == [0, 1]
+    per_study = ablate.study_configs(["alignment", "keypoints"], base, None)
+    assert len(per_study) == 2 * 5 + 5 * 3 - 3      # "hand + body" seeds 0-2 = "β=0.4" seeds 0-2: trained once
     # run keys ignore output paths but not seeds
     a = ablate.variant_config(base, ablate.Variant("x"), 0)
     b = ablate.variant_config(base, ablate.Variant("x", ("train.out=elsewhere",)), 0)

@@ -193,3 +193,21 @@ def test_checkpoint_roundtrip_and_wrong_checkpoint(tmp_path):
     (tmp_path / "junk" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="JSON"):
         load_checkpoint(tmp_path / "junk")
+
+
+def test_from_scratch_modules_train_at_the_fast_rate():
+    """The paper's 1e-5 is a fine-tuning rate for CLIP/pretrained-initialised modules; a transformer or
+    the hashed text encoder trained from scratch joins the lr_pose group (SEDS.param_groups)."""
+    import copy
+    cfg = model_config("tiny")
+    assert cfg.text.model == "hash" and not cfg.rgb_transformer.clip_init
+    m = SEDS(cfg)
+    groups = m.param_groups(1e-3, 1e-5)
+    assert [g["name"] for g in groups] == ["scratch"] and groups[0]["lr"] == 1e-3
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in m.parameters()}
+    pre = copy.deepcopy(m)
+    pre.cfg.rgb_transformer.clip_init = "clip.safetensors"      # as if initialised from CLIP
+    g = {x["name"]: x for x in pre.param_groups(1e-3, 1e-5)}
+    assert g["pretrained"]["lr"] == 1e-5
+    assert {id(p) for p in g["pretrained"]["params"]} == {id(p) for p in pre.rgb_transformer.parameters()}
+    assert {id(p) for p in g["scratch"]["params"]} >= {id(p) for p in pre.pose_transformer.parameters()}

@@ -71,7 +71,7 @@ def test_training_reduces_the_loss_and_selects_on_val(store, tmp_path):
     assert (tmp_path / "run" / "metrics.csv").exists() and (tmp_path / "run" / "curves.png").exists()
     rows = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     ep = [r for r in rows if r["kind"] == "epoch"][-1]
-    assert {"t-fused", "t-pose", "t-rgb", "p-r", "val_fused_t2v_R@1", "lr_pose_encoder+fusion"} <= set(ep)
+    assert {"t-fused", "t-pose", "t-rgb", "p-r", "val_fused_t2v_R@1", "lr_scratch"} <= set(ep)
 
 
 @pytest.mark.slow

@@ -64,7 +64,7 @@ import numpy as np
 from seds.clips import pad_frames, select_clip_starts
 from seds.data.features import STORE_LAYOUT, VideoFeatures
 from seds.data.store import FeatureStore
-from seds.extract.proxy_rgb import rgb_proxy_features
+from seds.extract.proxy_rgb import rgb_conv_proxy_features, rgb_proxy_features
 from seds.keypoints import FACE68_SUBSET, N_FACE, N_HAND, N_MOUTH, N_SEDS
 
 __all__ = [
@@ -78,6 +78,9 @@ SPLITS = ("train", "val", "test")
 WORD_CLASSES = ("noun", "verb", "adj", "adv", "time")
 PROXY_RGB_NOTE = ("synthetic, proxy-RGB: RGB features come from seds.data.synthetic.rgb_proxy_features "
                   "(colour histograms + fixed random projections), not from I3D")
+
+
+RGB_PROXIES = {"histogram": rgb_proxy_features, "conv": rgb_conv_proxy_features}
 
 
 class SyntheticError(ValueError):
@@ -112,6 +115,7 @@ class SyntheticConfig:
     missing_run: float = 6.0
     p_holdout: float = 0.08
     p_left_handed: float = 0.25
+    rgb_proxy: str = "histogram"     # "histogram" (rgb_proxy_features) or "conv" (rgb_conv_proxy_features)
     seed: int = 0
 
     def __post_init__(self):
@@ -145,6 +149,8 @@ class SyntheticConfig:
             bad("p_holdout", "must be in (0, 0.3]")
         if not 0 <= self.p_left_handed <= 1:
             bad("p_left_handed", "must be in [0, 1]")
+        if self.rgb_proxy not in RGB_PROXIES:
+            bad("rgb_proxy", f"must be one of {sorted(RGB_PROXIES)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -933,12 +939,13 @@ class SyntheticSignData:
             kp = np.concatenate([kp, np.repeat(kp[-1:], pad, 0)])
             frames = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
         starts = select_clip_starts(len(kp))
-        rgb = rgb_proxy_features(frames, starts)
+        rgb = RGB_PROXIES[self.cfg.rgb_proxy](frames, starts)
         meta = {"id": spec.id, "text": spec.text, "split": spec.split,
                 "signer": self.signers[spec.signer].id, "words": " ".join(spec.words),
                 "word_ids": ",".join(str(i) for i in spec.word_ids),
                 "word_spans": " ".join(f"{s}:{e}" for s, e in spec.spans),
-                "dominant": spec.dominant, "source": "synthetic", "rgb": "proxy"}
+                "dominant": spec.dominant, "source": "synthetic",
+                "rgb": "proxy" if self.cfg.rgb_proxy == "histogram" else f"proxy-{self.cfg.rgb_proxy}"}
         return VideoFeatures(keypoints=kp, rgb=rgb, clip_starts=starts, fps=self.cfg.fps, meta=meta)
 
 

@@ -1,4 +1,4 @@
-"""Ablation studies of SEDS, one command each: ``python -m seds.experiments.ablate --study <name> [--seeds 3] [key=value ...]``.
+"""Ablation studies of SEDS, one command each: ``python -m seds.experiments.ablate --study <name> [--seeds N] [key=value ...]``.
 
 Studies (paper table in brackets):
 
@@ -12,8 +12,13 @@ Studies (paper table in brackets):
 * ``hand-init``    [supp. Tab. 3]   hand ST-GCN from scratch vs. pretrained (``seds.experiments.pretrain_hands``)
 * ``alpha``/``beta`` [Fig. 5]       loss weights α and β (line plots)
 
-Every variant is trained with :func:`seds.train.train` for each seed, the checkpoint is chosen on the
-validation split, and the test split is reported as mean ± std over seeds. Runs are cached by a hash
+Every variant is trained with :func:`seds.train.train` for each seed until the validation R-sum stops
+improving (early stopping, ``train.patience`` of the base config, ``train.epochs`` as the cap), the
+checkpoint is chosen on the validation split, and the test split is reported as mean ± std over seeds
+(5 seeds by default for the headline studies fusion, streams and alignment, 3 for the others) with the
+epochs to the best checkpoint, and every variant is compared with the study's reference variant per
+seed (95 % paired t interval, :mod:`seds.experiments.report`; "no significant difference" where it
+covers 0). ``python -m seds.experiments.claims`` turns the headline tables into the paper-claims table. Runs are cached by a hash
 of their full config under ``--runs`` (default ``runs/ablations``): variants shared between studies
 (the default model appears in almost all of them) are trained once, and an interrupted study resumes
 where it stopped. Each study writes ``<results>/<study>.md`` and ``<results>/<study>.json`` (and
@@ -39,9 +44,9 @@ import torch
 from seds.config import Config, ConfigError, deep_merge, from_dict, load_config, parse_overrides, to_dict
 from seds.data.features import STORE_LAYOUT
 from seds.data.store import FeatureStore, load_features, save_features
-from seds.experiments.report import (aggregate, command_line, describe_scale, markdown_table,  # noqa: F401
-                                     primary_stream, write_report)
-from seds.experiments.runs import RUNS_DIR, ensure_store, find_cached, run_key, run_seds  # noqa: F401
+from seds.experiments.report import (aggregate, command_line, comparison_table, describe_scale,  # noqa: F401
+                                     markdown_table, primary_stream, rsum_per_seed, write_report)
+from seds.experiments.runs import CACHE_VERSION, RUNS_DIR, ensure_store, find_cached, run_key, run_seds  # noqa: F401
 from seds.train import TrainingError
 
 DEFAULT_CONFIG = "configs/ablation_cpu.yaml"
@@ -67,6 +72,8 @@ class Study:
     variants: tuple[Variant, ...]
     plot_x: str | None = None            # α / β sweeps: x-axis label of the line plot
     note: str = ""
+    reference: str | None = None         # the paper's/default variant every other one is compared with
+    seeds: int = 3                       # default number of seeds (5 for the headline studies)
 
 
 def _cgaf_keys(n: int) -> str:
@@ -76,33 +83,38 @@ def _cgaf_keys(n: int) -> str:
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("fusion", "Fusion module", "SEDS Tab. 5",
           tuple(Variant(k, (f"model.fusion.kind={k}",)) for k in
-                ("add-mlp", "concat-mlp", "concat-transformer", "cross-attention", "cgaf"))),
+                ("add-mlp", "concat-mlp", "concat-transformer", "cross-attention", "cgaf")),
+          reference="cgaf", seeds=5),
     Study("alignment", "Pose-RGB alignment (L_p-r)", "SEDS Tab. 6",
-          (Variant("w/o L_p-r (β=0)", ("loss.beta=0",)), Variant("w/ L_p-r (β=0.4)", ("loss.beta=0.4",)))),
+          (Variant("w/o L_p-r (β=0)", ("loss.beta=0",)), Variant("w/ L_p-r (β=0.4)", ("loss.beta=0.4",))),
+          reference="w/ L_p-r (β=0.4)", seeds=5),
     Study("streams", "Streams", "SEDS Tab. 4",
           (Variant("pose only", ("model.streams=[pose]",)), Variant("RGB only", ("model.streams=[rgb]",)),
-           Variant("pose + RGB (CGAF)", ("model.streams=[pose,rgb]",)))),
+           Variant("pose + RGB (CGAF)", ("model.streams=[pose,rgb]",))),
+          reference="pose + RGB (CGAF)", seeds=5),
     Study("keypoints", "Keypoint parts", "SEDS supp. Tab. 4",
           (Variant("hand", ("model.pose.extra_parts=[]",), drop_parts=("body",)),
            Variant("hand + body", ("model.pose.extra_parts=[]",)),
            Variant("hand + body + face", ("model.pose.extra_parts=[face]",)),
            Variant("hand + body + mouth", ("model.pose.extra_parts=[mouth]",)),
            Variant("hand + body + face + mouth", ("model.pose.extra_parts=[face,mouth]",))),
-          note="'hand' reads a derived store with the 7 body keypoints removed (confidence 0)."),
+          note="'hand' reads a derived store with the 7 body keypoints removed (confidence 0).",
+          reference="hand + body"),
     Study("cgaf-layers", "Number of cross gloss attention layers", "SEDS supp. Tab. 5",
           tuple(Variant(str(n), (f"model.fusion.layers={n}", f"model.fusion.num_keys={_cgaf_keys(n)}"),
                         value=float(n)) for n in range(5)),
-          note="sampled keys per layer: 5 in the first layer, 3 in the others (reference code: 5, 3)."),
+          note="sampled keys per layer: 5 in the first layer, 3 in the others (reference code: 5, 3).",
+          reference="2"),
     Study("batch-size", "Batch size", "SEDS supp. Tab. 6",
           tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b)) for b in (16, 32, 64, 128)),
           note="epochs and learning rates fixed, so larger batches take fewer steps "
-               "(see batch-size-steps for the steps-matched version)."),
+               "(see batch-size-steps for the steps-matched version).", reference="32"),
     Study("batch-size-steps", "Batch size at an equal number of steps", "SEDS supp. Tab. 6",
           tuple(Variant(str(b), (f"train.batch_size={b}",), value=float(b), match_steps=True)
                 for b in (16, 32, 64, 128)),
           note="epochs, warm-up and validation interval scaled by batch / the base config's batch, so "
                "every variant takes about the same number of optimisation steps (a partial last batch per epoch is "
-               "kept); larger batches then also see more epochs. Learning rates fixed."),
+               "kept); larger batches then also see more epochs. Learning rates fixed.", reference="32"),
     Study("hand-init", "Hand ST-GCN initialisation", "SEDS supp. Tab. 3 (SignBERT there; masked hand-pose "
           "pretraining from seds.experiments.pretrain_hands here)",
           (Variant("pose only, random init", ("model.streams=[pose]",)),
@@ -110,13 +122,13 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Variant("pose + RGB, random init", ("model.streams=[pose,rgb]",)),
            Variant("pose + RGB, pretrained hands", ("model.streams=[pose,rgb]", "model.pose.hand_init={hand_init}"))),
           note="pretrained hands: `--hand-init` (default runs/hands-ablation), written by "
-               "`python -m seds.experiments.pretrain_hands train`."),
+               "`python -m seds.experiments.pretrain_hands train`.", reference="pose + RGB, pretrained hands"),
     Study("alpha", "Loss weight α (Eq. 4)", "SEDS Fig. 5 (left)",
           tuple(Variant(f"α={a}", (f"loss.alpha={a}",), value=a) for a in (0.2, 0.4, 0.6, 0.8, 1.0)),
-          plot_x="α"),
+          plot_x="α", reference="α=0.8"),
     Study("beta", "Loss weight β (Eq. 7)", "SEDS Fig. 5 (right)",
           tuple(Variant(f"β={b}", (f"loss.beta={b}",), value=b) for b in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)),
-          plot_x="β"),
+          plot_x="β", reference="β=0.4"),
 )}
 
 
@@ -224,8 +236,12 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
     if extra_note:
         md += [extra_note, ""]
     md += ["Test split, primary stream of each variant (fused for two streams). R@K in %, MedR in ranks; "
-           "official protocol, expected-rank ties (fractional ranks; seds.metrics).", "",
-           table, ""]
+           "official protocol, expected-rank ties (fractional ranks; seds.metrics); R-sum mean ± std over "
+           "seeds; epochs to best = epoch of the val-selected checkpoint (of the epochs trained before early "
+           "stopping).", "", table, ""]
+    names = [r["variant"] for r in records]
+    if study.reference in names and len(records) > 1:
+        md += [comparison_table(study.reference, [(r["variant"], r["test_rsum_per_seed"]) for r in records]), ""]
     doc = {"study": study.name, "title": study.title, "paper": study.paper, "command": command, "seeds": seeds,
            "metrics": {"protocol": "official", "ties": "expected"},
            "complete": complete, "scale": scale, "base_config": to_dict(base), "variants": records}
@@ -265,6 +281,7 @@ def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RES
         rows.append((v, agg))
         records.append({"variant": v.name, "overrides": list(v.overrides), "drop_parts": list(v.drop_parts),
                         "value": v.value, "stream": primary_stream(runs[0]), "runs": [r["key"] for r in runs],
+                        "test_rsum_per_seed": rsum_per_seed(runs),
                         "per_seed": [{"seed": s, "best_epoch": r["best_epoch"], "epochs_trained": r.get("epochs_trained"),
                                       "stopped_early": r.get("stopped_early"), "test": r["test"][primary_stream(r)],
                                       "val_rsum": r.get("val_rsum"), "train_seconds": r["train_seconds"]}
@@ -279,14 +296,19 @@ def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RES
     return doc
 
 
-def study_configs(names: list[str], base: Config, seeds: list[int], runs_dir: Path = RUNS_DIR,
+def study_seeds(name: str, n: int | None = None) -> list[int]:
+    """Seeds 0..n−1; without ``n`` the study's default (5 for fusion, streams, alignment; else 3)."""
+    return list(range(n if n is not None else STUDIES[name].seeds))
+
+
+def study_configs(names: list[str], base: Config, seeds: list[int] | None, runs_dir: Path = RUNS_DIR,
                   hand_init: str = DEFAULT_HAND_INIT) -> list[Config]:
     """Every (variant, seed) config of the studies ``names``, in study/variant/seed order, each distinct
-    run once (the default model is shared by most studies)."""
+    run once (the default model is shared by most studies). ``seeds`` None: each study's default."""
     out, seen = [], set()
     for name in names:
         for v in STUDIES[name].variants:
-            for s in seeds:
+            for s in (seeds if seeds is not None else study_seeds(name)):
                 cfg = variant_config(base, v, s, runs_dir / "stores", hand_init)
                 key = run_key(cfg)
                 if key not in seen:
@@ -330,7 +352,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1,
                     help="train this many runs at once (processes of --threads threads each) before writing tables")
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"base config (default {DEFAULT_CONFIG})")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    ap.add_argument("--seeds", type=int, default=None,
+                    help="seeds 0..N-1 (default: 5 for the headline studies fusion, streams, alignment; 3 for the others)")
     ap.add_argument("--only", default=None, help="comma-separated variant names to run (default: all)")
     ap.add_argument("--results", default=str(RESULTS_DIR), help="folder for <study>.md/.json/.png")
     ap.add_argument("--runs", default=str(RUNS_DIR), help="run cache folder")
@@ -341,7 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         print("error: --seeds must be ≥ 1", file=sys.stderr)
         return 2
     try:
@@ -360,14 +383,14 @@ def main(argv=None) -> int:
     if only and len(names) > 1:
         print("error: --only needs a single --study", file=sys.stderr)
         return 2
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seeds)) if args.seeds is not None else None
     try:
         if args.jobs > 1 and not only:
             ensure_store(base)
             train_missing(study_configs(names, base, seeds, Path(args.runs), args.hand_init), Path(args.runs),
                           args.jobs, args.threads)
         for name in names:
-            run_study(name, base, seeds, Path(args.results), Path(args.runs), only, command,
+            run_study(name, base, study_seeds(name, args.seeds), Path(args.results), Path(args.runs), only, command,
                       args.progress, args.hand_init)
     except (AblationError, FileNotFoundError, ValueError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

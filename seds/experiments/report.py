@@ -133,6 +133,13 @@ def markdown_table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def _schedule(t) -> str:
+    if t.patience:
+        return (f"until val R-sum stops improving (early stopping: patience {t.patience} validations, "
+                f"min gain {t.min_delta:g}; cap {t.epochs} epochs, cosine schedule over the cap)")
+    return f"{t.epochs} epochs (fixed)"
+
+
 def describe_scale(cfg: Config, seeds: list[int]) -> str:
     """One paragraph stating data, model size, schedule and seeds (every table carries it)."""
     m, t = cfg.model, cfg.train
@@ -148,8 +155,8 @@ def describe_scale(cfg: Config, seeds: list[int]) -> str:
             f"interaction transformers {m.pose_transformer.layers}×{m.pose_transformer.width} (pose) / "
             f"{m.rgb_transformer.layers}×{m.rgb_transformer.width} (RGB), text {m.text.model} "
             f"({m.text.hash_layers}×{m.text.hash_width} if hashed), fusion {m.fusion.kind} × {m.fusion.layers}. "
-            f"Training: {t.epochs} epochs, batch {t.batch_size}, lr {t.lr_pose:g} (pose/fusion) / "
-            f"{t.lr_transformer:g} (transformers/text), α={cfg.loss.alpha:g}, β={cfg.loss.beta:g} unless varied. "
+            f"Training: {_schedule(t)}, batch {t.batch_size}, lr {t.lr_pose:g} (modules trained from scratch) / "
+            f"{t.lr_transformer:g} (pretrained-initialised modules), α={cfg.loss.alpha:g}, β={cfg.loss.beta:g} unless varied. "
             f"Checkpoint chosen on val R-sum, test split reported; seeds {seeds} "
             f"({'mean ± sample std' if len(seeds) > 1 else 'one seed'}). CPU-scale proxy of the paper's setting: "
             "compare rows with each other, not with the paper's numbers.")

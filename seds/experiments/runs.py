@@ -1,6 +1,7 @@
 """The experiments' one run cache. SEDS runs (ablation variants, CiCo, the SEDS row of the baselines) are
 trained once per config — keyed by a hash of everything that can change the result
-(:func:`run_key`; a pretrained hand file enters by its content) — and kept as ``<runs>/<key>/result.json``
+(:func:`run_key`; a pretrained hand file enters by its content, and ``CACHE_VERSION`` stands for the
+training code) — and kept as ``<runs>/<key>/result.json``
 with the validation-selected checkpoint's val/test metrics; other runs (SA-SR, SA-CM, SA-COMB) are kept
 as ``result.json`` in a folder named by :func:`result_key` (:func:`cached_result`). Studies that share a
 variant train it once, and an interrupted study resumes where it stopped.
@@ -28,6 +29,9 @@ from seds.train import prepare_data, train
 RUNS_DIR = Path("runs/ablations")
 METRICS = {"protocol": "official", "ties": "expected"}    # how run_seds's val/test metrics are computed
 SA_METRICS = {"pairs": "all, same-sentence videos relevant", "ties": "expected"}   # cached_result's (SA-*)
+# Bumped whenever training itself changes (not its config): runs cached by older code are not reused.
+# 2: from-scratch modules train at lr_pose (SEDS.param_groups), early stopping.
+CACHE_VERSION = 2
 
 
 _NOT_IN_KEY = {"train": ("out", "log_every", "eval_batch_size", "device", "save_every_steps"),
@@ -44,6 +48,7 @@ def run_key(cfg: Config) -> str:
     sha = run_key_hand_sha(cfg)
     if sha:
         d["hand_init_sha1"] = sha
+    d["cache_version"] = CACHE_VERSION
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -71,7 +76,7 @@ def find_cached(cfg: Config, runs_dir: Path) -> dict | None:
             want[section].pop(k, None)
     for f in sorted(Path(runs_dir).glob("*/result.json")):
         res = json.loads(f.read_text())
-        if res.get("hand_init_sha1") != (run_key_hand_sha(cfg)):
+        if res.get("cache_version", 1) != CACHE_VERSION or res.get("hand_init_sha1") != (run_key_hand_sha(cfg)):
             continue
         got = res.get("config", {})
         if _same_config(want, {s: {k: v for k, v in d.items() if k not in _NOT_IN_KEY.get(s, ())}
@@ -137,7 +142,7 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     bs = cfg.train.eval_batch_size
     val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
     test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
-    result = {"key": key, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
+    result = {"key": key, "cache_version": CACHE_VERSION, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
               "best_epoch": info.get("epoch"), "epochs_trained": len(log["history"]),
               "stopped_early": bool(log.get("stopped_early")), "val_rsum": rsum(val),
               "val": val, "test": test, "metrics": METRICS, "selection_ties": "expected",

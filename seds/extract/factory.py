@@ -2,7 +2,8 @@
 
 ``rgb_features`` names (a checkpoint's ``data.rgb_features``): ``i3d-kinetics400`` (InceptionI3d with
 DeepMind's Kinetics-400 weights), ``i3d:<path>`` (a local I3D checkpoint, e.g. BSL-1K: the paper's
-encoder) and ``synthetic-proxy`` (:mod:`seds.extract.proxy_rgb`, not I3D). A model only understands the
+encoder), ``synthetic-proxy`` and ``synthetic-proxy-conv`` (the synthetic benchmark's two proxies,
+:mod:`seds.extract.proxy_rgb`, not I3D). A model only understands the
 RGB features it was trained on, so the index and the app build the extractor its checkpoint names.
 
 A checkpoint converted from the authors' release (``python -m seds.convert official``) was trained on their
@@ -20,7 +21,9 @@ import torch
 from seds.extract.i3d import I3DFeatureExtractor
 from seds.extract.pipeline import ExtractConfig, Extractor
 from seds.extract.pose import PoseBackendUnavailable, PoseError, make_pose_estimator
-from seds.extract.proxy_rgb import ProxyRGBExtractor
+from seds.extract.proxy_rgb import ConvProxyRGBExtractor, ProxyRGBExtractor
+
+PROXIES = {"synthetic-proxy": ProxyRGBExtractor, "synthetic-proxy-conv": ConvProxyRGBExtractor}
 
 BSL1K = "i3d-bsl1k"              # the authors' RGB features: I3D trained on BSL-1K (weights supplied by the user)
 OFFICIAL_POSE = "rtmpose"        # the authors' keypoints: RTMPose whole-body (COCO-WholeBody 133)
@@ -38,8 +41,8 @@ def i3d_rgb_features(weights: str) -> str:
 
 
 def rgb_weights(rgb_features: str) -> str | None:
-    """I3D weights named by a checkpoint's ``data.rgb_features`` (None for the synthetic proxy)."""
-    if rgb_features == "synthetic-proxy":
+    """I3D weights named by a checkpoint's ``data.rgb_features`` (None for the synthetic proxies)."""
+    if rgb_features in PROXIES:
         return None
     if rgb_features == BSL1K:
         raise RGBFeaturesError("this checkpoint was trained on BSL-1K I3D features, whose weights are not shipped: "
@@ -50,7 +53,7 @@ def rgb_weights(rgb_features: str) -> str | None:
     if rgb_features.startswith("i3d:") and len(rgb_features) > 4:
         return rgb_features[4:]
     raise RGBFeaturesError(f"checkpoint data.rgb_features={rgb_features!r} is not one of 'i3d-kinetics400', "
-                           "'i3d:<weights path>', 'synthetic-proxy'")
+                           "'i3d:<weights path>', 'synthetic-proxy', 'synthetic-proxy-conv'")
 
 
 def describe_pose(backend: str) -> str:
@@ -61,6 +64,8 @@ def describe_rgb(rgb_features: str) -> str:
     if rgb_features == BSL1K:
         return "I3D, BSL-1K weights"
     w = rgb_weights(rgb_features)
+    if rgb_features == "synthetic-proxy-conv":
+        return "synthetic proxy (frozen random conv stack over 112×112 frames + frame differences; not I3D)"
     if w is None:
         return "synthetic proxy (colour histograms + fixed random projections; not I3D)"
     if w == "kinetics400":
@@ -74,7 +79,7 @@ def make_rgb_extractor(rgb_features: str, device: str | torch.device = "cpu",
     activation budget per batch of windows, default I3D's own)."""
     w = rgb_weights(rgb_features)
     if w is None:
-        return ProxyRGBExtractor()
+        return PROXIES[rgb_features]()
     try:
         return I3DFeatureExtractor(weights=w, device=device, memory_budget_mb=memory_budget_mb)
     except (ValueError, OSError) as e:

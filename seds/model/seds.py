@@ -202,13 +202,33 @@ class SEDS(nn.Module):
 
     # --- optimisation ------------------------------------------------------------------------------
 
+    def pretrained_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of the modules that start from pretrained weights: the interaction
+        transformers with ``clip_init``, and the text encoder unless it is the hashed one (trained from
+        scratch)."""
+        out = []
+        if "pose" in self.streams and self.cfg.pose_transformer.clip_init:
+            out.append("pose_transformer.")
+        if "rgb" in self.streams and self.cfg.rgb_transformer.clip_init:
+            out.append("rgb_transformer.")
+        if self.text is not None and self.text.kind != "hash":
+            out.append("text.")
+        return tuple(out)
+
     def param_groups(self, lr_pose: float, lr_transformer: float) -> list[dict]:
-        """Paper: 1e-4 for the pose encoder and CGAF, 1e-5 for interaction transformers and text."""
+        """Paper (Sec. 4.1): 1e-4 for the pose encoder and CGAF, 1e-5 for the interaction transformers and
+        the text encoder — which there start from CLIP / pretrained weights. The small rate is a fine-tuning
+        rate, so here it applies to the modules that *are* pretrained (:meth:`pretrained_prefixes`); a module
+        trained from scratch (an interaction transformer without ``clip_init``, the hashed text encoder)
+        joins the ``lr_pose`` group. Departure from a literal reading of the paper, measured in
+        ``benchmarks/results/ablations/diagnosis_rgb.md``: an RGB transformer from scratch at the fine-tuning
+        rate barely learns in the epochs the encoder around it needs."""
+        pre = self.pretrained_prefixes()
         fast, slow = [], []
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (fast if name.startswith(("pose_encoder.", "fusion.")) else slow).append(p)
-        groups = [{"params": fast, "lr": lr_pose, "name": "pose_encoder+fusion"},
-                  {"params": slow, "lr": lr_transformer, "name": "transformers+text"}]
+            (slow if name.startswith(pre) else fast).append(p)
+        groups = [{"params": fast, "lr": lr_pose, "name": "scratch"},
+                  {"params": slow, "lr": lr_transformer, "name": "pretrained"}]
         return [g for g in groups if g["params"]]
