@@ -12,6 +12,7 @@ on a CPU). Numbers obtained with either are "synthetic, proxy-RGB", never compar
   two-stream I3D), pooled on a 4×4 grid. It can see where the hands are and how they move, and coarse hand
   shape at ~4 px patches; it cannot recognise anything (random weights, no training), and it still sees
   signer appearance (colour channels, weighted down). Its RGB/pose ratio is measured in the diagnosis file.
+"""
 from __future__ import annotations
 
 import cv2
