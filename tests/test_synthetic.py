@@ -425,3 +425,33 @@ def test_write_store(tmp_path):
     info = json.loads((tmp_path / "synthetic_info.json").read_text())
     assert "proxy-RGB" in info["note"] and info["config"]["seed"] == cfg.seed
     assert len(info["vocab"]) == cfg.vocab_size
+
+
+# --- the convolutional proxy ("synthetic-proxy-conv") ----------------------------------------------
+
+def test_conv_proxy_is_deterministic_windowed_and_sees_motion(small):
+    from seds.extract.factory import describe_rgb, make_rgb_extractor
+    from seds.extract.proxy_rgb import ConvProxyRGBExtractor, rgb_conv_proxy_features
+    spec = small.sentences("train")[1]
+    frames = small.render(spec)[:40]
+    starts = np.array([0, 3, 24])
+    a = rgb_conv_proxy_features(frames, starts)
+    assert a.shape == (3, RGB_DIM) and a.dtype == np.float32 and np.isfinite(a).all()
+    np.testing.assert_array_equal(a, rgb_conv_proxy_features(frames.copy(), starts))
+    # a window's feature is the mean of per-frame features: the window starting at 3 differs from 0's
+    assert np.abs(a[0] - a[1]).max() > 0
+    # a still video: every window equal; the same video with a moving patch: windows differ
+    still = np.repeat(frames[:1], 40, 0)
+    s = rgb_conv_proxy_features(still, starts)
+    np.testing.assert_allclose(s[0], s[2], rtol=1e-5, atol=1e-6)
+    moving = still.copy()
+    for t in range(40):
+        moving[t, 50:60, 10 + t * 2:20 + t * 2] = 255
+    m = rgb_conv_proxy_features(moving, starts)
+    assert np.abs(m[0] - m[2]).max() > 1e-3
+    with pytest.raises(ProxyRGBError):
+        rgb_conv_proxy_features(frames, np.array([35]))
+    assert isinstance(make_rgb_extractor("synthetic-proxy-conv"), ConvProxyRGBExtractor)
+    assert "not I3D" in describe_rgb("synthetic-proxy-conv")
+    with pytest.raises(SyntheticError, match="rgb_proxy"):
+        SyntheticConfig(rgb_proxy="i3d")
