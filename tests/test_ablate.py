@@ -48,7 +48,7 @@ def test_alignment_study_end_to_end_and_cache(tiny):
     assert cfg0["loss"]["beta"] == 0.0 and cfg0["train"]["seed"] == 0
     md = (root / "res" / "alignment.md").read_text()
     assert "python -m seds.experiments.ablate" in md and "--study alignment" in md and "proxy-RGB" in md and "seeds [0, 1]" in md
-    assert md.count("\n| w/") == 2 and "±" in md
+    assert md.count("\n| w/") == 3 and "±" in md       # two table rows + the paired comparison row
     # convergence and the paired comparison with the reference variant are in the table
     assert "epochs to best" in md and "Paired comparison with **w/ L_p-r (β=0.4)**" in md and "paired t" in md
     for v in doc["variants"]:

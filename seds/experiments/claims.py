@@ -94,8 +94,11 @@ def claims_markdown(rows: list[dict], docs: dict[str, dict], command: str) -> li
                   f"{format_interval(r)} | {r['verdict']} |")
     md += ["", "Sources:", ""]
     for name, doc in sorted(docs.items()):
-        md.append(f"- `{name}.md` — seeds {doc.get('seeds')}, {'complete' if doc.get('complete') else 'partial'}; "
-                  f"`{doc.get('command', '')}`")
+        m = doc.get("metrics")
+        ties = (f"{m.get('protocol', '?')} protocol, {m.get('ties', '?')} ties" if m else
+                "**stale: optimistic ties and a pre-convergence recipe (10 epochs); regenerate the study**")
+        md.append(f"- `{name}.md` — seeds {doc.get('seeds')}, {'complete' if doc.get('complete') else 'partial'}, "
+                  f"{ties}; `{doc.get('command', '')}`")
     return md + [""]
 
 
