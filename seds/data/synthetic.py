@@ -30,12 +30,24 @@ the keypoint path is vectorised per sentence (no per-frame or per-keypoint Pytho
 keypoints of a few thousand sentences take seconds.
 
 **RGB features are a proxy.** Running the real I3D over thousands of synthetic videos is too slow on
-a CPU, so :func:`rgb_proxy_features` stands in for it: a fixed, deterministic, *non-learned*
-encoder of 16-frame windows (colour histograms + a random projection of the low-resolution mean
-image + a weakly weighted random projection of the low-resolution temporal-difference image). By
-design it carries signer appearance strongly and motion weakly, mimicking the appearance bias of
-RGB features that motivates SEDS. Numbers obtained with it must be reported as
-"synthetic, proxy-RGB", never compared with the paper's I3D numbers.
+a CPU, so a fixed, deterministic, *non-learned* encoder of 16-frame windows stands in for it
+(:mod:`seds.extract.proxy_rgb`; ``SyntheticConfig.rgb_proxy``):
+
+* ``"histogram"`` (default, :func:`rgb_proxy_features`): colour histograms + a random projection of the
+  low-resolution mean image + a weakly weighted random projection of the low-resolution temporal-difference
+  image. **Can see:** who signs (skin, hair, clothing, background colours; 91 % of the feature variance is
+  between videos), roughly where the arms are, coarse motion energy on a 14×14 grid. **Cannot see:** hand
+  shape (everything is 28×28 or coarser), finger motion, the direction of a movement. Measured RGB-only /
+  pose-only test T2V R@1 ≈ 0.2 before and ≈ 0.35–0.5 after the learning-rate fix (small runs,
+  ``benchmarks/results/ablations/diagnosis_rgb.md``) — the paper's I3D is at ≈ 0.9–1.0 of pose.
+* ``"conv"`` (:func:`rgb_conv_proxy_features`): a frozen random conv stack over 112×112 frames plus a
+  frame-difference channel (colour weighted down), pooled on a 4×4 grid. **Can see:** where the hands are and
+  how they move (37 % of the variance is within a video, 4× the histogram proxy's share), coarse hand shape
+  at 4-pixel patches, and still the signer's appearance. **Cannot see:** anything a trained network would
+  recognise — its filters are random. Its RGB/pose ratio is in the diagnosis file.
+
+Numbers obtained with either proxy must be reported as "synthetic, proxy-RGB", never compared with the paper's
+I3D numbers.
 
 Typical use::
 

@@ -46,6 +46,28 @@ def _proxy_projections() -> tuple[np.ndarray, np.ndarray]:
     return _PROJ_CACHE[0], _PROJ_CACHE[1]
 
 
+def _checked(frames, clip_starts, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(F, H, W, 3)`` uint8 frames and int64 window starts, or a clear :class:`ProxyRGBError`."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ProxyRGBError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    starts = np.asarray(clip_starts, dtype=np.int64)
+    F = len(frames)
+    if starts.ndim != 1 or len(starts) == 0 or starts.min() < 0 or starts.max() + window > F:
+        raise ProxyRGBError(f"clip_starts must be a non-empty 1-D array of window starts within "
+                             f"{F} frames (window {window}), got {starts.tolist()[:8]}")
+    return frames, starts
+
+
+def _window_means(starts: np.ndarray, n_frames: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices of every window ``(T, window)`` and the ``(T, F)`` matrix whose product with per-frame
+    values gives the window means."""
+    idx = starts[:, None] + np.arange(window)[None, :]
+    win = np.zeros((len(starts), n_frames), dtype=np.float32)
+    np.put_along_axis(win, idx, 1.0 / window, axis=1)
+    return idx, win
+
+
 def _resize_stack(frames: np.ndarray, size: int) -> np.ndarray:
     """Area-resize ``(F, H, W, C)`` frames to ``(F, size, size, C)`` in one OpenCV call: the frames
     are stacked vertically, and as every frame maps onto exactly ``size`` output rows, area
@@ -70,14 +92,8 @@ def rgb_proxy_features(frames: np.ndarray, clip_starts: np.ndarray, window: int 
     The projections come from a fixed seed (``PROXY_SEED``), so features are comparable across runs
     and datasets. Window sums use cumulative sums: the cost is linear in frames, not windows × 16.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ProxyRGBError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    starts = np.asarray(clip_starts, dtype=np.int64)
+    frames, starts = _checked(frames, clip_starts, window)
     F = len(frames)
-    if starts.ndim != 1 or len(starts) == 0 or starts.min() < 0 or starts.max() + window > F:
-        raise ProxyRGBError(f"clip_starts must be a non-empty 1-D array of window starts within "
-                             f"{F} frames (window {window}), got {starts.tolist()[:8]}")
     p_app, p_mot = _proxy_projections()
     small = _resize_stack(frames, _LOWRES)                                     # (F, 28, 28, 3) uint8
     q = (small >> 5).astype(np.uint16)                                        # 8 levels per channel
@@ -90,9 +106,7 @@ def rgb_proxy_features(frames: np.ndarray, clip_starts: np.ndarray, window: int 
     grey = _resize_stack(smallf.mean(-1, keepdims=True), _MOT_RES).reshape(F, -1)   # (F, 196)
     diff = np.abs(np.diff(grey, axis=0, prepend=grey[:1]))                    # |g_t - g_(t-1)|
     # window means as one matrix product with a (T, F) window-membership matrix
-    idx = starts[:, None] + np.arange(window)[None, :]
-    win = np.zeros((len(starts), F), dtype=np.float32)
-    np.put_along_axis(win, idx, 1.0 / window, axis=1)
+    idx, win = _window_means(starts, F, window)
     inner = win.copy()                                # motion: differences inside the window only
     np.put_along_axis(inner, idx[:, :1], 0.0, axis=1)
     inner *= window / (window - 1)
@@ -165,14 +179,8 @@ def rgb_conv_proxy_features(frames: np.ndarray, clip_starts: np.ndarray, window:
     passed through :func:`_conv_stack` (64 channels, pooled on a 4×4 spatial grid per frame = 1024 values),
     and averaged over each ``window``-frame window. Deterministic, like :func:`rgb_proxy_features`.
     """
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ProxyRGBError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    starts = np.asarray(clip_starts, dtype=np.int64)
+    frames, starts = _checked(frames, clip_starts, window)
     F = len(frames)
-    if starts.ndim != 1 or len(starts) == 0 or starts.min() < 0 or starts.max() + window > F:
-        raise ProxyRGBError(f"clip_starts must be a non-empty 1-D array of window starts within "
-                             f"{F} frames (window {window}), got {starts.tolist()[:8]}")
     small = _resize_stack(frames, _CONV_RES).astype(np.float32) * (1.0 / 255.0)       # (F, 112, 112, 3)
     grey = small.mean(-1)
     diff = np.diff(grey, axis=0, prepend=grey[:1]) * _CONV_MOTION
@@ -180,9 +188,7 @@ def rgb_conv_proxy_features(frames: np.ndarray, clip_starts: np.ndarray, window:
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))                # (F, 4, H, W)
     with torch.no_grad():
         per_frame = _conv_stack()(x).numpy()                                           # (F, 1024)
-    idx = starts[:, None] + np.arange(window)[None, :]
-    win = np.zeros((len(starts), F), dtype=np.float32)
-    np.put_along_axis(win, idx, 1.0 / window, axis=1)
+    _, win = _window_means(starts, F, window)
     out = (win @ per_frame).astype(np.float32)
     assert out.shape[1] == RGB_DIM
     return out
