@@ -9,7 +9,10 @@ so the contrastive batch is the global batch.
 Outputs in ``train.out``: ``last/`` and ``best/`` checkpoints (safetensors + config.json; ``last/`` also
 has ``train_state.pt`` with optimizer, scheduler and RNG state for ``--resume``), ``log.jsonl``,
 ``metrics.csv``, ``curves.png`` and TensorBoard events when tensorboard is installed. The best model is
-chosen on the **validation** split.
+chosen on the **validation** split. With ``train.patience`` > 0 training stops early once the validation
+R-sum has not improved (by more than ``train.min_delta``) for that many validations; ``train.epochs`` is then a
+cap, and the run reports ``best_epoch`` and ``stopped_early`` (:class:`EarlyStopping`; its counters are part of
+the resume state).
 """
 from __future__ import annotations
 
