@@ -36,6 +36,7 @@ from tqdm import tqdm
 from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
+from seds.cpu_runtime import keep_freed_memory
 from seds.data.synthetic import SyntheticConfig, write_synthetic_store
 from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
 from seds.keypoints import KeypointLayout
@@ -340,6 +341,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     d = init_distributed()
     torch.manual_seed(cfg.train.seed + d.rank)
     device = resolve_device(cfg.train.device, d)
+    if device.type == "cpu":
+        keep_freed_memory()     # reuse freed activations instead of re-faulting them in every step
     out = Path(cfg.train.out)
     if d.main:
         check_output_dir(out)
