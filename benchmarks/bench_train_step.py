@@ -1,11 +1,12 @@
-"""One training step on CPU, A/B in one process: glibc's default large-block handling vs
+"""One training step on CPU, A/B: glibc's default large-block handling vs
 ``seds.cpu_runtime.keep_freed_memory`` (and 1 vs 2 torch threads).
 
     python benchmarks/bench_train_step.py                      # configs/synthetic_cpu.yaml, batch 64
     python benchmarks/bench_train_step.py --config configs/quickstart_cpu.yaml --batch-size 32
 
-The same batch is stepped (forward, backward, Adam) with the variants interleaved ``--repeats`` times;
-the table gives medians of wall, user and system CPU seconds and minor page faults per step, with the
+Each variant runs in a fresh process (allocator settings cannot be undone in-process: a heap grown under
+one setting keeps serving the other), the processes interleaved ``--repeats`` times; each steps the same
+batch (the first ``--batch-size`` training videos) once to warm up and twice timed. The table gives medians of wall, user and system CPU seconds and minor page faults per step, with the
 load average before and after (the machine may be shared: compare variants, not absolute numbers).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,7 +30,7 @@ from seds.cpu_runtime import keep_freed_memory  # noqa: E402
 from seds.data.dataset import collate  # noqa: E402
 from seds.losses import SEDSLoss  # noqa: E402
 from seds.model import SEDS  # noqa: E402
-from seds.train import Dist, epoch_batches, prepare_data  # noqa: E402
+from seds.train import prepare_data  # noqa: E402
 
 VARIANTS = {  # name: (keep freed memory, torch threads)
     "glibc default, 2 threads": (False, 2),
@@ -42,20 +44,14 @@ def usage():
     return time.perf_counter(), r.ru_utime, r.ru_stime, r.ru_minflt
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="configs/synthetic_cpu.yaml")
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default="benchmarks/results/train_step_cpu")
-    ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+def worker(cfg, name: str, batch_size: int) -> dict:
+    keep, threads = VARIANTS[name]
+    keep_freed_memory(keep)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
+    cfg.data.preload = False
     train_ds, _ = prepare_data(cfg)
-    lengths = [int(train_ds[i]["keypoints"].shape[0]) for i in range(len(train_ds))]
-    idx = epoch_batches(len(train_ds), args.batch_size, 0, 0, Dist(), lengths)[0]
-    batch = collate([train_ds[i] for i in idx])
+    batch = collate([train_ds[i] for i in range(batch_size)])
     model, crit = SEDS(cfg.model), SEDSLoss(cfg.loss, tau=cfg.model.tau)
     opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=1e-5)
 
@@ -65,38 +61,58 @@ def main(argv=None):
         terms["loss"].backward()
         opt.step()
 
+    step()                                   # warm-up: first touch of weights and optimizer state
+    a = usage()
+    step()
+    step()
+    b = usage()
+    return {"name": name, "per_step": [(y - x) / 2 for x, y in zip(a, b)],
+            "shape": list(batch["keypoints"].shape), "windows": int(batch["rgb"].shape[1])}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="configs/synthetic_cpu.yaml")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="benchmarks/results/train_step_cpu")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(cfg, args.worker, args.batch_size)), flush=True)
+        return
+    prepare_data(cfg)                        # generate synthetic data once, before the workers
     load0 = os.getloadavg()
-    step()                                   # warm-up (first-touch of weights, optimizer state)
     rows = {name: [] for name in VARIANTS}
+    info = {}
+    base = [sys.executable, str(Path(__file__).resolve()), "--config", args.config, "--batch-size",
+            str(args.batch_size), *args.overrides]
     for r in range(args.repeats):
-        for name, (keep, threads) in VARIANTS.items():
-            keep_freed_memory(keep)
-            torch.set_num_threads(threads)
-            step()                           # settle the allocator in this mode
-            a = usage()
-            step()
-            b = usage()
-            rows[name].append([y - x for x, y in zip(a, b)])
-            print(f"repeat {r} {name}: wall {rows[name][-1][0]:.1f}s user {rows[name][-1][1]:.1f}s "
-                  f"sys {rows[name][-1][2]:.1f}s faults {rows[name][-1][3]:.0f}", flush=True)
+        for name in VARIANTS:
+            out = subprocess.run(base + ["--worker", name], capture_output=True, text=True, check=True).stdout
+            info = json.loads(out.split("RESULT ", 1)[1])
+            rows[name].append(info["per_step"])
+            w, u, sy, f = info["per_step"]
+            print(f"repeat {r} {name}: wall {w:.1f}s user {u:.1f}s sys {sy:.1f}s faults {f:.0f}", flush=True)
     load1 = os.getloadavg()
     med = {n: [statistics.median(v[i] for v in vals) for i in range(4)] for n, vals in rows.items()}
     cmd = "python benchmarks/bench_train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    shape = tuple(batch["keypoints"].shape)
-    lines = [f"# One CPU training step: allocator and threads (synthetic data)", "",
+    lines = ["# One CPU training step: allocator and threads (synthetic data)", "",
              f"Command: `{cmd.strip()}`  ",
-             f"Config `{args.config}` {' '.join(args.overrides)}, batch {args.batch_size} (keypoints {shape}, "
-             f"{batch['rgb'].shape[1]} windows), forward + backward + Adam; medians of {args.repeats} interleaved "
-             f"repeats; {os.cpu_count()} CPUs, load average {load0[0]:.1f} before / {load1[0]:.1f} after "
-             "(a shared machine: compare rows, not absolute seconds).", "",
-             "| variant | wall s | user CPU s | system CPU s | minor page faults |", "|---|---:|---:|---:|---:|"]
-    for n, (w, u, s, f) in med.items():
-        lines.append(f"| {n} | {w:.1f} | {u:.1f} | {s:.1f} | {f / 1e6:.2f} M |")
+             f"Config `{args.config}` {' '.join(args.overrides)}, batch {args.batch_size} (keypoints "
+             f"{tuple(info['shape'])}, {info['windows']} windows), forward + backward + Adam, per step; medians of "
+             f"{args.repeats} interleaved fresh processes per variant; {os.cpu_count()} CPUs, load average "
+             f"{load0[0]:.1f} before / {load1[0]:.1f} after (a shared machine: compare rows, not absolute seconds).",
+             "", "| variant | wall s | user CPU s | system CPU s | minor page faults |", "|---|---:|---:|---:|---:|"]
+    for n, (w, u, sy, f) in med.items():
+        lines.append(f"| {n} | {w:.1f} | {u:.1f} | {sy:.1f} | {f / 1e6:.2f} M |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": cmd, "load": [load0, load1], "batch": shape,
-                                                    "runs": rows, "median": med}, indent=1))
+    out.with_suffix(".json").write_text(json.dumps({"command": cmd, "load": [load0, load1], "runs": rows,
+                                                    "median": med}, indent=1))
     print("\n".join(lines))
 
 

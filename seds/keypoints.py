@@ -16,7 +16,6 @@ The normalized adjacency of Eq. (1), ``Λ^-1/2 (A + I) Λ^-1/2``, is :func:`norm
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,13 +203,11 @@ def normalize_parts(kpts: np.ndarray, layout: KeypointLayout = KeypointLayout(),
 
     def box_norm(sl):
         xy, v = x[:, sl, :2], valid[:, sl]
-        big = np.where(v[..., None], xy, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)   # frames where the part is missing
-            lo = np.nanmin(big, axis=1)
-            hi = np.nanmax(big, axis=1)
-        centre = np.nan_to_num((lo + hi) / 2)
-        side = np.nan_to_num(np.max(hi - lo, axis=-1))
+        seen = v.any(axis=1)[:, None]                          # frames where the part has a point
+        lo = np.where(seen, np.where(v[..., None], xy, np.inf).min(axis=1), 0.0)
+        hi = np.where(seen, np.where(v[..., None], xy, -np.inf).max(axis=1), 0.0)
+        centre = (lo + hi) / 2
+        side = np.max(hi - lo, axis=-1)
         side = np.where(side > 1e-6, side, 1.0)
         return (xy - centre[:, None]) / (side[:, None, None] / 2), v
 

@@ -93,7 +93,8 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _same_pads(shape: Sequence[int], kernel: Sequence[int], stride: Sequence[int]):
-    return [same_padding(s, k, st) for s, k, st in zip(shape, kernel, stride)]
+    # int(): under ONNX export tracing the sizes are constants of the exported (fixed-shape) graph
+    return [same_padding(int(s), k, st) for s, k, st in zip(shape, kernel, stride)]
 
 
 def _flat_pad(pads) -> tuple[int, ...]:
