@@ -168,7 +168,7 @@ class AppBackend(SearchEngine):
                         + (f", {len(self.cache)} cached feature files" if len(self.cache) else "")),
             "device": dev + threads,
             "limits": (("live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing chooses)"
-                        if self.official else f"live queries use ≤ {self.max_clips} windows of {WINDOW} frames")
+                        if self.official else f"live queries use T ≤ {self.max_clips} windows of {WINDOW} frames")
                        + f"; uploads longer than {self.cfg.max_seconds:g} s are trimmed; uploads ≤ "
                        f"{self.cfg.max_upload_mb:g} MB, frames ≤ {self.cfg.max_frame_pixels / 1e6:.1f} megapixels, "
                        f"decoded at ≤ {self.cfg.max_short_side} px (shorter side)"),
