@@ -113,6 +113,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--from-json", default=None, help="only rewrite the .md of an existing results JSON")
+    ap.add_argument("--out", default=None, help="output stem (default benchmarks/results/app_latency_<cpu|gpu>)")
     args = ap.parse_args(argv)
     if args.from_json:
         src = Path(args.from_json)
@@ -152,11 +153,11 @@ def main(argv=None):
             be.close()
     out["machine"]["loadavg_end"] = list(os.getloadavg())
     out["command"] = "python benchmarks/bench_app_latency.py " + " ".join(sys.argv[1:])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "cpu" if dev == "cpu" else "gpu"
-    (RESULTS / f"app_latency_{name}.json").write_text(json.dumps(out, indent=2))
-    (RESULTS / f"app_latency_{name}.md").write_text(markdown(out))
-    print(f"wrote {RESULTS / f'app_latency_{name}.json'}")
+    stem = Path(args.out) if args.out else RESULTS / f"app_latency_{'cpu' if dev == 'cpu' else 'gpu'}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(out, indent=2))
+    stem.with_suffix(".md").write_text(markdown(out))
+    print(f"wrote {stem.with_suffix('.json')}")
 
 
 def markdown(out: dict) -> str:
