@@ -262,7 +262,7 @@ class DataConfig:
     pose_backend: str = "mediapipe"         # what produced the keypoints (mediapipe, rtmpose, mmpose, synthetic)
     missing: str = "error"             # videos absent from the store: "error" or "skip" (with a warning)
     preload: bool = True               # hold features in memory
-    workers: int = 0
+    workers: int = 0                   # train: DataLoader worker processes reading + collating batches (0: in the loop)
     synthetic: dict = field(default_factory=dict)   # SyntheticConfig fields when dataset == "synthetic"
 
     def __post_init__(self):

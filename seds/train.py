@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from seds.atomic import atomic_write_bytes
@@ -404,8 +405,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if progress and d.main:
             bar = tqdm(it, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="step", leave=False)
             it = bar
+        loader = None
+        if cfg.data.workers:    # the same batches, read and collated by worker processes ahead of the step;
+            # a generator of its own, so that the global RNG (dropout) is not drawn from
+            loader = iter(DataLoader(train_ds, batch_sampler=batches[skip_steps:], collate_fn=collate_for(cfg),
+                                     num_workers=cfg.data.workers, generator=torch.Generator()))
         for k in it:
-            batch = collate_for(cfg)([train_ds[i] for i in batches[k]])
+            batch = next(loader) if loader is not None else collate_for(cfg)([train_ds[i] for i in batches[k]])
             if pin:
                 batch = {kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):

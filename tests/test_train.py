@@ -75,6 +75,16 @@ def test_training_reduces_the_loss_and_selects_on_val(store, tmp_path):
 
 
 @pytest.mark.slow
+def test_dataloader_workers_give_the_same_training(store, ref_run, tmp_path):
+    """data.workers=2 reads and collates in worker processes: the same batches, so the same weights."""
+    res = train(load_config(None, tiny_overrides(store, tmp_path / "w", epochs=2) + ["data.workers=2"]),
+                progress=False)
+    assert res["global_step"] > 0
+    a, b = weights(ref_run / "last"), weights(tmp_path / "w" / "last")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
 def test_resume_after_interruption_is_bit_exact(store, ref_run, tmp_path):
     # interrupted in the middle of epoch 2 (3 steps per epoch), then resumed
     cut = load_config(None, tiny_overrides(store, tmp_path / "cut", epochs=2, max_steps=4))
