@@ -345,3 +345,54 @@ def test_killed_parallel_run_leaves_no_worker_and_keeps_its_failures(dataset):
     n_stored = len(FeatureStore(ds["out"]).ids())
     time.sleep(1.0)
     assert len(FeatureStore(ds["out"]).ids()) == n_stored            # nothing writes any more
+
+# --- shards: several machines filling one store ------------------------------------------------------
+
+def test_two_shards_equal_one_run(dataset, tmp_path):
+    ds = dataset
+    one = {**ds, "out": tmp_path / "one"}
+    assert main(argv(one), extractor_factory=FakeFactory(str(ds["calls"]))) == 0
+    n_single = calls(ds["calls"])
+    for i in range(2):
+        assert main(argv(ds, "--shard", f"{i}/2"), extractor_factory=FakeFactory(str(ds["calls"]))) == 0
+    assert calls(ds["calls"]) == 2 * n_single            # every video extracted once across the shards
+    assert sorted(p.name for p in ds["out"].glob("failures_train.shard*of2.csv")) == [
+        "failures_train.shard0of2.csv", "failures_train.shard1of2.csv"]
+    assert main(argv(ds, "--verify")) == 0
+    check_stored(ds, list(ds["train"]))
+    a, b = FeatureStore(one["out"]), FeatureStore(ds["out"])
+    assert a.ids() == b.ids()
+    for vid in a.ids():
+        x, y = a[vid], b[vid]
+        assert np.array_equal(x.keypoints, y.keypoints) and np.array_equal(x.rgb, y.rgb) and x.meta == y.meta
+    assert (one["out"] / "manifest_train.csv").read_text() == (ds["out"] / "manifest_train.csv").read_text()
+    assert failures(ds) == {}
+
+
+def test_verify_reports_failed_and_never_extracted_videos(dataset, capsys):
+    from seds.extract.runner import shard_of
+    ds = dataset
+    (ds["videos"] / "v1.mp4").write_text("CORRUPT")
+    first = shard_of("clip_1", 2)                          # the shard holding the corrupt video runs alone
+    assert main(argv(ds, "--shard", f"{first}/2"), extractor_factory=FakeFactory(str(ds["calls"]))) == 1
+    assert main(argv(ds, "--verify")) == 1
+    assert "never extracted" in capsys.readouterr().out
+    never = {v for v in ds["train"] if shard_of(v, 2) != first}
+    fails = failures(ds)
+    assert set(fails) == never | {"clip_1"} and never
+    assert fails["clip_1"]["error"].startswith("ValueError") and "corrupt" in fails["clip_1"]["error"]
+    assert all(fails[v]["error"].startswith("not extracted") for v in never)
+    assert main(argv(ds, "--shard", f"{1 - first}/2"), extractor_factory=FakeFactory(str(ds["calls"]))) == 0
+    assert main(argv(ds, "--verify")) == 1                 # only the corrupt video is left
+    assert set(failures(ds)) == {"clip_1"}
+
+
+def test_shard_from_arguments_and_environment(dataset, capsys):
+    from seds.extract.runner import resolve_shard
+    assert resolve_shard(None, {}) == (0, 1)
+    assert resolve_shard("1/4", {"RANK": "3", "WORLD_SIZE": "8"}) == (1, 4)      # the flag wins
+    assert resolve_shard(None, {"RANK": "3", "WORLD_SIZE": "8"}) == (3, 8)        # torchrun
+    assert resolve_shard(None, {"SLURM_PROCID": "2", "SLURM_NTASKS": "5"}) == (2, 5)
+    for bad in ("2/2", "a/b", "3", "1/0"):
+        assert main(argv(dataset, "--shard", bad), extractor_factory=FakeFactory(str(dataset["calls"]))) == 2
+        assert "shard" in capsys.readouterr().err

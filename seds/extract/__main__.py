@@ -20,7 +20,8 @@ from seds.data.manifest import adapter_names, get_adapter, load_manifest, write_
 from seds.data.store import FeatureStore
 from seds.extract.factory import ExtractorFactory, i3d_rgb_features
 from seds.extract.official_export import OfficialExporterFactory, export_manifest
-from seds.extract.runner import ExtractorFactoryFn, ExtractorInitError, run_extraction, write_failures
+from seds.extract.runner import (ExtractorFactoryFn, ExtractorInitError, ShardError, resolve_shard, run_extraction,
+                                select_shard, verify_extraction, write_failures)
 
 # --- command line -----------------------------------------------------------------------------------
 
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N videos of the split")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE", help="adapter option")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="extract only shard I of N (0-based; videos hashed by id) into the shared --out store; "
+                        "default: torchrun's RANK/WORLD_SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS when set")
+    p.add_argument("--verify", action="store_true",
+                   help="after all shards: report missing/failed/unreadable videos, write the merged "
+                        "manifest_<split>.csv and failures_<split>.csv (exit 1 if any video is missing)")
     p.add_argument("--format", choices=("store", "official"), default="store", help="official: the SEDS "
                    "authors' keypoint/I3D pickles + annotation pkl (see seds.extract.official_export)")
     return p
@@ -84,17 +91,34 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
         return 1 if s["failures"] else 0
     out = Path(args.out)
     store = FeatureStore(out, create=True)
-    write_manifest(manifest, out / f"manifest_{split}.csv")
-    factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips)
-    failures_path = out / f"failures_{split}.csv"
+    if args.verify:
+        report = verify_extraction(manifest, store, split)
+        print(f"split {split}: {report}; merged lists in {out}/manifest_{split}.csv and failures_{split}.csv")
+        return 0 if not report.missing and not report.unreadable else 1
     try:
-        summary = run_extraction(manifest, store, factory, args.workers, split, progress=not args.no_progress,
-                                 failures_path=failures_path)
+        index, count = resolve_shard(args.shard)
+    except (ShardError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips)
+    if count == 1:
+        write_manifest(manifest, out / f"manifest_{split}.csv")
+        failures_path = out / f"failures_{split}.csv"
+    else:   # shards share the store: each writes only its own videos and failure list
+        manifest = select_shard(manifest, index, count)
+        failures_path = out / f"failures_{split}.shard{index}of{count}.csv"
+    try:
+        summary = run_extraction(manifest, store, factory, args.workers,
+                                 split if count == 1 else f"{split} shard {index}/{count}",
+                                 progress=not args.no_progress, failures_path=failures_path,
+                                 shared_store=count > 1)
     except ExtractorInitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     write_failures(summary.failures, failures_path)
     print(summary)
+    if count > 1:
+        print("when every shard has finished, run the same command with --verify (no --shard) to merge and check")
     if summary.failures:
         print(f"{len(summary.failures)} failure(s) listed in {failures_path}")
         if len(summary.failures) == summary.total and all(f.error.startswith("video not found")

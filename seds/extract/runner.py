@@ -14,6 +14,7 @@ process, however it ends (:mod:`seds.extract.lifetime`). The command line is
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import multiprocessing as mp
 import os
@@ -29,8 +30,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from seds.data.manifest import MANIFEST_COLUMNS, Manifest
-from seds.data.store import FeatureStore, save_features
+from seds.data.manifest import MANIFEST_COLUMNS, Manifest, write_manifest
+from seds.data.store import FeatureStore, FeatureStoreError, read_metadata, save_features
 from seds.extract.lifetime import die_with_parent
 
 log = logging.getLogger("seds.extract")
@@ -167,19 +168,60 @@ def _run_pool(queue: deque, factory: ExtractorFactoryFn, workers: int,
         ex.shutdown(wait=clean_exit, cancel_futures=True)
 
 
+# --- shards (several machines filling one store) ------------------------------------------------------
+
+class ShardError(ValueError):
+    """A bad ``--shard i/N`` or RANK/WORLD_SIZE."""
+
+
+def resolve_shard(spec: str | None = None, env: dict | None = None) -> tuple[int, int]:
+    """``(index, count)`` of this process's shard: ``spec`` (``"i/N"``, 0-based), else torchrun's
+    ``RANK``/``WORLD_SIZE``, else Slurm's ``SLURM_PROCID``/``SLURM_NTASKS``, else ``(0, 1)`` (everything)."""
+    env = os.environ if env is None else env
+    if spec:
+        i, sep, n = spec.partition("/")
+        if not sep or not i.strip().isdigit() or not n.strip().isdigit():
+            raise ShardError(f"--shard expects i/N with 0 ≤ i < N (e.g. 0/4), got {spec!r}")
+        index, count = int(i), int(n)
+    elif "WORLD_SIZE" in env:
+        index, count = int(env.get("RANK", "0")), int(env["WORLD_SIZE"])
+    elif "SLURM_NTASKS" in env and "SLURM_PROCID" in env:
+        index, count = int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"])
+    else:
+        return 0, 1
+    if not 0 <= index < count:
+        raise ShardError(f"shard {index}/{count}: need 0 ≤ index < count")
+    return index, count
+
+
+def shard_of(video_id: str, count: int) -> int:
+    """The shard a video belongs to: a stable hash of its id (independent of manifest order and of
+    which rows another shard's manifest holds)."""
+    return int.from_bytes(hashlib.sha1(video_id.encode("utf-8")).digest()[:8], "big") % count
+
+
+def select_shard(manifest: Manifest, index: int, count: int) -> Manifest:
+    """The rows of ``manifest`` that shard ``index`` of ``count`` extracts."""
+    if count == 1:
+        return manifest
+    return Manifest([r for r in manifest if shard_of(r.id, count) == index], manifest.source)
+
+
 # --- the run --------------------------------------------------------------------------------------------
 
 def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFactoryFn, workers: int = 1,
                    split: str = "all", progress: bool = True,
-                   failures_path: str | os.PathLike | None = None) -> Summary:
+                   failures_path: str | os.PathLike | None = None, shared_store: bool = False) -> Summary:
     """Extract every manifest video not yet in ``store``; returns a :class:`Summary` (failures
     included; ``interrupted`` set after Ctrl-C). ``workers <= 1`` runs in this process; more uses
     that many spawned processes. Raises :class:`ExtractorInitError` if no extractor can be built.
     ``failures_path``: a CSV (``id, video, error``) started afresh and appended to as each failure
-    happens (flushed), so that a run killed midway keeps the failures it saw."""
+    happens (flushed), so that a run killed midway keeps the failures it saw. ``shared_store``: other shards
+    write into ``store`` at the same time, so leftover ``*.tmp`` files (possibly theirs, in flight) are not
+    removed; the CLI's verify step cleans them."""
     t0 = time.perf_counter()
     summary = Summary(split=split, total=len(manifest))
-    removed = store.clean_partial()
+    removed = 0 if shared_store else store.clean_partial()
     if removed:
         log.info("removed %d partial file(s) left by an interrupted run", removed)
     todo: list[Task] = []
@@ -235,7 +277,8 @@ def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFa
         if failure_log is not None:
             failure_log.close()
         # workers terminated mid-write (a sibling crashed and broke the pool, or Ctrl-C) leave tmp files
-        store.clean_partial()
+        if not shared_store:
+            store.clean_partial()
         summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -274,3 +317,41 @@ def write_failures(failures: list[Outcome], path: str | os.PathLike) -> Path:
         w.writerows([o.id, o.video, o.error] for o in failures)
     os.replace(tmp, path)
     return path
+
+
+@dataclass
+class Verification:
+    total: int
+    present: int
+    missing: list[Outcome]          # not in the store, with the error a shard reported (if any)
+    unreadable: list[Outcome]       # in the store but not a readable feature file
+
+    def __str__(self) -> str:
+        failed = sum(1 for o in self.missing if not o.error.startswith("not extracted"))
+        return (f"{self.present} of {self.total} videos in the store; {len(self.missing)} missing "
+                f"({failed} failed during extraction, {len(self.missing) - failed} never extracted), "
+                f"{len(self.unreadable)} unreadable")
+
+
+def verify_extraction(manifest: Manifest, store: FeatureStore, split: str) -> Verification:
+    """After every shard has finished: which manifest videos are in ``store`` (their headers readable), which
+    are missing and why (the shards' ``failures_<split>*.csv``). Removes leftover ``*.tmp`` files and writes the
+    merged ``manifest_<split>.csv`` (all rows) and ``failures_<split>.csv`` (missing + unreadable videos)."""
+    store.clean_partial()
+    reported: dict[str, str] = {}
+    for f in sorted(store.root.glob(f"failures_{split}*.csv")):
+        with open(f, newline="", encoding="utf-8") as fh:
+            reported.update({r["id"]: r["error"] for r in csv.DictReader(fh)})
+    missing, unreadable, present = [], [], 0
+    for r in manifest:
+        if not store.has(r.id):
+            missing.append(Outcome(r.id, r.video, False, reported.get(r.id, "not extracted (no shard reported it)")))
+            continue
+        try:
+            read_metadata(store.path_for(r.id))
+            present += 1
+        except (FeatureStoreError, OSError) as e:
+            unreadable.append(Outcome(r.id, r.video, False, f"unreadable feature file: {e}"))
+    write_manifest(manifest, store.root / f"manifest_{split}.csv")
+    write_failures(missing + unreadable, store.root / f"failures_{split}.csv")
+    return Verification(len(manifest), present, missing, unreadable)
