@@ -3,8 +3,8 @@
 Training a batch allocates and frees many activation tensors of tens to hundreds of MB. glibc's
 ``malloc`` serves blocks above its mmap threshold (at most 32 MB) with a fresh ``mmap`` and returns them
 with ``munmap`` on free, so every step faults every page of every large activation in again: the
-kernel zeroes ~17 GB of pages per step of the ``synthetic_cpu`` preset at batch 64 (4.3 M minor faults,
-a quarter of the step's CPU time spent in the kernel; ``benchmarks/results/train_step_cpu.md``).
+kernel zeroes ~16 GB of pages per step of the ``synthetic_cpu`` preset at batch 32 (4.0 M minor faults, half of
+the step's CPU time in the kernel; the step takes 2.1× longer, ``benchmarks/results/train_step_cpu.md``).
 :func:`keep_freed_memory` tells glibc to serve all blocks from its heap and not to trim it, so freed
 activations are reused by the next step; the resident peak stays the same (the same tensors are live).
 """
