@@ -564,7 +564,7 @@ _PREPARE_CHUNK = 16          # frames converted to float at a time by I3DFeature
 
 def default_dtype(device: torch.device) -> torch.dtype:
     """The extractor's default compute dtype: bf16 autocast on CUDA and on CPUs with native bf16
-    (AVX512-BF16 / AMX: 2.7× less CPU time per window than fp32, window features at cosine ≥ 0.9999
+    (AVX512-BF16 / AMX: 2.6× less CPU time per window than fp32, window features at cosine ≥ 0.9999
     to the fp32 reference — ``benchmarks/results/i3d_variants.md``, tested in ``tests/test_i3d.py``);
     fp32 on other CPUs, where bf16 is emulated and slower."""
     if device.type == "cuda":
