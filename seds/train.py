@@ -38,7 +38,8 @@ from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
 from seds.cpu_runtime import keep_freed_memory
-from seds.data.synthetic import SyntheticConfig, write_synthetic_store
+from seds.data.synthetic import SyntheticConfig
+from seds.data.synthetic_store import write_synthetic_store
 from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
 from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss

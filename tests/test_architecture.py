@@ -226,7 +226,7 @@ def test_function_local_imports_are_heavy_optional_or_explained():
 def test_no_library_file_is_a_grab_bag():
     """~600 lines at most, except files that are one idea (listed with the reason)."""
     one_idea = {
-        "seds/data/synthetic.py": "the synthetic signing generator: one class and its kinematics/render tables",
+        "seds/data/synthetic.py": "the synthetic signing generator: its config, data classes and the one generator class",
         "seds/extract/i3d.py": "InceptionI3d: the network, its weight conversion and windowed extraction",
         "seds/retrieval/index.py": "GalleryIndex: the two-stage index, its storage and search",
     }

@@ -33,7 +33,8 @@ def one_thread():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     from seds.config import from_dict
-    from seds.data.synthetic import SyntheticConfig, write_synthetic_store
+    from seds.data.synthetic import SyntheticConfig
+    from seds.data.synthetic_store import write_synthetic_store
     root = tmp_path_factory.mktemp("synthetic") / "store"
     write_synthetic_store(root, from_dict(SyntheticConfig, TINY_DATA), workers=1)
     return root

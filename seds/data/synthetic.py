@@ -59,33 +59,35 @@ Typical use::
     kp = data.keypoints(spec)          # (F, 87, 3) pixel x, y + confidence in STORE_LAYOUT
     frames = data.render(spec)         # (F, H, W, 3) uint8 RGB
     feats = data.make_features(spec)   # VideoFeatures with proxy RGB
+
+    from seds.data.synthetic_store import write_synthetic_store
     write_synthetic_store("stores/synthetic", cfg)   # one safetensors per video + manifests
+
+The hand model, sign locations and constant tables live in :mod:`seds.data.synthetic_body`; the
+feature-store writer in :mod:`seds.data.synthetic_store`.
 """
 from __future__ import annotations
 
-import csv
-import json
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from seds.clips import pad_frames, select_clip_starts
 from seds.data.features import STORE_LAYOUT, VideoFeatures
-from seds.data.store import FeatureStore
+from seds.data.synthetic_body import (
+    ANC, ARM_CH, BASE_SHAPES, CANON_NECK, CHAINS, CLASS_FRAC, CODAS, FACE_SL, FACE_T, HAIR, HANDS,
+    HANDSHAPES, HP, LOC, LOCATIONS, LOC_NAMES, MOUTH_OPEN, MOUTH_SL, MOUTH_X, MOUTH_Y0, MOVEMENTS, N_KP,
+    OFF, ONSETS, ORI, PALM, RELAXED, REST, REST_DIR, RST, S, SHAPE_NAMES, SHAPE_TABLE, SKIN, VOWELS,
+    catmull_rom, hand_local_points, hsv_to_rgb, missing_runs, rotate, smoothstep, two_bone_ik)
 from seds.extract.proxy_rgb import rgb_conv_proxy_features, rgb_proxy_features
-from seds.keypoints import FACE68_SUBSET, N_FACE, N_HAND, N_MOUTH, N_SEDS
+from seds.keypoints import N_HAND, N_MOUTH, N_SEDS
 
 __all__ = [
     "SyntheticConfig", "SyntheticSignData", "SentenceSpec", "Signer", "Word", "SyntheticError",
-    "rgb_proxy_features", "write_synthetic_store", "hand_local_points", "SPLITS", "WORD_CLASSES",
-    "HANDSHAPES",
-    "LOCATIONS", "PROXY_RGB_NOTE",
+    "rgb_proxy_features", "hand_local_points", "SPLITS", "WORD_CLASSES", "HANDSHAPES", "LOCATIONS",
+    "PROXY_RGB_NOTE",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -237,194 +239,6 @@ class SentenceSpec:
 
 
 # ------------------------------------------------------------------------------------------------
-# hand model: 18 finger configurations → 21 points by forward kinematics
-# ------------------------------------------------------------------------------------------------
-# Hand parameters (17): thumb abduction, thumb flexion ×3, finger spread, then index, middle, ring,
-# little flexion ×3 (MCP, PIP, DIP), radians. Hand-local frame (right hand): origin at the wrist,
-# unit = hand length, -y towards the fingers, +x towards the thumb, +z out of the palm.
-
-_EXT = (0.0, 0.0, 0.0)
-_CURL = (1.5, 1.6, 1.1)
-_HALF = (0.55, 0.7, 0.4)
-_BENT = (1.45, 0.1, 0.05)
-_HOOK = (0.1, 1.5, 1.2)
-_CLAW = (0.3, 1.2, 0.9)
-_PINCH = (0.9, 0.95, 0.5)
-_T_OUT = (1.0, 0.0, 0.0, 0.0)        # thumb: abduction, flexion ×3
-_T_ACROSS = (0.25, 0.5, 0.6, 0.3)
-_T_SIDE = (0.4, 0.1, 0.2, 0.1)
-_T_OVER = (0.3, 0.8, 0.6, 0.4)
-_T_OPP = (0.65, 0.45, 0.35, 0.25)
-_T_PINCH = (0.55, 0.6, 0.5, 0.35)
-
-
-def _shape(thumb, fingers, spread=0.0):
-    return np.array(list(thumb) + [spread] + [a for f in fingers for a in f], dtype=np.float64)
-
-
-HANDSHAPES: dict[str, np.ndarray] = {
-    "B": _shape(_T_ACROSS, [_EXT] * 4),
-    "5": _shape(_T_OUT, [_EXT] * 4, 1.0),
-    "A": _shape(_T_SIDE, [_CURL] * 4),
-    "S": _shape(_T_OVER, [_CURL] * 4),
-    "1": _shape(_T_OVER, [_EXT, _CURL, _CURL, _CURL]),
-    "V": _shape(_T_OVER, [_EXT, _EXT, _CURL, _CURL], 1.0),
-    "W": _shape(_T_OVER, [_EXT, _EXT, _EXT, _CURL], 1.0),
-    "Y": _shape(_T_OUT, [_CURL, _CURL, _CURL, _EXT], 1.0),
-    "L": _shape(_T_OUT, [_EXT, _CURL, _CURL, _CURL]),
-    "C": _shape(_T_OPP, [_HALF] * 4),
-    "O": _shape(_T_PINCH, [_PINCH] * 4),
-    "claw": _shape(_T_OUT, [_CLAW] * 4, 1.0),
-    "bentB": _shape(_T_ACROSS, [_BENT] * 4),
-    "I": _shape(_T_OVER, [_CURL, _CURL, _CURL, _EXT]),
-    "horns": _shape(_T_OVER, [_EXT, _CURL, _CURL, _EXT], 0.6),
-    "3": _shape(_T_OUT, [_EXT, _EXT, _CURL, _CURL], 1.0),
-    "X": _shape(_T_OVER, [_HOOK, _CURL, _CURL, _CURL]),
-    "F": _shape(_T_PINCH, [_PINCH, _EXT, _EXT, _EXT], 1.0),
-}
-_SHAPE_NAMES = tuple(HANDSHAPES)
-_SHAPE_TABLE = np.stack([HANDSHAPES[k] for k in _SHAPE_NAMES])
-_RELAXED = _shape((0.45, 0.2, 0.2, 0.1), [(0.3, 0.35, 0.2)] * 4, 0.2)
-_BASE_SHAPES = ("B", "5", "S", "1", "C")      # non-dominant base hands
-
-_FINGER_BASE = np.array([[0.10, -0.10, 0.0],    # thumb CMC
-                         [0.13, -0.43, 0.0],    # index MCP
-                         [0.03, -0.45, 0.0],    # middle MCP
-                         [-0.06, -0.42, 0.0],   # ring MCP
-                         [-0.14, -0.37, 0.0]])  # little MCP
-_FINGER_LEN = np.array([[0.20, 0.15, 0.12], [0.22, 0.13, 0.10], [0.24, 0.15, 0.10],
-                        [0.22, 0.14, 0.10], [0.17, 0.11, 0.09]])
-_FINGER_ANGLE0 = np.array([0.0, 0.10, 0.0, -0.08, -0.18])   # in-plane angle from -y towards +x
-_SPREAD_GAIN = np.array([0.0, 0.14, 0.0, -0.12, -0.24])
-
-
-def hand_local_points(params: np.ndarray) -> np.ndarray:
-    """Forward kinematics: ``(..., 17)`` hand parameters → ``(..., 21, 3)`` right-hand points.
-
-    Each finger is a chain of three segments from its base (thumb CMC / finger MCP); joint ``k``
-    bends the chain by the cumulative flexion ``θ_k`` out of the palm plane (towards +z, the palm
-    side), so a segment is ``L_k (cos θ_k u + sin θ_k n)`` with ``u`` the finger's in-plane
-    direction and ``n`` its flexion normal (the thumb flexes across the palm).
-    """
-    p = np.asarray(params, dtype=np.float64)
-    lead = p.shape[:-1]
-    flex = np.stack([p[..., 1:4], p[..., 5:8], p[..., 8:11], p[..., 11:14], p[..., 14:17]], axis=-2)
-    angle = _FINGER_ANGLE0 + _SPREAD_GAIN * p[..., 4:5]                       # (..., 5)
-    angle = np.concatenate([p[..., 0:1], angle[..., 1:]], axis=-1)
-    s, c = np.sin(angle), np.cos(angle)
-    zero = np.zeros_like(s)
-    u = np.stack([s, -c, zero], axis=-1)                                       # (..., 5, 3)
-    # flexion normals: +z for fingers; the thumb curls across the palm (towards -x, in plane ⊥ u)
-    n = np.broadcast_to(np.array([0.0, 0.0, 1.0]), u.shape).copy()
-    n[..., 0, :] = np.stack([-0.6 * c[..., 0], -0.6 * s[..., 0], 0.8 * np.ones_like(s[..., 0])], -1)
-    theta = np.cumsum(flex, axis=-1)                                           # (..., 5, 3)
-    seg = _FINGER_LEN[..., None] * (np.cos(theta)[..., None] * u[..., None, :]
-                                    + np.sin(theta)[..., None] * n[..., None, :])   # (..., 5, 3, 3)
-    chain = _FINGER_BASE[:, None, :] + np.cumsum(seg, axis=-2)
-    fingers = np.concatenate([np.broadcast_to(_FINGER_BASE[:, None, :], chain.shape[:-2] + (1, 3)),
-                              chain], axis=-2)                                 # (..., 5, 4, 3)
-    out = np.zeros(lead + (N_HAND, 3))
-    out[..., 1:, :] = fingers.reshape(lead + (20, 3))
-    return out
-
-
-# ------------------------------------------------------------------------------------------------
-# sign locations (wrist targets of the dominant = right arm, in shoulder widths; origin at the
-# shoulder midpoint, x to the image right, y down, z towards the camera)
-# ------------------------------------------------------------------------------------------------
-
-LOCATIONS: dict[str, tuple[tuple[float, float, float], bool]] = {   # (wrist target, head-anchored)
-    "forehead": ((-0.10, -0.24, 0.35), True),     # wrist below the contact point: the fingers
-    "temple": ((-0.30, -0.26, 0.25), True),       # reach up along the forearm
-    "nose": ((-0.05, -0.12, 0.40), True),
-    "chin": ((-0.05, 0.02, 0.40), True),
-    "cheek": ((-0.25, -0.06, 0.30), True),
-    "neck": ((-0.05, 0.15, 0.35), False),
-    "chest": ((-0.05, 0.45, 0.35), False),
-    "chest_side": ((-0.35, 0.45, 0.30), False),
-    "shoulder": ((0.30, 0.25, 0.35), False),
-    "stomach": ((-0.05, 0.85, 0.35), False),
-    "front": ((-0.25, 0.55, 0.70), False),
-    "high": ((-0.20, 0.05, 0.75), False),
-    "side": ((-0.65, 0.60, 0.45), False),
-    "low": ((-0.15, 0.90, 0.60), False),
-}
-_LOC_NAMES = tuple(LOCATIONS)
-_REST = np.array([-0.45, 1.25, 0.20])        # canonical rest target; per signer: a near-straight arm
-_REST_DIR = np.array([0.10, 0.85, 0.50]) / np.linalg.norm([0.10, 0.85, 0.50])
-_CANON_NECK = 0.5
-_MOVEMENTS = ("hold", "line", "arc", "circle", "repeat", "wiggle")
-_HANDS = ("one", "sym", "alt", "base")
-
-# per-arm state channels of the canonical sign table
-# location, offset curve, hand parameters, orientation (roll, yaw, pitch), head anchor, rest weight
-_LOC, _OFF, _HP, _ORI, _ANC, _RST = slice(0, 3), slice(3, 6), slice(6, 23), slice(23, 26), 26, 27
-_ARM_CH = 28
-_S = 32                      # canonical samples per sign
-
-# face templates in face-radius units relative to the nose tip (iBUG-68 subset of seds.keypoints)
-_FACE68_XY = {0: (-0.92, -0.30), 4: (-0.78, 0.35), 8: (0.0, 0.82), 12: (0.78, 0.35), 16: (0.92, -0.30),
-              17: (-0.70, -0.62), 19: (-0.42, -0.72), 21: (-0.14, -0.62), 22: (0.14, -0.62),
-              24: (0.42, -0.72), 26: (0.70, -0.62), 27: (0.0, -0.45), 30: (0.0, 0.0), 33: (0.0, 0.12),
-              36: (-0.55, -0.40), 39: (-0.20, -0.40), 42: (0.20, -0.40), 45: (0.55, -0.40)}
-_FACE_T = np.array([_FACE68_XY[i] for i in FACE68_SUBSET])
-_MOUTH_Y, _MOUTH_W, _MOUTH_H, _MOUTH_IW = 0.42, 0.33, 0.10, 0.22
-_th_up = np.linspace(0, np.pi, 7)                   # 48..54: left corner, upper lip, right corner
-_th_lo = np.linspace(np.pi, 0, 7)[1:-1]             # 55..59: lower lip right → left
-_ti_up = np.linspace(0, np.pi, 5)                   # 60..64
-_ti_lo = np.linspace(np.pi, 0, 5)[1:-1]             # 65..67
-_MOUTH_X = np.concatenate([-_MOUTH_W * np.cos(_th_up), -_MOUTH_W * np.cos(_th_lo),
-                           -_MOUTH_IW * np.cos(_ti_up), -_MOUTH_IW * np.cos(_ti_lo)])
-_MOUTH_Y0 = np.concatenate([-_MOUTH_H * np.sin(_th_up), _MOUTH_H * np.sin(_th_lo),
-                            np.zeros(5), np.zeros(3)]) + _MOUTH_Y
-_MOUTH_OPEN = np.concatenate([np.zeros(7), 0.7 * np.sin(_th_lo),          # lower lip drops
-                              -0.2 * np.sin(_ti_up), 0.8 * np.sin(_ti_lo)]) * 0.25
-_N_KP = STORE_LAYOUT.num_points      # 87
-_PALM = np.array([0, 1, 5, 9, 13, 17])
-_CHAINS = np.array([[0, 1, 2, 3, 4], [0, 5, 6, 7, 8], [0, 9, 10, 11, 12], [0, 13, 14, 15, 16],
-                    [0, 17, 18, 19, 20]])
-_FACE_SL = slice(N_SEDS, N_SEDS + N_FACE)
-_MOUTH_SL = slice(N_SEDS + N_FACE, N_SEDS + N_FACE + N_MOUTH)
-
-# pseudo-English word parts
-_ONSETS = ("b", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
-           "br", "dr", "fl", "gr", "kl", "pl", "pr", "sk", "sl", "sn", "st", "tr", "ch", "sh", "th")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "oo", "ou", "ie")
-_CODAS = ("", "", "", "n", "m", "l", "r", "s", "t", "k", "nd", "st", "rk", "ng")
-_CLASS_FRAC = (0.40, 0.25, 0.15, 0.10, 0.10)
-_SKIN = ((255, 224, 196), (234, 192, 134), (224, 172, 105), (198, 134, 66), (141, 85, 36),
-         (255, 205, 148))
-_HAIR = ((20, 20, 20), (70, 45, 25), (120, 80, 40), (200, 170, 110), (150, 150, 150))
-
-
-def _smoothstep(x):
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def _catmull_rom(points: np.ndarray, n: int) -> np.ndarray:
-    """``n`` samples of the uniform Catmull-Rom spline through ``points`` (K, 3), eased in and out."""
-    k = len(points)
-    if k == 1:
-        return np.repeat(points, n, axis=0)
-    p = np.concatenate([points[:1], points, points[-1:]])
-    u = _smoothstep(np.linspace(0, 1, n)) * (k - 1)
-    i = np.minimum(u.astype(int), k - 2)
-    t = (u - i)[:, None]
-    p0, p1, p2, p3 = p[i], p[i + 1], p[i + 2], p[i + 3]
-    return 0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t ** 2
-                  + (3 * p1 - p0 - 3 * p2 + p3) * t ** 3)
-
-
-def _hsv_to_rgb(h, s, v) -> tuple[int, int, int]:
-    i = int(h * 6) % 6
-    f = h * 6 - int(h * 6)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    r, g, b = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
-    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
-
-
-# ------------------------------------------------------------------------------------------------
 # the generator
 # ------------------------------------------------------------------------------------------------
 
@@ -455,13 +269,13 @@ class SyntheticSignData:
             n_syl = rng.choice(3, p=(0.3, 0.5, 0.2)) + 1
             parts = []
             for j in range(n_syl):
-                coda = _CODAS[rng.integers(len(_CODAS))] if (j == n_syl - 1 or rng.random() < 0.3) else ""
-                parts.append(_ONSETS[rng.integers(len(_ONSETS))] + _VOWELS[rng.integers(len(_VOWELS))] + coda)
+                coda = CODAS[rng.integers(len(CODAS))] if (j == n_syl - 1 or rng.random() < 0.3) else ""
+                parts.append(ONSETS[rng.integers(len(ONSETS))] + VOWELS[rng.integers(len(VOWELS))] + coda)
             w = "".join(parts)
             if 3 <= len(w) <= 10 and w not in seen:
                 seen.add(w)
                 words.append(w)
-        counts = np.floor(np.array(_CLASS_FRAC) * n).astype(int)
+        counts = np.floor(np.array(CLASS_FRAC) * n).astype(int)
         counts[0] += n - counts.sum()
         classes = np.repeat(np.arange(len(WORD_CLASSES)), counts)
         rng.shuffle(classes)
@@ -472,22 +286,22 @@ class SyntheticSignData:
     # --- signs: the canonical table (V + 1 rest entry, S samples, 2 arms, channels) -------------
     def _make_signs(self, rng: np.random.Generator) -> None:
         V = self.cfg.vocab_size
-        arm = np.zeros((V + 1, _S, 2, _ARM_CH))
-        mouth = np.zeros((V + 1, _S))
-        u = np.linspace(0.0, 1.0, _S)
-        shape_w = _smoothstep((u - 0.3) / 0.4)[:, None]
-        ori_w = _smoothstep(u)[:, None]
+        arm = np.zeros((V + 1, S, 2, ARM_CH))
+        mouth = np.zeros((V + 1, S))
+        u = np.linspace(0.0, 1.0, S)
+        shape_w = smoothstep((u - 0.3) / 0.4)[:, None]
+        ori_w = smoothstep(u)[:, None]
         self._sign_info: list[tuple] = []
         base_len = np.zeros(V + 1, dtype=np.float64)
         for w in range(V):
-            loc_name = _LOC_NAMES[rng.integers(len(_LOC_NAMES))]
+            loc_name = LOC_NAMES[rng.integers(len(LOC_NAMES))]
             loc0, head = LOCATIONS[loc_name]
             loc = np.array(loc0) + rng.uniform(-0.06, 0.06, 3)
-            move = _MOVEMENTS[rng.choice(len(_MOVEMENTS), p=(0.12, 0.22, 0.2, 0.14, 0.17, 0.15))]
+            move = MOVEMENTS[rng.choice(len(MOVEMENTS), p=(0.12, 0.22, 0.2, 0.14, 0.17, 0.15))]
             if head:
                 hands = "sym" if rng.random() < 0.15 else "one"
             else:
-                hands = _HANDS[rng.choice(4, p=(0.5, 0.2, 0.12, 0.18))]
+                hands = HANDS[rng.choice(4, p=(0.5, 0.2, 0.12, 0.18))]
             if hands in ("sym", "alt"):
                 loc[0] = min(loc[0], -0.18)            # keep two symmetric hands apart
             amp = rng.uniform(0.12, 0.35)
@@ -508,45 +322,45 @@ class SyntheticSignData:
                 ctrl = np.array([-d, d, -d, d]) * 0.35 * amp
             else:
                 ctrl = rng.normal(size=(4, 3)) * 0.5 * amp
-            off = _catmull_rom(ctrl, _S)
+            off = catmull_rom(ctrl, S)
             off -= off.mean(0)
-            s0 = rng.integers(len(_SHAPE_NAMES))
-            s1 = s0 if rng.random() < 0.7 else rng.integers(len(_SHAPE_NAMES))
-            hp = (1 - shape_w) * _SHAPE_TABLE[s0] + shape_w * _SHAPE_TABLE[s1]
+            s0 = rng.integers(len(SHAPE_NAMES))
+            s1 = s0 if rng.random() < 0.7 else rng.integers(len(SHAPE_NAMES))
+            hp = (1 - shape_w) * SHAPE_TABLE[s0] + shape_w * SHAPE_TABLE[s1]
             yaw0 = rng.choice([0.0, 0.0, 1.2, -1.2, np.pi - 0.3])
             o0 = np.array([rng.uniform(-0.5, 0.5), yaw0, rng.uniform(-0.4, 0.4)])
             o1 = o0 + (rng.uniform(-0.6, 0.6, 3) if rng.random() < 0.4 else 0.0)
             ori = (1 - ori_w) * o0 + ori_w * o1
             dom = arm[w, :, 0]
-            dom[:, _LOC], dom[:, _OFF], dom[:, _HP], dom[:, _ORI], dom[:, _ANC] = loc, off, hp, ori, head
+            dom[:, LOC], dom[:, OFF], dom[:, HP], dom[:, ORI], dom[:, ANC] = loc, off, hp, ori, head
             nd = arm[w, :, 1]
             if hands == "one":
-                nd[:, _LOC], nd[:, _HP], nd[:, _RST] = _REST, _RELAXED, 1.0
-                nd[:, _ORI] = (0.0, 1.2, 0.0)
+                nd[:, LOC], nd[:, HP], nd[:, RST] = REST, RELAXED, 1.0
+                nd[:, ORI] = (0.0, 1.2, 0.0)
             elif hands in ("sym", "alt"):
                 nd[:] = dom
                 if hands == "alt":
-                    nd[:, _OFF] = off[::-1]
+                    nd[:, OFF] = off[::-1]
             else:   # base: the non-dominant hand holds a base shape palm-up near the midline
-                nd[:, _LOC] = (-0.12, 0.62, 0.5) + rng.uniform(-0.05, 0.05, 3)
-                nd[:, _OFF] = 0.15 * off
-                nd[:, _HP] = HANDSHAPES[_BASE_SHAPES[rng.integers(len(_BASE_SHAPES))]]
-                nd[:, _ORI] = (rng.uniform(-0.3, 0.3), 0.0, -1.2)
-                dom[:, _LOC] = (0.05, 0.45, 0.55) + rng.uniform(-0.05, 0.05, 3)
-                dom[:, _ANC] = 0.0
+                nd[:, LOC] = (-0.12, 0.62, 0.5) + rng.uniform(-0.05, 0.05, 3)
+                nd[:, OFF] = 0.15 * off
+                nd[:, HP] = HANDSHAPES[BASE_SHAPES[rng.integers(len(BASE_SHAPES))]]
+                nd[:, ORI] = (rng.uniform(-0.3, 0.3), 0.0, -1.2)
+                dom[:, LOC] = (0.05, 0.45, 0.55) + rng.uniform(-0.05, 0.05, 3)
+                dom[:, ANC] = 0.0
             k = rng.integers(1, 4)
             mouth[w] = rng.uniform(0.0, 1.0) * np.abs(np.sin(np.pi * k * u))
             base_len[w] = rng.uniform(8, 16) + (3 if move in ("circle", "repeat") else 0)
-            self._sign_info.append((_SHAPE_NAMES[s0], _SHAPE_NAMES[s1], loc_name, move, hands))
+            self._sign_info.append((SHAPE_NAMES[s0], SHAPE_NAMES[s1], loc_name, move, hands))
         rest = arm[V]
-        rest[:, :, _LOC] = _REST
-        rest[:, :, _HP] = _RELAXED
-        rest[:, :, _ORI] = (0.0, 1.2, 0.0)
-        rest[:, :, _RST] = 1.0
+        rest[:, :, LOC] = REST
+        rest[:, :, HP] = RELAXED
+        rest[:, :, ORI] = (0.0, 1.2, 0.0)
+        rest[:, :, RST] = 1.0
         self._arm_table = arm
         self._mouth_table = mouth
         self._base_len = base_len
-        pos = arm[:, :, :, _LOC] + arm[:, :, :, _OFF]            # (V+1, S, 2, 3), size 1
+        pos = arm[:, :, :, LOC] + arm[:, :, :, OFF]            # (V+1, S, 2, 3), size 1
         self._start_pos, self._end_pos = pos[:, 0], pos[:, -1]
 
     # --- signers ----------------------------------------------------------------------------------
@@ -568,14 +382,14 @@ class SyntheticSignData:
                 head=float(rng.uniform(0.19, 0.24)),
                 p_left=0.85 if rng.random() < cfg.p_left_handed else 0.05,
                 speed=float(rng.uniform(0.8, 1.15)), size=float(rng.uniform(0.85, 1.15)),
-                skin=_SKIN[rng.integers(len(_SKIN))], hair=_HAIR[rng.integers(len(_HAIR))],
-                clothing=_hsv_to_rgb(hues[i], rng.uniform(0.35, 0.85), rng.uniform(0.3, 0.85)),
-                background=_hsv_to_rgb(bg_h, rng.uniform(0.1, 0.5), rng.uniform(0.45, 0.95)),
+                skin=SKIN[rng.integers(len(SKIN))], hair=HAIR[rng.integers(len(HAIR))],
+                clothing=hsv_to_rgb(hues[i], rng.uniform(0.35, 0.85), rng.uniform(0.3, 0.85)),
+                background=hsv_to_rgb(bg_h, rng.uniform(0.1, 0.5), rng.uniform(0.45, 0.95)),
             ))
         self.signers: list[Signer] = out
 
     def split_signers(self, split: str) -> list[Signer]:
-        self._check_split(split)
+        self.check_split(split)
         return [s for s in self.signers if s.split == split]
 
     # --- held-out (subject, verb) combinations ------------------------------------------------------
@@ -708,7 +522,7 @@ class SyntheticSignData:
 
     def sentences(self, split: str) -> list[SentenceSpec]:
         """The split's sentence specs (cached; deterministic from the seed)."""
-        self._check_split(split)
+        self.check_split(split)
         if split not in self._sentences:
             self._sentences[split] = self._make_split(split)
         return self._sentences[split]
@@ -737,7 +551,7 @@ class SyntheticSignData:
         return out
 
     @staticmethod
-    def _check_split(split: str) -> None:
+    def check_split(split: str) -> None:
         if split not in SPLITS:
             raise SyntheticError(f"split must be one of {SPLITS}, got {split!r}")
 
@@ -768,10 +582,10 @@ class SyntheticSignData:
         for (s, e), w in segs:          # ≤ 17 segments: a loop over words, not frames
             n = s - prev_end
             a[prev_end:s], b[prev_end:s] = prev_w, w
-            pa[prev_end:s] = _S - 1
-            alpha[prev_end:s] = _smoothstep(np.arange(1, n + 1) / (n + 1))
+            pa[prev_end:s] = S - 1
+            alpha[prev_end:s] = smoothstep(np.arange(1, n + 1) / (n + 1))
             a[s:e] = b[s:e] = w
-            pa[s:e] = pb[s:e] = np.linspace(0, _S - 1, e - s)
+            pa[s:e] = pb[s:e] = np.linspace(0, S - 1, e - s)
             prev_end, prev_w = e, w
         return a, pa, b, pb, alpha
 
@@ -780,7 +594,7 @@ class SyntheticSignData:
 
         def sample(ids, pos):
             p0 = np.floor(pos).astype(int)
-            p1 = np.minimum(p0 + 1, _S - 1)
+            p1 = np.minimum(p0 + 1, S - 1)
             f = (pos - p0)
             arm = self._arm_table[ids, p0] * (1 - f)[:, None, None] + self._arm_table[ids, p1] * f[:, None, None]
             mouth = self._mouth_table[ids, p0] * (1 - f) + self._mouth_table[ids, p1] * f
@@ -812,15 +626,15 @@ class SyntheticSignData:
         shoulder = np.zeros((F, 2, 3))
         shoulder[..., 0] = -0.5 + m * sway[:, None, 0]
         shoulder[..., 1] = sway[:, None, 1]
-        wrist = arm[..., _LOC] + spec.size * arm[..., _OFF]
-        wrist[..., 1] -= arm[..., _ANC] * (sg.neck - _CANON_NECK)
-        rest = np.array([-0.5, 0.0, 0.0]) + 0.96 * (sg.upper_arm + sg.forearm) * _REST_DIR
-        wrist += arm[..., _RST, None] * (rest - _REST)
-        elbow, wrist = _two_bone_ik(shoulder, wrist, sg.upper_arm, sg.forearm)
+        wrist = arm[..., LOC] + spec.size * arm[..., OFF]
+        wrist[..., 1] -= arm[..., ANC] * (sg.neck - CANON_NECK)
+        rest = np.array([-0.5, 0.0, 0.0]) + 0.96 * (sg.upper_arm + sg.forearm) * REST_DIR
+        wrist += arm[..., RST, None] * (rest - REST)
+        elbow, wrist = two_bone_ik(shoulder, wrist, sg.upper_arm, sg.forearm)
         fa = wrist - elbow
-        roll = np.arctan2(fa[..., 0], -fa[..., 1]) + arm[..., _ORI][..., 0]
-        local = hand_local_points(arm[..., _HP])                         # (F, 2, 21, 3)
-        local = _rotate(local, roll, arm[..., _ORI][..., 1], arm[..., _ORI][..., 2])
+        roll = np.arctan2(fa[..., 0], -fa[..., 1]) + arm[..., ORI][..., 0]
+        local = hand_local_points(arm[..., HP])                         # (F, 2, 21, 3)
+        local = rotate(local, roll, arm[..., ORI][..., 1], arm[..., ORI][..., 2])
         hand = wrist[..., None, :] + sg.hand * local
         hand[..., 0, :] = wrist
         # mirror back to the body frame
@@ -833,16 +647,16 @@ class SyntheticSignData:
         left, right = (1, 0) if spec.dominant == "right" else (0, 1)
 
         nose = np.stack([head[:, 0], -sg.neck + head[:, 1] + sway[:, 1]], -1)   # (F, 2)
-        pts = np.empty((F, _N_KP, 2))
+        pts = np.empty((F, N_KP, 2))
         pts[:, 0] = nose
         pts[:, 1], pts[:, 2], pts[:, 3] = shoulder[:, left, :2], elbow[:, left, :2], wrist[:, left, :2]
         pts[:, 4], pts[:, 5], pts[:, 6] = shoulder[:, right, :2], elbow[:, right, :2], wrist[:, right, :2]
         pts[:, 7:7 + N_HAND] = hand[:, left, :, :2]
         pts[:, 7 + N_HAND:N_SEDS] = hand[:, right, :, :2]
-        pts[:, _FACE_SL] = nose[:, None] + sg.head * _FACE_T
-        mouth_xy = np.stack([np.broadcast_to(_MOUTH_X, (F, N_MOUTH)),
-                             _MOUTH_Y0 + mouth[:, None] * _MOUTH_OPEN], -1)
-        pts[:, _MOUTH_SL] = nose[:, None] + sg.head * mouth_xy
+        pts[:, FACE_SL] = nose[:, None] + sg.head * FACE_T
+        mouth_xy = np.stack([np.broadcast_to(MOUTH_X, (F, N_MOUTH)),
+                             MOUTH_Y0 + mouth[:, None] * MOUTH_OPEN], -1)
+        pts[:, MOUTH_SL] = nose[:, None] + sg.head * mouth_xy
         return pts * sg.shoulder_px + np.array(sg.origin)
 
     # --- public outputs ----------------------------------------------------------------------------
@@ -861,7 +675,7 @@ class SyntheticSignData:
         F = spec.num_frames
         rng = np.random.default_rng([spec.seed, 2])
         xy += rng.standard_normal(xy.shape, dtype=np.float32) * (cfg.noise * sg.shoulder_px)
-        conf = rng.random((F, _N_KP))
+        conf = rng.random((F, N_KP))
         conf[:, :7] = 0.85 + 0.15 * conf[:, :7]
         hand_c = 0.5 + 0.45 * rng.random((F, 2, 1)) + 0.16 * (conf[:, 7:N_SEDS].reshape(F, 2, N_HAND) - 0.5)
         conf[:, 7:N_SEDS] = np.clip(hand_c, 0.4, 1.0).reshape(F, 2 * N_HAND)
@@ -870,7 +684,7 @@ class SyntheticSignData:
         outside = ((xy < 0) | (xy > (cfg.width - 1, cfg.height - 1))).any(-1)   # not detectable
         out[outside] = 0.0
         if cfg.p_missing_hand > 0:
-            miss = _missing_runs(rng, F, 2, cfg.p_missing_hand, cfg.missing_run)   # (F, 2)
+            miss = missing_runs(rng, F, 2, cfg.p_missing_hand, cfg.missing_run)   # (F, 2)
             for h, sl in enumerate((slice(7, 7 + N_HAND), slice(7 + N_HAND, N_SEDS))):
                 out[miss[:, h], sl] = 0.0
         return out
@@ -918,10 +732,10 @@ class SyntheticSignData:
         c_face = (nose - np.array([0, int(0.2 * r * one)], np.int32)).tolist()
         ax_face = (int(0.95 * r * one), int(1.08 * r * one))
         ax_hair = (int(1.02 * r * one), int(0.9 * r * one))
-        mouth = np.ascontiguousarray(P[:, _MOUTH_SL][:, :12])
+        mouth = np.ascontiguousarray(P[:, MOUTH_SL][:, :12])
         hands = P[:, 7:N_SEDS].reshape(F, 2, N_HAND, 2)                  # left, right
-        palms = np.ascontiguousarray(hands[:, :, _PALM])                 # (F, 2, 6, 2)
-        fingers = np.ascontiguousarray(hands[:, :, _CHAINS])             # (F, 2, 5, 5, 2)
+        palms = np.ascontiguousarray(hands[:, :, PALM])                 # (F, 2, 6, 2)
+        fingers = np.ascontiguousarray(hands[:, :, CHAINS])             # (F, 2, 5, 5, 2)
         upper = np.ascontiguousarray(P[:, [[1, 2], [4, 5]]])             # (F, 2, 2, 2) left, right
         fore = np.ascontiguousarray(P[:, [[2, 3], [5, 6]]])
         order = (1, 0) if spec.dominant == "right" else (0, 1)           # non-dominant arm behind
@@ -961,143 +775,3 @@ class SyntheticSignData:
                 "dominant": spec.dominant, "source": "synthetic",
                 "rgb": "proxy" if self.cfg.rgb_proxy == "histogram" else f"proxy-{self.cfg.rgb_proxy}"}
         return VideoFeatures(keypoints=kp, rgb=rgb, clip_starts=starts, fps=self.cfg.fps, meta=meta)
-
-
-# ------------------------------------------------------------------------------------------------
-# numeric helpers
-# ------------------------------------------------------------------------------------------------
-
-_POLE = np.array([-0.3, 1.0, 0.3]) / np.linalg.norm([-0.3, 1.0, 0.3])   # right elbow: down, a bit out and forward
-
-
-def _two_bone_ik(shoulder: np.ndarray, target: np.ndarray, l1: float, l2: float):
-    """Elbow and (reachable) wrist of a right arm ``shoulder → target`` with bone lengths l1, l2.
-
-    The elbow lies on the circle of solutions on the side of the pole vector (down, slightly out and
-    forward; never near-parallel to a reachable arm direction, so the choice is stable).
-    Unreachable targets are pulled towards the shoulder onto the reachable shell.
-    """
-    v = target - shoulder
-    d = np.linalg.norm(v, axis=-1, keepdims=True)
-    u = v / np.maximum(d, 1e-9)
-    dc = np.clip(d, abs(l1 - l2) + 1e-3, l1 + l2 - 1e-3)
-    cos_a = np.clip((l1 * l1 + dc * dc - l2 * l2) / (2 * l1 * dc), -1.0, 1.0)
-    pv = _POLE - (u @ _POLE)[..., None] * u
-    pn = np.linalg.norm(pv, axis=-1, keepdims=True)
-    pv = np.where(pn > 1e-6, pv / np.maximum(pn, 1e-9), np.array([-1.0, 0.0, 0.0]))
-    elbow = shoulder + l1 * (cos_a * u + np.sqrt(1 - cos_a * cos_a) * pv)
-    return elbow, shoulder + u * dc
-
-
-def _rotate(p: np.ndarray, roll, yaw, pitch) -> np.ndarray:
-    """Apply ``Rz(roll) Ry(yaw) Rx(pitch)`` to points ``(..., N, 3)`` with angles ``(...)``."""
-    x, y, z = p[..., 0], p[..., 1], p[..., 2]
-    c, s = np.cos(pitch)[..., None], np.sin(pitch)[..., None]
-    y, z = c * y - s * z, s * y + c * z
-    c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
-    x, z = c * x + s * z, -s * x + c * z
-    c, s = np.cos(roll)[..., None], np.sin(roll)[..., None]
-    x, y = c * x - s * y, s * x + c * y
-    return np.stack([x, y, z], -1)
-
-
-def _missing_runs(rng: np.random.Generator, n_frames: int, n_tracks: int, p: float,
-                  mean_run: float) -> np.ndarray:
-    """``(n_frames, n_tracks)`` bool: a stationary two-state Markov chain per track, missing with
-    probability ``p`` and mean missing-run length ``mean_run`` (alternating geometric run lengths)."""
-    b = 1.0 / mean_run                       # leave-missing rate
-    a = min(1.0, p * b / (1.0 - p))          # enter-missing rate
-    n_runs = n_frames + 1                    # enough alternating runs to cover every frame
-    present = rng.geometric(a, (n_tracks, n_runs))
-    missing = rng.geometric(b, (n_tracks, n_runs))
-    start_missing = rng.random(n_tracks) < p
-    out = np.zeros((n_tracks, n_frames), dtype=bool)
-    for k in range(n_tracks):      # tracks = the two hands
-        first, second = (missing[k], present[k]) if start_missing[k] else (present[k], missing[k])
-        lens = np.stack([first, second], 1).ravel()
-        state = np.tile([start_missing[k], not start_missing[k]], n_runs)
-        out[k] = np.repeat(state, lens)[:n_frames]
-    return out.T
-
-
-# ------------------------------------------------------------------------------------------------
-# the feature store writer
-# ------------------------------------------------------------------------------------------------
-
-_WORKER_DATA: dict = {}
-
-
-def _worker_init() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)        # one process per core: no nested thread pools
-
-
-def _worker_data(cfg: SyntheticConfig) -> SyntheticSignData:
-    key = repr(cfg)
-    if key not in _WORKER_DATA:
-        _WORKER_DATA.clear()
-        _WORKER_DATA[key] = SyntheticSignData(cfg)
-    return _WORKER_DATA[key]
-
-
-def _store_chunk(cfg: SyntheticConfig, split: str, lo: int, hi: int, root: str) -> list[dict]:
-    data = _worker_data(cfg)
-    store = FeatureStore(root, create=True)
-    rows = []
-    for spec in data.sentences(split)[lo:hi]:
-        store.save(spec.id, data.make_features(spec))
-        rows.append({"id": spec.id, "video": "", "text": spec.text, "split": split,
-                     "signer": data.signers[spec.signer].id})
-    return rows
-
-
-def write_chunk_manifests(out: Path, splits, jobs: list, results: list) -> dict[str, Path]:
-    """``manifest_<split>.csv`` (id, video, text, split, signer) of each split from the rows the store
-    chunks returned; ``jobs[i] = (split, lo, hi)`` produced ``results[i]``. Returns split → path."""
-    manifests = {}
-    for s in splits:
-        path = Path(out) / f"manifest_{s}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=["id", "video", "text", "split", "signer"])
-            w.writeheader()
-            for (js, _, _), rows in zip(jobs, results):
-                if js == s:
-                    w.writerows(rows)
-        manifests[s] = path
-    return manifests
-
-
-def write_synthetic_store(out_dir: str | os.PathLike, cfg: SyntheticConfig = SyntheticConfig(),
-                          splits: Sequence[str] = SPLITS, workers: int | None = None,
-                          chunk: int = 64) -> dict[str, Path]:
-    """Write the benchmark as a feature store: one safetensors per video (``seds.data.store``) plus
-    ``manifest_<split>.csv`` (``id, video, text, split, signer``; ``video`` is empty) and
-    ``synthetic_info.json`` (config, vocabulary, signers, the proxy-RGB note).
-
-    Returns ``{split: manifest path}``. ``workers`` processes (default: up to 2) share the work in
-    chunks of ``chunk`` videos; output is identical for any worker count.
-    """
-    for s in splits:
-        SyntheticSignData._check_split(s)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data = _worker_data(cfg)
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if workers < 1:
-        raise SyntheticError(f"workers must be ≥ 1, got {workers}")
-    jobs = [(s, lo, min(lo + chunk, len(data.sentences(s))))
-            for s in splits for lo in range(0, len(data.sentences(s)), chunk)]
-    if workers == 1:
-        results = [_store_chunk(cfg, s, lo, hi, str(out)) for s, lo, hi in jobs]
-    else:
-        # spawn, not fork: the caller may hold torch/OpenCV thread pools that do not survive a fork
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init) as ex:
-            futs = [ex.submit(_store_chunk, cfg, s, lo, hi, str(out)) for s, lo, hi in jobs]
-            results = [f.result() for f in futs]
-    manifests = write_chunk_manifests(out, splits, jobs, results)
-    info = {"note": PROXY_RGB_NOTE, "config": asdict(cfg),
-            "vocab": [asdict(v) for v in data.vocab], "signers": [asdict(sg) for sg in data.signers]}
-    (out / "synthetic_info.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-    return manifests

@@ -39,7 +39,8 @@ from seds.config import ConfigError, from_dict, load_config, read_yaml_mapping
 from seds.data.features import VideoFeatures
 from seds.data.manifest import ManifestRow
 from seds.data.store import FeatureStore
-from seds.data.synthetic import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticSignData, write_chunk_manifests
+from seds.data.synthetic import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticSignData
+from seds.data.synthetic_store import write_chunk_manifests
 from seds.evaluate import build_dataset, evaluate_model
 from seds.extract.proxy_rgb import rgb_proxy_features
 from seds.extract.video import probe
