@@ -34,7 +34,8 @@ def small() -> SyntheticSignData:
 
 @pytest.mark.parametrize("field,value", [("vocab_size", 5), ("min_words", 1), ("max_words", 40),
                                          ("p_missing_hand", 1.5), ("n_signers", (0, 1, 1)),
-                                         ("n_sentences", (10, -1, 2)), ("height", 8), ("noise", -1.0)])
+                                         ("n_sentences", (10, -1, 2)), ("height", 8), ("noise", -1.0),
+                                         ("max_clips", 0)])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(SyntheticError, match=field):
         SyntheticConfig(**{field: value})
@@ -330,6 +331,24 @@ def test_make_features(small):
     assert [int(i) for i in m["word_ids"].split(",")] == list(sp.word_ids)
     assert [tuple(int(x) for x in p.split(":")) for p in m["word_spans"].split()] == list(sp.spans)
     assert m["rgb"] == "proxy"
+
+
+def test_max_clips_samples_windows_at_equal_intervals(small):
+    """``max_clips`` = T: a long video keeps T windows (first and last included), the same windows
+    ``select_clip_starts`` picks for a model with ``max_clips`` = T, and their proxy features are
+    exactly the ones computed when every window is kept."""
+    t = SyntheticSignData(SyntheticConfig(**{**SMALL.__dict__, "max_clips": 6}))
+    every = SyntheticSignData(SyntheticConfig(**{**SMALL.__dict__, "max_clips": 4096}))   # every window
+    sp = max(small.sentences("test"), key=lambda s: s.num_frames)
+    full, cut = every.make_features(sp), t.make_features(sp)
+    assert full.num_clips == sp.num_frames - 15
+    assert full.num_clips > 6 and cut.num_clips == 6
+    np.testing.assert_array_equal(cut.clip_starts, select_clip_starts(sp.num_frames, 6))
+    assert cut.clip_starts[0] == 0 and cut.clip_starts[-1] == full.clip_starts[-1]
+    rows = np.searchsorted(full.clip_starts, cut.clip_starts)
+    np.testing.assert_array_equal(full.clip_starts[rows], cut.clip_starts)
+    np.testing.assert_allclose(cut.rgb, full.rgb[rows], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(cut.keypoints, full.keypoints)
 
 
 def test_short_video_is_padded(small):

@@ -74,7 +74,7 @@ from typing import Sequence
 
 import numpy as np
 
-from seds.clips import pad_frames, select_clip_starts
+from seds.clips import MAX_CLIPS, pad_frames, select_clip_starts
 from seds.data.features import STORE_LAYOUT, VideoFeatures
 from seds.data.synthetic_body import (
     ANC, ARM_CH, BASE_SHAPES, CANON_NECK, CHAINS, CLASS_FRAC, CODAS, FACE_SL, FACE_T, HAIR, HANDS,
@@ -132,6 +132,7 @@ class SyntheticConfig:
     p_holdout: float = 0.08
     p_left_handed: float = 0.25
     rgb_proxy: str = "histogram"     # "histogram" (rgb_proxy_features) or "conv" (rgb_conv_proxy_features)
+    max_clips: int = MAX_CLIPS       # T: windows stored per video, at equal intervals (= the model's max_clips)
     seed: int = 0
 
     def __post_init__(self):
@@ -165,6 +166,8 @@ class SyntheticConfig:
             bad("p_holdout", "must be in (0, 0.3]")
         if not 0 <= self.p_left_handed <= 1:
             bad("p_left_handed", "must be in [0, 1]")
+        if not 1 <= self.max_clips <= 4096:
+            bad("max_clips", "must be in [1, 4096]")
         if self.rgb_proxy not in RGB_PROXIES:
             bad("rgb_proxy", f"must be one of {sorted(RGB_PROXIES)}")
 
@@ -766,7 +769,7 @@ class SyntheticSignData:
         if pad:
             kp = np.concatenate([kp, np.repeat(kp[-1:], pad, 0)])
             frames = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
-        starts = select_clip_starts(len(kp))
+        starts = select_clip_starts(len(kp), self.cfg.max_clips)
         rgb = RGB_PROXIES[self.cfg.rgb_proxy](frames, starts)
         meta = {"id": spec.id, "text": spec.text, "split": spec.split,
                 "signer": self.signers[spec.signer].id, "words": " ".join(spec.words),
