@@ -43,6 +43,7 @@ from seds.data.official_batch import OfficialPreprocess, as_seds49, clip_starts,
 from seds.data.official_format import (ANNOTATION_SUBDIR, N_WHOLEBODY, OfficialFormatError, OfficialPaths,
                                        OfficialVideo, img_list_for, write_annotations, write_pose, write_rgb)
 from seds.data.store import escape_id
+from seds.extract.factory import i3d_rgb_features, make_rgb_extractor
 from seds.extract.pipeline import Decoded, ExtractionResult, ProgressFn
 from seds.extract.pose import COCO_WHOLEBODY, NoSignerError, PoseResult, make_pose_estimator
 from seds.extract.video import Budget, read_video
@@ -103,8 +104,7 @@ class OfficialExporter:
     @property
     def rgb(self):
         if self._rgb is None:
-            from seds.extract.i3d import I3DFeatureExtractor   # torch: only when RGB is extracted
-            self._rgb = I3DFeatureExtractor(weights=self.i3d_weights, device=self.device)
+            self._rgb = make_rgb_extractor(i3d_rgb_features(self.i3d_weights), self.device)
         return self._rgb
 
     def extract_frames(self, frames: np.ndarray, progress: ProgressFn | None = None) -> dict:
