@@ -171,13 +171,19 @@ def run(clips: list[Path], seconds: float, strides: list[int]) -> dict:
 
 
 def decide(res: dict, strides: list[int]) -> dict:
-    """Stride 2 in the app only if each hand's mean stride-2 error ≤ its mean midpoint-residual jitter."""
+    """Stride 2 in the app only if each hand's mean stride-2 error (all frames) ≤ its mean midpoint-residual
+    jitter; the interpolated frames alone and the hand-detection loss are reported beside it."""
     if 2 not in strides:
-        return {"app_stride": 1, "why": "stride 2 not measured"}
-    rows = {h: (res["error_px"]["2"][h]["all"]["mean"], res["jitter_px"][h]["midpoint"]["mean"]) for h in HANDS}
-    ok = all(e is not None and j is not None and e <= j for e, j in rows.values())
-    why = "; ".join(f"{h.replace('_', ' ')}: stride-2 error {e} px {'≤' if e is not None and j is not None and e <= j else '>'}"
-                    f" jitter {j} px" for h, (e, j) in rows.items())
+        return {"app_stride": 1, "adopted": False, "why": "stride 2 not measured"}
+    err, jit, det = res["error_px"]["2"], res["jitter_px"], res["hand_detection"]["2"]
+    rows = {h: (err[h]["all"]["mean"], err[h]["interpolated"]["mean"], jit[h]["midpoint"]["mean"]) for h in HANDS}
+    ok = all(None not in (e, j) and e <= j for e, _, j in rows.values())
+
+    def cmp(a, b):
+        return "≤" if a <= b else ">"
+    why = "; ".join(f"{h.replace('_', ' ')}: stride-2 error {e:.2f} px {cmp(e, j)} jitter {j:.2f} px (interpolated "
+                    f"frames alone {i:.2f} px {cmp(i, j)} jitter; hand lost on {100 * det[h]['ref_only']:.1f} % of "
+                    "the frames that have it every frame)" for h, (e, i, j) in rows.items() if None not in (e, i, j))
     return {"app_stride": 2 if ok else 1, "adopted": ok, "why": why}
 
 
