@@ -6,7 +6,9 @@ backends such as MediaPipe in video mode track across the subsampled sequence it
 in between by linear interpolation of x, y and confidence between the two processed neighbours
 (:func:`interpolate_keypoints`). A point missing (confidence 0, the convention of
 :func:`~seds.extract.pose.sanitize_keypoints`) at either neighbour stays missing in between: a hand that
-MediaPipe lost on one side is never invented. Processed frames keep the backend's output unchanged.
+MediaPipe lost on one side is never invented. Processed frames keep the backend's output unchanged. (MediaPipe's
+legacy solutions stamp frames 1/30 s apart whatever the real rate, so its landmark smoothing sees a strided
+sequence as faster motion: part of what the benchmark measures.)
 
 The error this costs against running on every frame, next to MediaPipe's own frame-to-frame jitter, is
 measured by ``benchmarks/bench_pose_stride.py`` (``benchmarks/results/pose_stride.md``).
