@@ -341,6 +341,9 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--gallery", help="gallery folder from `python -m seds.index build` (env SEDS_GALLERY)")
     ap.add_argument("--pose-backend", dest="pose_backend", help="auto | mediapipe | rtmpose | mmpose (env SEDS_POSE_BACKEND;"
                     " auto: the checkpoint's training backend when it runs here, else mediapipe)")
+    ap.add_argument("--pose-stride", dest="pose_stride", type=int,
+                    help="run pose on every N-th frame of a live query, interpolate the rest (env SEDS_POSE_STRIDE; "
+                         "default 1: every frame; benchmarks/results/pose_stride.md)")
     ap.add_argument("--i3d-weights", dest="i3d_weights", help="I3D checkpoint for models trained on BSL-1K features, "
                     "e.g. the authors' (env SEDS_I3D_WEIGHTS; without it the Kinetics-400 I3D substitutes)")
     ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (env SEDS_DEVICE)")
@@ -354,7 +357,8 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--media-root", dest="media_root",
                     help="the folder gallery videos are served from (env SEDS_MEDIA_ROOT; default: the gallery's parent)")
     args = ap.parse_args(argv)
-    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "i3d_weights", "device", "host", "port",
+    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "pose_stride", "i3d_weights", "device",
+                                          "host", "port",
                                           "share", "top_k", "max_clips", "max_seconds", "preview", "media_root")}
     return load_app_config(args.config, over), args
 

@@ -63,7 +63,8 @@ class AppConfig(EngineConfig):
 
 ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_CHECKPOINT": "checkpoint", "SEDS_GALLERY": "gallery", "SEDS_POSE_BACKEND": "pose_backend",
-    "SEDS_DEVICE": "device", "SEDS_HOST": "host", "SEDS_PORT": "port", "SEDS_SHARE": "share",
+    "SEDS_POSE_STRIDE": "pose_stride", "SEDS_DEVICE": "device", "SEDS_HOST": "host", "SEDS_PORT": "port",
+    "SEDS_SHARE": "share",
     "SEDS_TOP_K": "top_k", "SEDS_RERANK": "rerank", "SEDS_MAX_CLIPS": "max_clips",
     "SEDS_MAX_SECONDS": "max_seconds", "SEDS_PREVIEW": "preview", "SEDS_MAX_UPLOAD_MB": "max_upload_mb",
     "SEDS_MAX_SHORT_SIDE": "max_short_side", "SEDS_MAX_FRAME_PIXELS": "max_frame_pixels",
@@ -162,6 +163,8 @@ class AppBackend(SearchEngine):
             "model": f"streams {'+'.join(m.streams)}, D={m.dim}, max {m.max_clips} clips; text encoder: {text}",
             "rgb": describe_rgb(self.rgb_features) if self.is_synthetic else parts["rgb"],
             "pose": (describe_pose(self.plan.pose_backend) if self.is_synthetic else parts["pose"])
+                    + (f"; live queries: pose on 1 frame in {self.cfg.pose_stride}, the frames "
+                       "between interpolated" if self.cfg.pose_stride > 1 else "")
                     + (f"; gallery videos use cached keypoints ({self.plan.trained_pose})" if len(self.cache) else ""),
             "gallery": (f"{g.root}: {len(g.videos) if g.videos else 0} videos, "
                         f"{len(g.sentences) if g.sentences else 0} sentences"

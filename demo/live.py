@@ -221,7 +221,8 @@ class LiveQueries:
     def key(self, sha: str) -> tuple:
         """The cache key: the file's bytes and every setting that changes its features or results."""
         be = self.be
-        return (sha, self._model_id, be.cfg.pose_backend, be.rgb_features, be.max_clips, be.cfg.max_seconds,
+        return (sha, self._model_id, be.cfg.pose_backend, be.cfg.pose_stride, be.rgb_features, be.max_clips,
+                be.cfg.max_seconds,
                 be.cfg.preview, FPS)
 
     def windows_for(self, frames: int) -> int:

@@ -157,6 +157,23 @@ def test_extraction_path_notes_and_trimming(backend, assets, tmp_path):
         be.close()
 
 
+def test_pose_stride_reaches_the_live_extractor_and_the_header(backend):
+    """SEDS_POSE_STRIDE / --pose-stride: live queries run the pose backend at that stride (the official path too,
+    through the same estimator) and the header's pose line says so; stride 1 leaves the estimator as given."""
+    from seds.extract.pose_stride import StridedPoseEstimator
+    from tests.test_pose_stride import CountingPose
+
+    assert "frame in" not in backend.describe()["pose"]
+    pose = CountingPose()
+    be = AppBackend(dataclasses.replace(backend.cfg, pose_stride=2), pose_estimator=pose)
+    try:
+        est = be.extractor().pose
+        assert isinstance(est, StridedPoseEstimator) and est.stride == 2 and est.inner is pose
+        assert "live queries: pose on 1 frame in 2" in be.describe()["pose"]
+    finally:
+        be.close()
+
+
 @pytest.mark.parametrize("kind", ["none", "missing", "empty", "text", "corrupt", "nosigner", "emptytext",
                                   "bigframes", "toomanypixels"])
 def test_bad_input_gives_a_clear_message_and_the_backend_keeps_working(backend, assets, tmp_path, kind):

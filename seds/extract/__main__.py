@@ -2,7 +2,7 @@
 
     python -m seds.extract --dataset how2sign_mini --annotations ../shared/data/how2sign-mini/manifest.csv \\
         --split val --out features/h2s-mini [--workers 2] [--pose mediapipe] [--i3d kinetics400] \\
-        [--device cpu] [--limit N] [--opt key=value ...]
+        [--device cpu] [--pose-stride 1] [--limit N] [--opt key=value ...]
 
 Writes ``<out>/manifest_<split>.csv`` and one ``<id>.safetensors`` per video (:mod:`seds.data.store`).
 The run is resumable and parallel (:func:`seds.extract.runner.run_extraction`); a video that fails is
@@ -20,6 +20,8 @@ from seds.data.manifest import adapter_names, get_adapter, load_manifest, write_
 from seds.data.store import FeatureStore
 from seds.extract.factory import ExtractorFactory, i3d_rgb_features
 from seds.extract.official_export import OfficialExporterFactory, export_manifest
+from seds.extract.pose import PoseError
+from seds.extract.pose_stride import check_stride
 from seds.extract.runner import (ExtractorFactoryFn, ExtractorInitError, ShardError, resolve_shard, run_extraction,
                                 select_shard, verify_extraction, write_failures)
 
@@ -35,6 +37,13 @@ def _parse_opts(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _stride(text: str) -> int:
+    try:
+        return check_stride(int(text))
+    except (ValueError, PoseError) as e:   # PoseError is a ValueError; int() raises one too
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}") from e
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m seds.extract", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -47,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="feature store directory")
     p.add_argument("--workers", type=int, default=1, help="parallel extraction processes")
     p.add_argument("--pose", default="mediapipe", help="pose backend")
+    p.add_argument("--pose-stride", type=_stride, default=1, metavar="S",
+                   help="run the pose backend on every S-th frame (and the last) and interpolate the others "
+                        "(default 1: every frame; benchmarks/results/pose_stride.md measures the error)")
     p.add_argument("--i3d", default="kinetics400", help="I3D weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-clips", type=int, default=64, help="at most this many 16-frame windows")
@@ -85,7 +97,7 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
         manifest = manifest.head(args.limit)
     if args.format == "official":
         s = export_manifest(manifest, args.out, split, extractor_factory or OfficialExporterFactory(
-            args.pose, args.i3d, args.device), progress=not args.no_progress)
+            args.pose, args.i3d, args.device, pose_stride=args.pose_stride), progress=not args.no_progress)
         print(f"split {split}: {s['exported']} of {len(manifest)} videos written in the authors' layout to "
               f"{args.out}; {len(s['failures'])} failed (failures_{split}.csv)")
         return 1 if s["failures"] else 0
@@ -100,7 +112,8 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
     except (ShardError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips)
+    factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips,
+                                                        pose_stride=args.pose_stride)
     if count == 1:
         write_manifest(manifest, out / f"manifest_{split}.csv")
         failures_path = out / f"failures_{split}.csv"

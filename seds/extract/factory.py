@@ -97,10 +97,11 @@ class ExtractorFactory:
     max_clips: int = 64
     max_seconds: float | None = None
     trim_long: bool = False
+    pose_stride: int = 1
 
     def __call__(self):
         cfg = ExtractConfig(pose_backend=self.pose_backend, device=self.device, max_clips=self.max_clips,
-                            max_seconds=self.max_seconds, trim_long=self.trim_long)
+                            max_seconds=self.max_seconds, trim_long=self.trim_long, pose_stride=self.pose_stride)
         return Extractor(cfg, rgb_extractor=make_rgb_extractor(self.rgb_features, self.device))
 
 

@@ -46,6 +46,7 @@ from seds.data.store import escape_id
 from seds.extract.factory import i3d_rgb_features, make_rgb_extractor
 from seds.extract.pipeline import Decoded, ExtractionResult, ProgressFn
 from seds.extract.pose import COCO_WHOLEBODY, NoSignerError, PoseResult, make_pose_estimator
+from seds.extract.pose_stride import check_stride, with_stride
 from seds.extract.video import Budget, read_video
 from seds.keypoints import COCO_WB_BODY, COCO_WB_LEFT_HAND, COCO_WB_RIGHT_HAND, MEDIAPIPE_TO_SEDS
 
@@ -78,19 +79,23 @@ class OfficialExporterFactory:
     i3d_weights: str = "kinetics400"
     device: str = "cpu"
     max_seconds: float | None = None
+    pose_stride: int = 1
 
     def __call__(self) -> OfficialExporter:
-        return OfficialExporter(self.pose_backend, self.i3d_weights, self.device, max_seconds=self.max_seconds)
+        return OfficialExporter(self.pose_backend, self.i3d_weights, self.device, max_seconds=self.max_seconds,
+                                pose_stride=self.pose_stride)
 
 
 class OfficialExporter:
     """Video → the authors' keypoint array + I3D features (``pose_estimator`` / ``rgb_extractor``
-    replace the backends, e.g. in tests; the RGB one needs ``.features(frames, starts, window)``)."""
+    replace the backends, e.g. in tests; the RGB one needs ``.features(frames, starts, window)``).
+    ``pose_stride``: pose on every s-th frame, the rest interpolated (:mod:`seds.extract.pose_stride`)."""
 
     def __init__(self, pose_backend: str = "mediapipe", i3d_weights: str = "kinetics400", device: str = "cpu",
                  pose_estimator=None, rgb_extractor=None, cfg: OfficialPreprocess = OfficialPreprocess(),
-                 max_seconds: float | None = None):
+                 max_seconds: float | None = None, pose_stride: int = 1):
         self.pose_backend, self.i3d_weights, self.device = pose_backend, i3d_weights, device
+        self.pose_stride = check_stride(pose_stride)
         self._pose, self._rgb = pose_estimator, rgb_extractor
         self.cfg = cfg
         self.max_seconds = max_seconds
@@ -99,6 +104,7 @@ class OfficialExporter:
     def pose(self):
         if self._pose is None:
             self._pose = make_pose_estimator(self.pose_backend)
+        self._pose = with_stride(self._pose, self.pose_stride)
         return self._pose
 
     @property

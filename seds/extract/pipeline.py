@@ -3,7 +3,9 @@
 Stages, in order:
 
 1. **decode** the video to RGB frames at ``fps`` (24 by default; :func:`seds.extract.video.read_video`);
-2. **pose**: 2-D whole-body keypoints of every frame in the store layout (49 SEDS + face + mouth);
+2. **pose**: 2-D whole-body keypoints of every frame in the store layout (49 SEDS + face + mouth); with
+   ``pose_stride`` s > 1 the backend runs on every s-th frame and the others are interpolated
+   (:mod:`seds.extract.pose_stride`);
 3. **filter**: drop frames without a signer or without a visible hand (:class:`FrameFilter`);
 4. **pad** videos shorter than one window by repeating their last frame (``seds.clips.pad_frames``)
    and **choose windows**: 16-frame windows, stride 1, at most ``max_clips`` at equal intervals
@@ -24,7 +26,8 @@ import numpy as np
 
 from seds.clips import MAX_CLIPS, WINDOW, pad_frames, select_clip_starts
 from seds.data.features import RGB_DIM, VideoFeatures
-from seds.extract.pose import FrameFilter, PoseEstimator, make_pose_estimator
+from seds.extract.pose import FrameFilter, PoseEstimator, PoseError, make_pose_estimator
+from seds.extract.pose_stride import check_stride, pose_stride_of, with_stride
 from seds.extract.video import Budget, read_video
 
 # progress(stage, fraction): fraction of the whole extraction done, in [0, 1]; stages in order
@@ -44,6 +47,7 @@ class ExtractConfig:
     fps: float = 24.0
     pose_backend: str = "mediapipe"
     pose_options: dict = field(default_factory=dict)
+    pose_stride: int = 1              # run the pose backend on every pose_stride-th frame, interpolate the rest
     i3d_weights: str = "kinetics400"
     device: str = "cpu"
     i3d_batch_size: int | None = None
@@ -70,6 +74,10 @@ class ExtractConfig:
             raise ValueError(f"ExtractConfig.max_clips must be ≥ 1, got {self.max_clips}")
         if self.window < 1:
             raise ValueError(f"ExtractConfig.window must be ≥ 1, got {self.window}")
+        try:
+            self.pose_stride = check_stride(self.pose_stride)
+        except PoseError as e:
+            raise ValueError(f"ExtractConfig.pose_stride: {e}") from None
 
 
 @dataclass
@@ -115,7 +123,8 @@ class Extractor:
     """Video path → :class:`VideoFeatures` (see the module docstring for the stages).
 
     ``pose_estimator`` / ``rgb_extractor`` replace the backends built from ``cfg`` (tests, sharing
-    models); the RGB extractor needs ``.features(frames, clip_starts, window) -> (T, 1024)``.
+    models); the RGB extractor needs ``.features(frames, clip_starts, window) -> (T, 1024)``. Either pose
+    estimator runs at ``cfg.pose_stride``.
     Backends are built lazily on first use and kept for the next videos.
     """
 
@@ -130,6 +139,7 @@ class Extractor:
     def pose(self) -> PoseEstimator:
         if self._pose is None:
             self._pose = make_pose_estimator(self.cfg.pose_backend, **self.cfg.pose_options)
+        self._pose = with_stride(self._pose, self.cfg.pose_stride)
         return self._pose
 
     @property
@@ -217,6 +227,7 @@ class Extractor:
                 "dropped_frames": int(n_frames - len(kept)), "padded_frames": int(n_pad),
                 "frame_width": int(used.shape[2]), "frame_height": int(used.shape[1]),
                 "pose_backend": getattr(self.pose, "name", type(self.pose).__name__),
+                "pose_stride": pose_stride_of(self.pose),
                 "rgb_backend": getattr(self.rgb, "name", "i3d"), "i3d_weights": str(self.cfg.i3d_weights),
                 "window": int(cfg.window), "max_clips": int(cfg.max_clips),
                 "filter": asdict(cfg.filter), "timings_s": {k: round(v, 4) for k, v in timings.items()}}

@@ -42,6 +42,7 @@ from seds.extract.factory import (RGBFeaturesError, describe_rgb, make_rgb_extra
 from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
+from seds.extract.pose_stride import with_stride
 from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
@@ -72,6 +73,7 @@ class EngineConfig:
     checkpoint: str = "checkpoints/demo"
     gallery: str = "examples/gallery"
     pose_backend: str = "auto"          # auto: the checkpoint's training backend when it runs here, else MediaPipe
+    pose_stride: int = 1                # pose on every s-th frame, the rest interpolated (results/pose_stride.md)
     i3d_weights: str = ""               # I3D checkpoint for models trained on BSL-1K features (else Kinetics-400)
     device: str = "auto"
     top_k: int = 5
@@ -98,7 +100,7 @@ class EngineConfig:
             raise ConfigError(f"max_seconds: must be > 0, got {self.max_seconds}")
         if not self.query_timeout_s > 0:
             raise ConfigError(f"query_timeout_s: must be > 0, got {self.query_timeout_s}")
-        for name in ("max_short_side", "max_frame_pixels", "max_pixels", "max_live_queries"):
+        for name in ("pose_stride", "max_short_side", "max_frame_pixels", "max_pixels", "max_live_queries"):
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"{name}: must be ≥ 1, got {getattr(self, name)}")
 
@@ -266,7 +268,7 @@ class SearchEngine:
         if self._extractor is None:
             backend = self.plan.pose_backend
             try:
-                pose = self._pose or make_pose_estimator(backend)
+                pose = with_stride(self._pose or make_pose_estimator(backend), self.cfg.pose_stride)
             except (PoseError, PoseBackendUnavailable, ImportError) as e:
                 raise QueryError(f"pose backend {backend!r} is not usable: {e}") from e
             try:
@@ -280,7 +282,7 @@ class SearchEngine:
                 self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds, budget=Budget(
                     self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
                 return self._extractor
-            xcfg = ExtractConfig(pose_backend=backend, device=str(self.device),
+            xcfg = ExtractConfig(pose_backend=backend, pose_stride=self.cfg.pose_stride, device=str(self.device),
                                  max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True,
                                  allow_partial=True, max_short_side=self.cfg.max_short_side,
                                  max_frame_pixels=self.cfg.max_frame_pixels, max_pixels=self.cfg.max_pixels)
