@@ -112,6 +112,8 @@ def main(argv=None):
     ap.add_argument("--clips", type=int, nargs="+", default=[64, 32, 16])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--pose-stride", type=int, default=2,
+                    help="pose on 1 frame in N, the rest interpolated (default 2, the app's configs/demo.yaml)")
     ap.add_argument("--from-json", default=None, help="only rewrite the .md of an existing results JSON")
     ap.add_argument("--out", default=None, help="output stem (default benchmarks/results/app_latency_<cpu|gpu>)")
     args = ap.parse_args(argv)
@@ -125,7 +127,7 @@ def main(argv=None):
            "torch_threads": torch.get_num_threads(), "device": dev,
            "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") else None,
            "loadavg_start": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M")}
-    out = {"machine": env, "clip": {"id": row["id"], "file": str(video.name), "seconds_used": args.seconds,
+    out = {"machine": env, "pose_stride": args.pose_stride, "clip": {"id": row["id"], "file": str(video.name), "seconds_used": args.seconds,
                                     "source_size": f"{row['width']}x{row['height']}", "fps": float(row["fps"])},
            "setups": {}}
     with tempfile.TemporaryDirectory(prefix="seds-bench-app-") as tmp:
@@ -133,7 +135,7 @@ def main(argv=None):
         out["i3d_setup"] = info
         for clips in args.clips:
             be = AppBackend(AppConfig(checkpoint=str(ckpt), gallery=str(gallery), device=dev, max_clips=clips,
-                                      max_seconds=args.seconds, top_k=5))
+                                      max_seconds=args.seconds, top_k=5, pose_stride=args.pose_stride))
             try:
                 r = run(be, video, args.repeats)
             finally:
@@ -141,7 +143,7 @@ def main(argv=None):
             out["setups"][f"i3d-{clips}"] = r
             print(f"i3d, ≤{clips} clips: {r['median']}", flush=True)
     if not args.skip_demo and (ROOT / "checkpoints" / "demo" / "model.safetensors").is_file():
-        cfg = AppConfig(device=dev, max_seconds=args.seconds)
+        cfg = AppConfig(device=dev, max_seconds=args.seconds, pose_stride=args.pose_stride)
         be = AppBackend(cfg)
         try:
             out["setups"][f"demo-{be.max_clips}"] = r = run(be, video, args.repeats)
@@ -173,7 +175,9 @@ def markdown(out: dict) -> str:
                 "the load at the end)."),
              "",
              f"Clip: How2Sign-mini `{out['clip']['id']}` ({out['clip']['source_size']}, {out['clip']['fps']} fps), "
-             f"first {out['clip']['seconds_used']:g} s. Median of the timed runs after one warm-up run; seconds.",
+             f"first {out['clip']['seconds_used']:g} s. Pose on 1 frame in {out.get('pose_stride', 1)}"
+             + (" (the rest interpolated, the app's default; benchmarks/results/pose_stride.md)" if out.get("pose_stride", 1) > 1
+                else " (every frame)") + ". Median of the timed runs after one warm-up run; seconds.",
              "",
              "| setup | windows | frames | hash | decode | pose | filter | RGB | embed | search | preview | **total** | CPU s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -192,11 +196,12 @@ def markdown(out: dict) -> str:
         ok = "meets" if med["total"] <= (0.5 if m.get("gpu") else 10.0) else "misses"
         extra = ""
         if "rgb" in med and key.startswith("i3d"):
-            extra = f"; RGB {med['rgb'] / r['clips']:.2f} s per window, pose {r['frames'] / max(med['pose'], 1e-9):.1f} frames/s"
+            extra = (f"; RGB {med['rgb'] / r['clips']:.2f} s per window, pose {r['frames'] / max(med['pose'], 1e-9):.1f} "
+                     "video frames/s")
         lines.append(f"- `{key}`: {med['total']:.1f} s wall, {med.get('cpu_total', float('nan')):.1f} s CPU — "
                      f"{ok} the {'0.5 s (GPU)' if m.get('gpu') else '10 s (2-core CPU, issue 17)'} goal{extra}.")
     lines += ["- I3D time grows linearly with the number of windows and dominates at the paper's T = 64; MediaPipe "
-              "on every decoded frame is the other large cost. The app uses at most 32 windows per live query by "
+              "is the other large cost. The app uses at most 32 windows per live query by "
               "default (`max_clips`, `--max-clips`; chosen from benchmarks/results/query_windows.md), while galleries "
               "are built with 64. I3D runs in bf16 autocast on CPUs with native bf16 (bench_i3d_variants.py).",
               ""]

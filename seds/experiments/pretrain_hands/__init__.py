@@ -25,8 +25,8 @@ hand-pose modelling on unlabeled keypoint sequences, in the spirit of SignBERT:
 
 CLI::
 
-    python -m seds.experiments.pretrain_hands extract --videos ../shared/data/how2sign-mini --out runs/pose-h2s-mini
-    python -m seds.experiments.pretrain_hands train --real runs/pose-h2s-mini --store runs/ablation-store-conv \\
+    python -m seds.experiments.pretrain_hands extract --videos ../shared/data/how2sign-mini --out runs/pose-h2s-mini --fps 8
+    python -m seds.experiments.pretrain_hands train --real runs/pose-h2s-mini --store runs/ablation-store-t24 \\
         --preset ablation --out runs/hands-ablation [--steps 3000]
     python -m seds.experiments.pretrain_hands evaluate --model runs/hands-ablation --real runs/pose-h2s-mini
     python -m seds.experiments.pretrain_hands signbert --checkpoint signbert.pth --preset paper --out runs/hands-signbert
