@@ -118,7 +118,8 @@ def main(argv=None) -> int:
           f"with a fixed seed; CM: {cm.video_layers}-layer temporal encoder + NetVLAD({cm.clusters}) over "
           f"{cm.text_model} word embeddings, margin {cm.margin}, RAdam lr {cm.lr:g}, batch {cm.batch_size}, "
           f"{cm.epochs} epochs; SR {sr.epochs} epochs), CiCo = SEDS with the RGB stream only; CiCo and SEDS train with "
-          f"the SEDS recipe of the scale paragraph ({base.train.epochs} epochs). All selected on validation; test "
+          f"the SEDS recipe of the scale paragraph (until val R-sum stops improving: patience {base.train.patience}, cap "
+          f"{base.train.epochs} epochs). All selected on validation; test "
           "split reported. Metrics: all video-text pairs, videos of the same sentence relevant, expected-rank "
           "ties (fractional ranks; seds.metrics).", "", table, ""]
     write_report(res_dir, stem, md, {"command": command, "seeds": seeds, "cm": to_dict(cm), "sr": to_dict(sr),
