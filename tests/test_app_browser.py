@@ -57,18 +57,10 @@ def server(tmp_path_factory):
     over = {"port": free_port(), "host": "127.0.0.1", "share": False}
     ckpt, gallery = ROOT / "checkpoints" / "demo", ROOT / "examples" / "gallery"
     if not ((ckpt / "model.safetensors").is_file() and (gallery / "gallery.json").is_file()):
-        from seds.data.manifest import load_manifest
-        from seds.data.store import FeatureStore
-        from seds.checkpoint import load_checkpoint
-        from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
-        from tests.assets import tiny_assets
+        from tests.assets import tiny_assets, tiny_gallery
 
         a = tiny_assets(tmp_path_factory.mktemp("browser"), n_videos=3, n_sentences=8)
-        fs = FeatureStore(a.store)
-        model = load_checkpoint(a.checkpoint)[0]
-        build_gallery(a.root / "gallery", model, checkpoint_fingerprint(a.checkpoint),
-                      list(load_manifest(a.manifest)), lambda r: fs[r.id] if r.video else None, cache=True)
-        ckpt, gallery = a.checkpoint, a.root / "gallery"
+        ckpt, gallery = a.checkpoint, tiny_gallery(a, videos_only=True)
     over.update(checkpoint=str(ckpt), gallery=str(gallery))
     cfg = load_app_config(ROOT / "configs" / "demo.yaml", over, env={})
     be = AppBackend(cfg)
