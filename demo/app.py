@@ -223,13 +223,19 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
             except AppError as e:
                 return empty_video(f"⚠️ {e}")
 
-        def answer_video(q, est):
+        def why_choices(q, label) -> tuple[list, set]:
+            """The Why dropdown's (label(hit, stream), id) pairs: every hit once, fused results first; and the
+            ids seen."""
             choices, seen = [], set()
             for s in ("fused",) + tuple(x for x in streams if x != "fused"):
                 for h in q.hits.get(s, []):
                     if h.id not in seen:
                         seen.add(h.id)
-                        choices.append((f"{h.meta.get('text', h.id)}  [{STREAM_TITLES[s]} #{h.rank}]", h.id))
+                        choices.append((label(h, s), h.id))
+            return choices, seen
+
+        def answer_video(q, est):
+            choices, seen = why_choices(q, lambda h, s: f"{h.meta.get('text', h.id)}  [{STREAM_TITLES[s]} #{h.rank}]")
             if q.true_text:
                 tid = g.sentence_id(q.true_text)
                 if tid is not None and tid not in seen:
@@ -252,14 +258,20 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
                     *[sentence_rows(q.hits[s], q.true_text) for s in streams],
                     gr.update(choices=choices, value=first), fig]
 
-        def explain_video(q, sid):
-            if q is None or sid is None:
-                return None
-            try:
-                return explanation_figure(be.explain_video_query(q, sid))
-            except AppError as e:
-                gr.Warning(str(e))
-                return None
+        def explainer(explain):
+            """The Why dropdown's callback: the heatmaps of the query and the chosen item (a warning and no
+            figure when that pair cannot be explained)."""
+            def run(q, key):
+                if q is None or key is None:
+                    return None
+                try:
+                    return explanation_figure(explain(q, key))
+                except AppError as e:
+                    gr.Warning(str(e))
+                    return None
+            return run
+
+        explain_video, explain_text = explainer(be.explain_video_query), explainer(be.explain_text_query)
 
         t_outputs = [t_state, t_status, *[t_galleries[s] for s in streams], t_time, t_pair, t_plot]
 
@@ -270,25 +282,11 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
             except AppError as e:
                 gr.Warning(str(e))
                 return [None, f"⚠️ {e}", *[[] for _ in streams], "", gr.update(choices=[], value=None), None]
-            choices, seen = [], set()
-            for s in ("fused",) + tuple(x for x in streams if x != "fused"):
-                for h in q.hits.get(s, []):
-                    if h.id not in seen:
-                        seen.add(h.id)
-                        choices.append((f"{h.id}: {h.meta.get('text', '')}  [{STREAM_TITLES[s]} #{h.rank}]", h.id))
+            choices, _ = why_choices(q, lambda h, s: f"{h.id}: {h.meta.get('text', '')}  [{STREAM_TITLES[s]} #{h.rank}]")
             first = choices[0][1] if choices else None
             fig = explanation_figure(be.explain_text_query(q, first)) if first is not None else None
             return [q, "", *[video_items(be, q.hits[s]) for s in streams], timings_md(q.timings),
                     gr.update(choices=choices, value=first), fig]
-
-        def explain_text(q, vid):
-            if q is None or vid is None:
-                return None
-            try:
-                return explanation_figure(be.explain_text_query(q, vid))
-            except AppError as e:
-                gr.Warning(str(e))
-                return None
 
         # one trigger per upload: the button. A new file only gets its plan (cheap: hash + header).
         video_in.change(new_video, [video_in], v_outputs, show_progress="hidden", trigger_mode="always_last")

@@ -40,6 +40,7 @@ from seds.model import SEDS
 from seds.model.cgaf import sinusoidal_positions
 from seds.model.hand_init import SIGNBERT_INIT
 from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert, official_signbert_key_map
+from seds.weights import read_state_dict
 
 #: in every released checkpoint, never read by the authors' forward pass (conv2_trans only runs for > 64
 #: clips, which their dataloader never produces; the two extra logit scales are unused)
@@ -163,13 +164,8 @@ def convert_official_state(state: dict, cfg: Config) -> dict[str, torch.Tensor]:
 
 
 def read_torch_state(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} not found")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConvertError(f"{p}: cannot be read with torch.load(weights_only=True) ({str(e)[:300]})") from None
+    """A released checkpoint as loaded (``weights_only=True``; its keys are checked by the converters)."""
+    return read_state_dict(path, error=ConvertError, missing_error=FileNotFoundError, unwrap=(), require_tensors=False)
 
 
 def _sha256(path: Path) -> str:

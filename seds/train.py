@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -146,6 +147,16 @@ def check_features(item: dict, cfg: Config, split: str) -> None:
     if item["rgb"].shape[0] > m.max_clips:
         raise TrainingError(f"{split} video {item['id']} has {item['rgb'].shape[0]} clips > model.max_clips="
                             f"{m.max_clips}; re-extract with --max-clips {m.max_clips} or raise model.max_clips")
+
+
+def worker_context() -> str | None:
+    """How data-loader workers start. Forked (the platform default): the preloaded dataset is shared
+    copy-on-write, nothing is pickled. But a process that has JAX loaded (the Kinetics I3D reference, e.g. in a
+    test session) holds threads that a fork does not carry over (JAX warns of deadlocks); then workers come
+    from a clean ``forkserver`` process instead, at the price of pickling the dataset to each of them."""
+    if "jax" in sys.modules and "forkserver" in multiprocessing.get_all_start_methods():
+        return "forkserver"
+    return None
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
@@ -410,7 +421,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if cfg.data.workers:    # the same batches, read and collated by worker processes ahead of the step;
             # a generator of its own, so that the global RNG (dropout) is not drawn from
             loader = iter(DataLoader(train_ds, batch_sampler=batches[skip_steps:], collate_fn=collate_for(cfg),
-                                     num_workers=cfg.data.workers, generator=torch.Generator()))
+                                     num_workers=cfg.data.workers, generator=torch.Generator(),
+                                     multiprocessing_context=worker_context()))
         for k in it:
             batch = next(loader) if loader is not None else collate_for(cfg)([train_ds[i] for i in batches[k]])
             if pin:

@@ -8,14 +8,15 @@ from pathlib import Path
 
 import torch
 
-from seds.checkpoint import save_checkpoint
+from seds.checkpoint import load_checkpoint, save_checkpoint
 from seds.config import load_config
-from seds.data.manifest import ManifestRow, write_manifest
+from seds.data.manifest import ManifestRow, load_manifest, write_manifest
 from seds.data.store import FeatureStore
 from seds.data.synthetic import SyntheticConfig, SyntheticSignData
 from seds.experiments.demo_assets import ROOT, VIDEO_SUFFIX, sentence_features, write_webm
 from seds.losses import SEDSLoss
 from seds.model import SEDS
+from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
 
 
 @dataclass
@@ -55,3 +56,13 @@ def tiny_assets(out: str | os.PathLike, n_videos: int = 4, n_sentences: int = 12
     model = SEDS(cfg.model).eval()
     ckpt = save_checkpoint(out / "ckpt", model, cfg, SEDSLoss(cfg.loss, tau=cfg.model.tau))
     return TinyAssets(out, ckpt, out / "store", manifest, videos, data, specs)
+
+
+def tiny_gallery(a: TinyAssets, videos_only: bool = False) -> Path:
+    """A gallery at ``<a.root>/gallery`` for ``a``'s checkpoint over its manifest (feature cache on): every
+    stored sentence becomes a video item, or with ``videos_only`` only the rows that have a video file."""
+    model = load_checkpoint(a.checkpoint)[0]
+    fs = FeatureStore(a.store)
+    build_gallery(a.root / "gallery", model, checkpoint_fingerprint(a.checkpoint), list(load_manifest(a.manifest)),
+                  lambda r: fs[r.id] if r.video or not videos_only else None, cache=True)
+    return a.root / "gallery"

@@ -21,21 +21,14 @@ from seds.encode import clip_times, features_to_item  # noqa: E402
 from seds.extract.factory import RGBFeaturesError, make_rgb_extractor, rgb_weights  # noqa: E402
 from seds.extract.proxy_rgb import ProxyRGBExtractor  # noqa: E402
 from seds.extract.writer import write_video  # noqa: E402
-from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint  # noqa: E402
-from tests.assets import tiny_assets  # noqa: E402
+from tests.assets import tiny_assets, tiny_gallery  # noqa: E402
 from seds.similarity import fine_grained_scores  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
-    from seds.data.manifest import load_manifest
-    from seds.data.store import FeatureStore
-
     a = tiny_assets(tmp_path_factory.mktemp("app"), n_videos=4, n_sentences=12)
-    model, _, _, _ = load_checkpoint(a.checkpoint)
-    fs = FeatureStore(a.store)
-    build_gallery(a.root / "gallery", model, checkpoint_fingerprint(a.checkpoint), list(load_manifest(a.manifest)),
-                  lambda r: fs[r.id], cache=True)
+    tiny_gallery(a)
     return a
 
 

@@ -29,6 +29,8 @@ playwright = pytest.importorskip("playwright.sync_api", reason="the playwright p
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")]
 TIMEOUT = 180_000          # ms: a shared 2-core CPU can be slow
+STREAMS = ("pose", "rgb", "fused")                             # the result columns, in page order
+SVG_TEXT = "els => els.map(e => e.textContent).join(' ')"     # SVG text has no innerText
 
 
 def free_port() -> int:
@@ -37,30 +39,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def load_demo_app(name: str):
+    """``demo/app.py`` imported as module ``name`` (it is a script, not a package module)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("seds_demo_app", ROOT / "demo" / "app.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "demo" / "app.py")
     demo_app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo_app)
+    return demo_app
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    demo_app = load_demo_app("seds_demo_app")
     from demo.backend import AppBackend, load_app_config
 
     over = {"port": free_port(), "host": "127.0.0.1", "share": False}
     ckpt, gallery = ROOT / "checkpoints" / "demo", ROOT / "examples" / "gallery"
     if not ((ckpt / "model.safetensors").is_file() and (gallery / "gallery.json").is_file()):
-        from seds.data.manifest import load_manifest
-        from seds.data.store import FeatureStore
-        from seds.checkpoint import load_checkpoint
-        from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
-        from tests.assets import tiny_assets
+        from tests.assets import tiny_assets, tiny_gallery
 
         a = tiny_assets(tmp_path_factory.mktemp("browser"), n_videos=3, n_sentences=8)
-        fs = FeatureStore(a.store)
-        model = load_checkpoint(a.checkpoint)[0]
-        build_gallery(a.root / "gallery", model, checkpoint_fingerprint(a.checkpoint),
-                      list(load_manifest(a.manifest)), lambda r: fs[r.id] if r.video else None, cache=True)
-        ckpt, gallery = a.checkpoint, a.root / "gallery"
+        ckpt, gallery = a.checkpoint, tiny_gallery(a, videos_only=True)
     over.update(checkpoint=str(ckpt), gallery=str(gallery))
     cfg = load_app_config(ROOT / "configs" / "demo.yaml", over, env={})
     be = AppBackend(cfg)
@@ -108,6 +108,35 @@ def wait_rows(page, elem_id: str, n: int) -> None:
     page.wait_for_function(f"document.querySelectorAll('#{elem_id} [role=row]').length >= {n + 1}")
 
 
+def wait_v2t_rows(page, be) -> int:
+    """Wait until each video → text column (pose, RGB, fused) shows the top-k sentences; returns k."""
+    k = min(be.cfg.top_k, len(be.gallery.sentences))
+    for s in STREAMS:
+        wait_rows(page, f"v2t-{s}", k)
+    return k
+
+
+def video_query(page, be, path) -> int:
+    """Upload ``path``, press Search and wait for the heatmaps and the three result tables; returns k."""
+    upload(page, path)
+    page.click("#v2t-run")
+    page.wait_for_selector("#v2t-heatmap .js-plotly-plot")
+    return wait_v2t_rows(page, be)
+
+
+def text_query(page, be, text: str) -> int:
+    """Type ``text`` on the Text → video tab, press Search and wait for the heatmaps and the top-k videos
+    of each stream column; returns k."""
+    page.get_by_role("tab", name="Text → video").click()
+    page.fill("#text-in textarea", text)
+    page.click("#t2v-run")
+    page.wait_for_selector("#t2v-heatmap .js-plotly-plot")
+    k = min(be.cfg.top_k, len(be.gallery.videos))
+    for s in STREAMS:
+        page.wait_for_function(f"document.querySelectorAll('#t2v-{s} video, #t2v-{s} img').length >= {k}")
+    return k
+
+
 def test_header_says_what_is_loaded(page, server):
     be = server[1]
     banner = page.locator("#seds-banner").inner_text()
@@ -120,26 +149,21 @@ def test_header_says_what_is_loaded(page, server):
 def test_video_upload_gives_three_columns_preview_and_heatmaps(page, server):
     be = server[1]
     vid = be.gallery.info.get("ui_examples", be.gallery.videos.ids)[0]
-    upload(page, be.video_path(vid))
-    page.click("#v2t-run")
-    page.wait_for_selector("#v2t-heatmap .js-plotly-plot")
-    k = min(be.cfg.top_k, len(be.gallery.sentences))
-    for s in ("pose", "rgb", "fused"):
-        wait_rows(page, f"v2t-{s}", k)
+    k = video_query(page, be, be.video_path(vid))
+    for s in STREAMS:
         assert n_rows(page, f"v2t-{s}") == k
     assert page.locator("#v2t-heatmap .js-plotly-plot .heatmaplayer").count() >= 1
-    svg_text = "els => els.map(e => e.textContent).join(' ')"    # SVG text has no innerText
-    assert "clip × word similarity" in page.eval_on_selector_all("#v2t-heatmap .gtitle", svg_text)
-    titles = page.eval_on_selector_all("#v2t-heatmap .annotation-text", svg_text)
+    assert "clip × word similarity" in page.eval_on_selector_all("#v2t-heatmap .gtitle", SVG_TEXT)
+    titles = page.eval_on_selector_all("#v2t-heatmap .annotation-text", SVG_TEXT)
     assert "Pose only" in titles and "RGB only" in titles and "Fused" in titles
     # Why: choosing another sentence redraws the heatmaps for that pair
-    before = page.eval_on_selector_all("#v2t-heatmap .gtitle", svg_text)
+    before = page.eval_on_selector_all("#v2t-heatmap .gtitle", SVG_TEXT)
     page.click("#v2t-pair input")
     option = page.locator("ul[role=listbox] li").nth(1)
     chosen = option.inner_text().split("[")[0].strip(" ✓\n")
     option.click()
     page.wait_for_function("t => document.querySelector('#v2t-heatmap .gtitle').textContent.includes(t)", arg=chosen)
-    assert page.eval_on_selector_all("#v2t-heatmap .gtitle", svg_text) != before
+    assert page.eval_on_selector_all("#v2t-heatmap .gtitle", SVG_TEXT) != before
     page.wait_for_selector("#preview video[src]")
     status = page.locator("#v2t-status").inner_text()
     assert "gallery cache" in status
@@ -149,14 +173,7 @@ def test_video_upload_gives_three_columns_preview_and_heatmaps(page, server):
 
 def test_text_query_gives_videos_per_encoder(page, server):
     be = server[1]
-    page.get_by_role("tab", name="Text → video").click()
-    text = be.gallery.videos.meta(be.gallery.videos.ids[0])["text"]
-    page.fill("#text-in textarea", text)
-    page.click("#t2v-run")
-    page.wait_for_selector("#t2v-heatmap .js-plotly-plot")
-    k = min(be.cfg.top_k, len(be.gallery.videos))
-    for s in ("pose", "rgb", "fused"):
-        page.wait_for_function(f"document.querySelectorAll('#t2v-{s} video, #t2v-{s} img').length >= {k}")
+    text_query(page, be, be.gallery.videos.meta(be.gallery.videos.ids[0])["text"])
     captions = page.locator("#t2v-fused").inner_text()
     assert "#1" in captions
     page.screenshot(path=str(ARTIFACTS / "2_text_to_video.png"), full_page=True)
@@ -219,9 +236,7 @@ def test_webcam_recording_of_a_real_signer_gives_results(server, pw, shared_data
         pg.wait_for_function("document.querySelector('#v2t-status').innerText.includes('New video')")
         pg.click("#v2t-run")
         pg.wait_for_selector("#v2t-heatmap .js-plotly-plot")
-        k = min(be.cfg.top_k, len(be.gallery.sentences))
-        for s in ("pose", "rgb", "fused"):
-            wait_rows(pg, f"v2t-{s}", k)
+        wait_v2t_rows(pg, be)
         status = pg.locator("#v2t-status").inner_text()
         assert "Features extracted: pose by mediapipe" in status
         assert "usable frames" not in status            # the whole recording was decoded, not 2 frames
@@ -276,9 +291,7 @@ def test_real_clip_one_click_one_extraction_one_progress_line_note_then_memory(p
     busy = [ids for ids in seen if ids]
     assert busy and all(ids == ["v2t-status"] for ids in busy), seen     # one progress element, on the status
     assert any("decode → " in t and "→ embed → search" in t and "[" in t for t in texts), texts
-    k = min(be.cfg.top_k, len(be.gallery.sentences))
-    for s in ("pose", "rgb", "fused"):
-        wait_rows(page, f"v2t-{s}", k)
+    wait_v2t_rows(page, be)
     assert be.extractions == n0 + 1                # upload + click: exactly one extraction
     note = page.locator("#v2t-note")
     assert note.is_visible() == be.is_synthetic
@@ -293,8 +306,7 @@ def test_real_clip_one_click_one_extraction_one_progress_line_note_then_memory(p
     page.click("#v2t-run")
     page.wait_for_function("document.querySelector('#v2t-status').innerText.includes('answered from memory')")
     wall = time.perf_counter() - t0
-    for s in ("pose", "rgb", "fused"):
-        wait_rows(page, f"v2t-{s}", k)
+    wait_v2t_rows(page, be)
     server_s = float(re.search(r"Time: ([0-9.]+) s \(answered from memory\)",
                                page.locator("#v2t-status").inner_text()).group(1))
     print(f"first query: {first.split(chr(10))[0]} {first_timings}; "

@@ -13,25 +13,20 @@ import os
 import pytest
 
 from tests.official_app_assets import MINI, official_app_assets
-from tests.test_app_browser import CHROMIUM, ROOT, free_port, upload, wait_rows
+from tests.test_app_browser import CHROMIUM, ROOT, SVG_TEXT, free_port, load_demo_app, text_query, video_query
 from tests.test_app_browser import page, pw  # noqa: F401 - the browser fixtures, on this module's server
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 ARTIFACTS = ROOT / "test-artifacts" / "app-official"
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")]
-SVG_TEXT = "els => els.map(e => e.textContent).join(' ')"     # SVG text has no innerText
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import importlib.util
-
     import seds.retrieval.engine
 
-    spec = importlib.util.spec_from_file_location("seds_demo_app_official", ROOT / "demo" / "app.py")
-    demo_app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo_app)
+    demo_app = load_demo_app("seds_demo_app_official")
     from demo.backend import AppBackend, load_app_config
 
     with pytest.MonkeyPatch.context() as mp:
@@ -70,13 +65,7 @@ def test_banner_names_the_checkpoint_and_which_extractors_match(page, server):
 
 def test_video_to_text_three_columns_and_heatmaps(page, server):
     _, be, a = server
-    vid, path = next(iter(a.videos.items()))
-    upload(page, path)
-    page.click("#v2t-run")
-    page.wait_for_selector("#v2t-heatmap .js-plotly-plot")
-    k = min(be.cfg.top_k, len(be.gallery.sentences))
-    for s in ("pose", "rgb", "fused"):
-        wait_rows(page, f"v2t-{s}", k)
+    video_query(page, be, next(iter(a.videos.values())))
     titles = page.eval_on_selector_all("#v2t-heatmap .annotation-text", SVG_TEXT)
     assert "Pose only" in titles and "RGB only" in titles and "Fused" in titles
     assert page.locator("#v2t-heatmap .js-plotly-plot .heatmaplayer").count() >= 3
@@ -88,14 +77,7 @@ def test_video_to_text_three_columns_and_heatmaps(page, server):
 
 def test_text_to_video_three_columns_and_heatmaps(page, server):
     _, be, a = server
-    page.get_by_role("tab", name="Text → video").click()
-    text = be.gallery.videos.meta(next(iter(a.videos)))["text"]
-    page.fill("#text-in textarea", text)
-    page.click("#t2v-run")
-    page.wait_for_selector("#t2v-heatmap .js-plotly-plot")
-    k = min(be.cfg.top_k, len(be.gallery.videos))
-    for s in ("pose", "rgb", "fused"):
-        page.wait_for_function(f"document.querySelectorAll('#t2v-{s} video, #t2v-{s} img').length >= {k}")
+    text_query(page, be, be.gallery.videos.meta(next(iter(a.videos)))["text"])
     titles = page.eval_on_selector_all("#t2v-heatmap .annotation-text", SVG_TEXT)
     assert "Pose only" in titles and "RGB only" in titles and "Fused" in titles
     assert "#1" in page.locator("#t2v-fused").inner_text()

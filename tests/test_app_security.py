@@ -51,17 +51,10 @@ def test_previews_are_deleted_by_age_and_on_close(tmp_path):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Tiny assets with a gallery at <root>/gallery whose videos lie beside it in <root>/videos."""
-    from seds.checkpoint import load_checkpoint
-    from seds.data.manifest import load_manifest
-    from seds.data.store import FeatureStore
-    from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
-    from tests.assets import tiny_assets
+    from tests.assets import tiny_assets, tiny_gallery
 
     a = tiny_assets(tmp_path_factory.mktemp("sec"), n_videos=3, n_sentences=6)
-    model, _, _, _ = load_checkpoint(a.checkpoint)
-    fs = FeatureStore(a.store)
-    build_gallery(a.root / "gallery", model, checkpoint_fingerprint(a.checkpoint), list(load_manifest(a.manifest)),
-                  lambda r: fs[r.id], cache=True)
+    tiny_gallery(a)
     return a
 
 

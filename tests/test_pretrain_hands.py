@@ -14,40 +14,45 @@ from seds.experiments.pretrain_hands import (HandMAE, MaskConfig, PretrainConfig
                                  save_hand_encoder)
 
 
-def _interp_loop(x, obs):
+def _per_joint_loop(x, obs, pick):
+    """Naive reference: out[a, t, j] = pick(x[a, :, j], t, observed frames ≤ t, observed frames ≥ t), 0 where
+    ``pick`` gives None."""
     out = np.zeros_like(x)
     n, f, v = obs.shape
     for a in range(n):
         for j in range(v):
             seen = [t for t in range(f) if obs[a, t, j]]
             for t in range(f):
-                if not seen:
-                    continue
-                before = [s for s in seen if s <= t]
-                after = [s for s in seen if s >= t]
-                if before and after:
-                    p, q = before[-1], after[0]
-                    w = 0.0 if q == p else (t - p) / (q - p)
-                    out[a, t, j] = x[a, p, j] + w * (x[a, q, j] - x[a, p, j])
-                else:
-                    out[a, t, j] = x[a, (before or after)[-1 if before else 0], j]
+                val = pick(x[a, :, j], t, [s for s in seen if s <= t], [s for s in seen if s >= t])
+                if val is not None:
+                    out[a, t, j] = val
     return out
+
+
+def _interp_pick(xs, t, before, after):
+    if before and after:
+        p, q = before[-1], after[0]
+        w = 0.0 if q == p else (t - p) / (q - p)
+        return xs[p] + w * (xs[q] - xs[p])
+    if before or after:
+        return xs[(before or after)[-1 if before else 0]]
+    return None
+
+
+def _last_pick(xs, t, before, after):
+    if before:
+        return xs[before[-1]]
+    if after:
+        return xs[after[0]]
+    return None
+
+
+def _interp_loop(x, obs):
+    return _per_joint_loop(x, obs, _interp_pick)
 
 
 def _last_loop(x, obs):
-    out = np.zeros_like(x)
-    n, f, v = obs.shape
-    for a in range(n):
-        for j in range(v):
-            seen = [t for t in range(f) if obs[a, t, j]]
-            for t in range(f):
-                before = [s for s in seen if s <= t]
-                after = [s for s in seen if s >= t]
-                if before:
-                    out[a, t, j] = x[a, before[-1], j]
-                elif after:
-                    out[a, t, j] = x[a, after[0], j]
-    return out
+    return _per_joint_loop(x, obs, _last_pick)
 
 
 def test_trivial_baselines_match_loops():

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from seds.config import load_config
-from seds.train import TrainingError, epoch_batches, Dist, train
+from seds.train import TrainingError, epoch_batches, Dist, train, worker_context
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DATA = {"n_sentences": [48, 16, 16], "n_signers": [3, 1, 1], "vocab_size": 40, "min_words": 3,
@@ -75,9 +76,22 @@ def test_training_reduces_the_loss_and_selects_on_val(store, tmp_path):
     assert {"t-fused", "t-pose", "t-rgb", "p-r", "val_fused_t2v_R@1", "lr_scratch"} <= set(ep)
 
 
+def test_worker_context_forks_unless_jax_is_loaded(monkeypatch):
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    assert worker_context() is None                      # the platform default: fork, dataset shared
+    monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+    assert worker_context() == "forkserver"
+
+
 @pytest.mark.slow
-def test_dataloader_workers_give_the_same_training(store, ref_run, tmp_path):
-    """data.workers=2 reads and collates in worker processes: the same batches, so the same weights."""
+@pytest.mark.parametrize("jax_loaded", [False, True])
+def test_dataloader_workers_give_the_same_training(store, ref_run, tmp_path, monkeypatch, jax_loaded):
+    """data.workers=2 reads and collates in worker processes: the same batches, so the same weights. With JAX
+    loaded (its threads do not survive a fork) the workers come from a forkserver: this process never forks."""
+    if jax_loaded:
+        if "jax" not in sys.modules:
+            monkeypatch.setitem(sys.modules, "jax", types.ModuleType("jax"))
+        monkeypatch.setattr(os, "fork", lambda: pytest.fail("forked a process that has JAX loaded"))
     res = train(load_config(None, tiny_overrides(store, tmp_path / "w", epochs=2) + ["data.workers=2"]),
                 progress=False)
     assert res["global_step"] > 0

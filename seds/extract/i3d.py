@@ -36,10 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from seds.safe_pickle import NumpyOnlyUnpickler
+from seds.weights import read_state_dict
 
 FEATURE_DIM = 1024
 KINETICS_CLASSES = 400
@@ -417,26 +418,20 @@ def _model_from_state_dict(sd: Mapping[str, torch.Tensor], source: str,
 _ANCHOR = "Conv3d_1a_7x7.conv3d.weight"
 
 
-def _unwrap_torch_checkpoint(obj: Any, source: str) -> dict[str, torch.Tensor]:
-    """Find the I3D state dict in a loaded checkpoint and strip its prefix (``module.`` from
-    DataParallel, ``_orig_mod.`` from torch.compile, ``model.``, ...)."""
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model_state_dict", "model", "net"):
-            if isinstance(obj.get(key), Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        top = list(obj)[:10] if isinstance(obj, Mapping) else type(obj).__name__
-        raise I3DWeightsError(f"{source}: no tensor state dict found (top level: {top})")
-    anchors = [k for k in obj if k.endswith(_ANCHOR)]
+def _strip_i3d_prefix(sd: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Strip the prefix of an I3D state dict (``module.`` from DataParallel, ``_orig_mod.`` from
+    torch.compile, ``model.``, ...)."""
+    if not sd:
+        raise I3DWeightsError(f"{source}: no tensor state dict found (the file holds no tensors)")
+    anchors = [k for k in sd if k.endswith(_ANCHOR)]
     if len(anchors) != 1:
         raise I3DWeightsError(f"{source}: expected exactly one key ending in {_ANCHOR!r}, "
                               f"found {anchors or 'none'}; is this an I3D checkpoint?")
     prefix = anchors[0][: -len(_ANCHOR)]
-    outside = sorted(k for k in obj if not k.startswith(prefix))
+    outside = sorted(k for k in sd if not k.startswith(prefix))
     if outside:
         raise I3DWeightsError(f"{source}: keys outside the I3D prefix {prefix!r}: {_names(outside)}")
-    return {k[len(prefix):]: v for k, v in obj.items()}
+    return {k[len(prefix):]: v for k, v in sd.items()}
 
 
 def load_i3d(weights: str | Path = "kinetics400", *, input_range: float | None = None,
@@ -462,26 +457,20 @@ def load_i3d(weights: str | Path = "kinetics400", *, input_range: float | None =
         raise I3DWeightsError(f"I3D weights {str(weights)!r}: not 'kinetics400' and no such file")
     name = path.name.lower()
     if name.endswith(".safetensors"):
-
+        sd = _strip_i3d_prefix(read_state_dict(path, what="I3D weights", error=I3DWeightsError), str(path))
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-        sd = _unwrap_torch_checkpoint(load_file(str(path)), str(path))
         try:
             stored = float(meta.get("input_range", 1.0))
         except ValueError as err:
             raise I3DWeightsError(f"{path}: bad input_range metadata {meta.get('input_range')!r}") from err
         model = _model_from_state_dict(sd, str(path), input_range or stored)
     elif name.endswith((".pt", ".pth", ".pth.tar")):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # UnpicklingError, RuntimeError for legacy/unsafe content
-            raise I3DWeightsError(
-                f"{path}: cannot be read with torch.load(weights_only=True) ({type(err).__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else ''}). Only tensor checkpoints are "
-                "accepted; re-save it as torch.save(checkpoint['state_dict'], ...) where you trust it"
-            ) from err
-        sd = _unwrap_torch_checkpoint(obj, str(path))
-        model = _model_from_state_dict(sd, str(path), input_range or 0.5)
+        sd = read_state_dict(path, what="I3D weights", error=I3DWeightsError,
+                             unwrap=("state_dict", "model_state_dict", "model", "net"),
+                             hint="Only tensor checkpoints are accepted; re-save it as "
+                                  "torch.save(checkpoint['state_dict'], ...) where you trust it")
+        model = _model_from_state_dict(_strip_i3d_prefix(sd, str(path)), str(path), input_range or 0.5)
     else:
         raise I3DWeightsError(f"I3D weights {path}: expected 'kinetics400', a .safetensors file or a "
                               "PyTorch checkpoint (.pt/.pth/.pth.tar)")

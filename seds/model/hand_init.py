@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from seds.atomic import atomic_save_file
 from seds.keypoints import part_adjacency
 from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert
 from seds.model.stgcn import STGCN
+from seds.weights import check_tensor_dict, read_state_dict
 
 WEIGHTS = "hand_stgcn.safetensors"
 INFO = "hand_stgcn.json"
@@ -135,26 +135,13 @@ SIGNBERT_PREFIXES = ("", "module.", "encoder.", "gcn_encoder.", "hand_encoder.",
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a torch file loaded with ``weights_only=True`` (no code runs)."""
-    p = Path(path)
-    if not p.is_file():
-        raise PretrainError(f"checkpoint {p} not found")
-    if p.suffix == ".safetensors":
-        return load_file(str(p))
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise PretrainError(f"{p}: cannot be read with torch.load(weights_only=True) ({str(e)[:200]})") from None
-    for key in ("state_dict", "model", "model_state_dict", "net"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
+    obj = read_state_dict(path, error=PretrainError, require_tensors=False)
     if isinstance(obj, dict) and ("GCN_Transform" in obj or any(str(k).startswith("embed.st_gcn_hand.") for k in obj)):
-        raise PretrainError(f"{p}: this is the authors' released pretrain_signbert.pth (their per-frame SignBERT "
+        raise PretrainError(f"{path}: this is the authors' released pretrain_signbert.pth (their per-frame SignBERT "
                             "GCN, 4 spatial partitions): it initialises the official variant's pose encoder, not "
                             "this ST-GCN. Run `python -m seds.convert signbert <file> --out DIR` and train with "
                             "model.variant official (configs/how2sign.yaml) and model.pose.hand_init=DIR")
-    if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
-        raise PretrainError(f"{p}: not a state dict of tensors")
+    check_tensor_dict(obj, path, PretrainError)
     return obj
 
 
@@ -217,7 +204,7 @@ def read_signbert_init(path: str | Path) -> dict[str, torch.Tensor]:
     if not p.is_file() or p.suffix != ".safetensors":
         raise PretrainError(f"model.pose.hand_init: {p} is not a {SIGNBERT_INIT} written by "
                             "`python -m seds.convert signbert pretrain_signbert.pth --out DIR`")
-    return load_file(str(p))
+    return read_state_dict(p, error=PretrainError)
 
 
 def load_signbert_init(encoder: SignBertPoseEncoder, path: str | Path) -> dict[str, list[str]]:

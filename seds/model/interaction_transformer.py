@@ -9,13 +9,11 @@ the blocks directly (:func:`load_clip_visual`), every key and shape asserted.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
-from safetensors.torch import load_file
 
 from seds.config import TransformerConfig
+from seds.weights import read_state_dict
 
 
 class QuickGELU(nn.Module):
@@ -101,21 +99,8 @@ class InteractionTransformer(nn.Module):
 _CLIP_SKIP = {"conv1.weight", "positional_embedding"}
 
 
-def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"CLIP checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # TorchScript archives (OpenAI's ViT-B-32.pt) are not plain state dicts
-        raise ValueError(f"{path}: not a plain state dict ({e.__class__.__name__}). Convert OpenAI's "
-                         "TorchScript file once with `torch.jit.load(p).state_dict()` and save it as "
-                         ".safetensors; arbitrary pickles are never loaded") from None
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    return sd
+CLIP_HINT = ("OpenAI's ViT-B-32.pt is a TorchScript archive, not a plain state dict: convert it once with "
+             "`torch.jit.load(p).state_dict()` and save it as .safetensors")
 
 
 def load_clip_visual(module: InteractionTransformer, source) -> list[str]:
@@ -124,7 +109,8 @@ def load_clip_visual(module: InteractionTransformer, source) -> list[str]:
     ``source`` is a path or a state dict with keys like ``visual.transformer.resblocks.0.ln_1.weight``.
     Raises ValueError listing every missing key and every shape mismatch.
     """
-    sd = _read_state_dict(source) if not isinstance(source, dict) else source
+    sd = source if isinstance(source, dict) else read_state_dict(
+        source, what="CLIP checkpoint", missing_error=FileNotFoundError, unwrap=("state_dict",), hint=CLIP_HINT)
     prefix = "visual."
     if not any(k.startswith(prefix) for k in sd):
         raise ValueError("no 'visual.*' keys: this is not a CLIP checkpoint")

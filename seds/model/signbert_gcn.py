@@ -45,6 +45,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from seds.weights import read_state_dict
+
 # --- graphs ---------------------------------------------------------------------------------------
 
 
@@ -373,14 +375,8 @@ def pretrain_signbert_state(obj) -> dict[str, torch.Tensor]:
 
 def read_pretrain_signbert(path: str | Path) -> dict[str, torch.Tensor]:
     """Read ``pretrain_signbert.pth`` without running pickled code (``torch.load(weights_only=True)``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"SignBERT checkpoint {p} not found")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{p}: cannot be read with torch.load(weights_only=True) ({str(e)[:200]})") from None
-    return pretrain_signbert_state(obj)
+    return pretrain_signbert_state(read_state_dict(path, what="SignBERT checkpoint", missing_error=FileNotFoundError,
+                                                   unwrap=(), require_tensors=False))
 
 
 def load_pretrain_signbert(module: SignBertPoseEncoder, source) -> dict[str, list[str]]:

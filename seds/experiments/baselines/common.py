@@ -28,8 +28,10 @@ Library entry points: :func:`train_sa_cm`, :func:`train_sa_sr`, :func:`evaluate_
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +162,34 @@ def break_ties(scores: torch.Tensor, seed: int = 0, eps: float = 1e-6) -> torch.
     """Add ``eps``·U(0, 1) noise (fixed seed) so exactly tied scores are ordered at random."""
     g = torch.Generator().manual_seed(seed)
     return scores.double() + eps * torch.rand(scores.shape, generator=g, dtype=torch.float64)
+
+
+def train_select_best(model: nn.Module, opt: torch.optim.Optimizer, name: str, epochs: int,
+                      batch_losses: Callable[[int], Iterable[torch.Tensor]], validate: Callable[[], dict],
+                      progress: bool = True, extra: Callable[[dict], dict] = lambda res: {}
+                      ) -> tuple[int, float, list[dict]]:
+    """The baselines' training loop: each epoch takes one optimiser step per loss ``batch_losses(epoch)``
+    yields, then scores ``validate()`` (val retrieval results) by :func:`geometric_mean_recall`; the best
+    epoch's weights are loaded back into ``model``. Returns (best epoch, its score, per-epoch history —
+    epoch, mean loss, val_geomean and ``extra(results)``)."""
+    best, best_state, history = -1.0, None, []
+    for epoch in range(epochs):
+        model.train()
+        losses = []
+        for loss in batch_losses(epoch):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        res = validate()
+        score = geometric_mean_recall(res)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_geomean": score, **extra(res)})
+        if progress:
+            print(f"{name} epoch {epoch + 1}/{epochs} loss={np.mean(losses):.4f} val geomean={score:.2f}", flush=True)
+        if score > best:
+            best, best_state = score, (epoch + 1, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best_state[1])
+    return best_state[0], best, history
 
 
 # --- weights ----------------------------------------------------------------------------------------

@@ -8,20 +8,18 @@ gated embedding unit → 512-d. Cosine similarity, bidirectional max-margin rank
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from seds.config import Config, from_dict, to_dict
 from seds.experiments.baselines.common import (BaselineError, SACMConfig, SplitFeatures, epoch_batches,
-                                               geometric_mean_recall, load_split, load_state,
-                                               retrieval_from_scores, save_model)
+                                               load_split, load_state, retrieval_from_scores, save_model,
+                                               train_select_best)
 from seds.experiments.baselines.netvlad import NetVLAD
 from seds.experiments.baselines.sa_sr import load_sa_sr, sa_sr_scores
 from seds.model.text_encoder import HashTokenizer, resolve_text_model
@@ -189,33 +187,21 @@ def train_sa_cm(cfg: Config, cm: SACMConfig, out: str | Path, progress: bool = T
     text_inputs = TextInputs(cm)
     model = SACM(cm, train.rgb.shape[-1], text_inputs.dim)
     opt = torch.optim.RAdam(model.parameters(), lr=cm.lr, weight_decay=cm.weight_decay)
-    best, best_state, history = -1.0, None, []
-    for epoch in range(cm.epochs):
-        model.train()
-        losses = []
+
+    def batch_losses(epoch: int):
         for idx in epoch_batches(len(train), cm.batch_size, cfg.train.seed, epoch):
             w, m = text_inputs([train.texts[i] for i in idx])
-            sim = model(train.rgb[idx], train.mask[idx], w, m)
-            loss = max_margin_ranking_loss(sim, cm.margin)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        res = retrieval_from_scores(sa_cm_scores(model, val, text_inputs), val.texts)
-        score = geometric_mean_recall(res)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_geomean": score,
-                        "val_t2v_R@1": res["t2v"]["R@1"]})
-        if progress:
-            print(f"sa-cm epoch {epoch + 1}/{cm.epochs} loss={np.mean(losses):.4f} val geomean={score:.2f}",
-                  flush=True)
-        if score > best:
-            best, best_state = score, (epoch + 1, copy.deepcopy(model.state_dict()))
-    model.load_state_dict(best_state[1])
+            yield max_margin_ranking_loss(model(train.rgb[idx], train.mask[idx], w, m), cm.margin)
+
+    best_epoch, best, history = train_select_best(
+        model, opt, "sa-cm", cm.epochs, batch_losses,
+        lambda: retrieval_from_scores(sa_cm_scores(model, val, text_inputs), val.texts), progress,
+        extra=lambda res: {"val_t2v_R@1": res["t2v"]["R@1"]})
     doc = {"format": "seds.baselines.sa-cm/1", "cm": to_dict(cm), "data": to_dict(cfg.data),
-           "seed": cfg.train.seed, "best_epoch": best_state[0], "val_geomean": best}
+           "seed": cfg.train.seed, "best_epoch": best_epoch, "val_geomean": best}
     save_model(out / "best", model, doc)
     test_scores = sa_cm_scores(model, test, text_inputs)
-    return {"method": "sa-cm", "seed": cfg.train.seed, "best_epoch": best_state[0], "val_geomean": best,
+    return {"method": "sa-cm", "seed": cfg.train.seed, "best_epoch": best_epoch, "val_geomean": best,
             "val": retrieval_from_scores(sa_cm_scores(model, val, text_inputs), val.texts),
             "test": retrieval_from_scores(test_scores, test.texts), "history": history,
             "seconds": round(time.time() - t0, 1), "out": str(out)}

@@ -6,7 +6,6 @@ broken at random with a fixed seed. See :mod:`seds.experiments.baselines.common`
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ import torch.nn.functional as F
 
 from seds.config import Config, from_dict, to_dict
 from seds.experiments.baselines.common import (BaselineError, SASRConfig, SplitFeatures, break_ties,
-                                               geometric_mean_recall, load_split, load_state, retrieval_from_scores, save_model,
-                                               words_of)
+                                               load_split, load_state, retrieval_from_scores, save_model,
+                                               train_select_best, words_of)
 
 
 # --- SA-SR -----------------------------------------------------------------------------------------
@@ -126,34 +125,23 @@ def train_sa_sr(cfg: Config, sr: SASRConfig, out: str | Path, progress: bool = T
     model = SignRecognizer(x.shape[-1], len(vocab), sr)
     opt = torch.optim.AdamW(model.parameters(), lr=sr.lr, weight_decay=sr.weight_decay)
     g = torch.Generator().manual_seed(cfg.train.seed)
-    best, best_state, history = -1.0, None, []
-    for epoch in range(sr.epochs):
-        model.train()
+
+    def batch_losses(epoch: int):
         perm = torch.randperm(len(x), generator=g)
-        losses = []
         for s in range(0, len(x), sr.batch_size):
             idx = perm[s:s + sr.batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        res = retrieval_from_scores(break_ties(sa_sr_scores(model, val, vocab, sr.threshold), cfg.train.seed),
-                                    val.texts)
-        score = geometric_mean_recall(res)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_geomean": score})
-        if progress:
-            print(f"sa-sr epoch {epoch + 1}/{sr.epochs} loss={np.mean(losses):.4f} val geomean={score:.2f}",
-                  flush=True)
-        if score > best:
-            best, best_state = score, (epoch + 1, copy.deepcopy(model.state_dict()))
-    model.load_state_dict(best_state[1])
+            yield F.cross_entropy(model(x[idx]), y[idx])
+
+    best_epoch, best, history = train_select_best(
+        model, opt, "sa-sr", sr.epochs, batch_losses,
+        lambda: retrieval_from_scores(break_ties(sa_sr_scores(model, val, vocab, sr.threshold), cfg.train.seed),
+                                      val.texts), progress)
     doc = {"format": "seds.baselines.sa-sr/1", "sr": to_dict(sr), "vocab": vocab, "in_dim": int(x.shape[-1]),
-           "seed": cfg.train.seed, "best_epoch": best_state[0], "val_geomean": best}
+           "seed": cfg.train.seed, "best_epoch": best_epoch, "val_geomean": best}
     save_model(out / "best", model, doc)
     rec_test = recognise(model, test, vocab, sr.threshold)
     test_scores = iou_similarity(rec_test, [set(words_of(t)) for t in test.texts])
-    return {"method": "sa-sr", "seed": cfg.train.seed, "best_epoch": best_state[0], "val_geomean": best,
+    return {"method": "sa-sr", "seed": cfg.train.seed, "best_epoch": best_epoch, "val_geomean": best,
             "test": retrieval_from_scores(break_ties(test_scores, cfg.train.seed), test.texts),
             "recognition_test": recognition_quality(rec_test, test), "vocab_size": len(vocab),
             "train_windows": int(len(x)), "background_fraction": float((y == len(vocab)).float().mean()),
