@@ -172,7 +172,8 @@ def test_lazy_items_are_the_reference_items(store):
             assert a["meta"] == b["meta"] and a["text"] == b["text"]
     items = [lazy[i] for i in range(len(lazy))]
     for _ in range(3):
-        dirty = [np.full((len(items), 80, 69, 3), np.nan, np.float32), np.full((len(items), 64, 1024), np.nan, np.float32)]
+        dirty = [np.full((len(items), 80, 69, 3), np.nan, np.float32),
+                 np.full((len(items), 64, 1024), np.nan, np.float32)]
         del dirty
         batch = collate(items)
         assert not batch["keypoints"][~batch["frame_mask"]].any() and not batch["rgb"][~batch["clip_mask"]].any()

@@ -70,7 +70,7 @@ class MergeReport:
     shards: int
     videos: int = 0
     sentences: int = 0
-    skipped: list = field(default_factory=list)     # ids a shard had no features for (a one-process build skips them too)
+    skipped: list = field(default_factory=list)     # ids without features (a one-process build skips them too)
 
     def __str__(self) -> str:
         s = f"merged {self.shards} part(s): {self.videos} video(s), {self.sentences} sentence(s)"
@@ -109,7 +109,8 @@ def merge_gallery_parts(out: str | Path, model, fingerprint: dict, rows: Manifes
     """Assemble the parts of gallery ``out`` (built from the same ``rows`` and checkpoint) into the gallery a
     one-process build writes: same ids in manifest order, same stored features. Raises
     :class:`GalleryIndexError` naming missing shards (and their videos), parts built from another manifest, shard
-    count or checkpoint, and a part holding a video that is not its own (which another part may hold too). The parts are removed afterwards unless ``keep_parts``."""
+    count or checkpoint, and a part holding a video that is not its own (which another part may hold too). The
+    parts are removed afterwards unless ``keep_parts``."""
     out = Path(out)
     count, parts = _read_parts(out)
     missing = [i for i in range(count) if i not in parts]
@@ -121,31 +122,31 @@ def merge_gallery_parts(out: str | Path, model, fingerprint: dict, rows: Manifes
             f"python -m seds.index build ... --out {out} --shard i/{count} for each, then merge again")
     owner: dict[str, int] = {}
     indexes: dict[int, GalleryIndex] = {}
-    skipped: list[str] = []
+    skipped: set[str] = set()
     for i, (d, pinfo) in sorted(parts.items()):
         if pinfo.get("checkpoint", {}).get("sha256") != fingerprint.get("sha256"):
             raise GalleryIndexError(f"{d}: encoded by checkpoint {pinfo.get('checkpoint', {}).get('name', '?')}, "
                                     f"not the given one ({fingerprint.get('name')}): rebuild this shard")
-        expected = [r.id for r in select_shard(rows, i, count)]
-        if pinfo["assigned"] != expected:
-            extra = sorted(set(pinfo["assigned"]) - set(expected))
-            lack = sorted(set(expected) - set(pinfo["assigned"]))
+        expected = {r.id for r in select_shard(rows, i, count)}
+        if set(pinfo["assigned"]) != expected:       # (the order does not matter: the merge follows ``rows``)
+            extra = sorted(set(pinfo["assigned"]) - expected)
+            lack = sorted(expected - set(pinfo["assigned"]))
             raise GalleryIndexError(f"{d}: built from another manifest than the one given ({len(lack)} of its "
                                     f"videos absent from the part, e.g. {lack[:3]}; {len(extra)} not in the "
                                     f"manifest's shard, e.g. {extra[:3]}): rebuild this shard or pass its manifest")
         idx = GalleryIndex.load(d / "videos")
         # the shards' id sets are disjoint (a hash of the id picks one), so a video in no part's assigned list is
         # the only way to be in two parts
-        unassigned = sorted(set(idx.ids) - set(expected))
+        unassigned = sorted(set(idx.ids) - expected)
         if unassigned:
             raise GalleryIndexError(f"{d}: holds video(s) not assigned to shard {i} (so possibly in two parts), "
                                     f"e.g. {unassigned[:3]}: rebuild this shard")
         owner.update(dict.fromkeys(idx.ids, i))
         indexes[i] = idx
-        skipped += pinfo["skipped"]
+        skipped.update(pinfo["skipped"])
     order = [r.id for r in rows if r.id in owner]
     g = Gallery(out, _concatenate(order, owner, indexes), None, {"checkpoint": fingerprint, **(info or {})})
-    report = MergeReport(count, len(order), skipped=[r.id for r in rows if r.id in set(skipped)])
+    report = MergeReport(count, len(order), skipped=[r.id for r in rows if r.id in skipped])
     if sentences:
         report.sentences = g.add_manifest_sentences(model, rows)
     if (out / GALLERY_INFO).exists():          # a previous gallery here: its sentence index is stale
