@@ -166,8 +166,11 @@ def options(argv, windows: int, repeats: int, timeout: float) -> None:
         feats: dict[str, np.ndarray] = {}
         for rep in range(repeats):
             for name in OPTIONS:
-                if rep and (name.startswith("fp32 reference") or OPTIONS[name][4]):   # once: the reference, and
-                    continue                                                          # torch.compile (minutes)
+                if rep and name.startswith("fp32 reference"):      # the reference is needed once
+                    continue
+                if OPTIONS[name][2] > windows:
+                    rows[name]["error"] = f"needs --windows ≥ {OPTIONS[name][2]}"
+                    continue
                 if rows[name]["error"]:
                     continue
                 out = Path(tmp) / f"r{rep}-{list(OPTIONS).index(name)}.json"
@@ -205,7 +208,7 @@ def options(argv, windows: int, repeats: int, timeout: float) -> None:
              f"{windows} overlapping 16-frame windows (stride 2) of How2Sign-mini `{rows[ref_name].get('clip', '?')}` "
              f"(640×360 → 224²), Kinetics-400 weights, torch {torch.__version__}, {_cpu_name()}; each variant in a "
              f"fresh process (warm-up on one batch, then one timed pass), medians of {repeats} interleaved repeats "
-             f"(the reference and torch.compile: one run); load average {load0[0]:.1f} before / {load1[0]:.1f} after "
+             f"(the reference: one run); load average {load0[0]:.1f} before / {load1[0]:.1f} after "
              f"on {os.cpu_count()} CPUs shared with other jobs, so CPU-s / window (user + system of the process) is the comparable column. "
              "Cosine: minimum over windows to the fp32 reference; usable at ≥ 0.999. compile: wall seconds of the "
              "warm-up pass, with Inductor's on-disk kernel cache as it was (a cold first compile takes longer).", "",
@@ -213,7 +216,8 @@ def options(argv, windows: int, repeats: int, timeout: float) -> None:
              "|---|---:|---:|---:|---:|---|"]
     for name, r in rows.items():
         if r["error"]:
-            lines.append(f"| {name} | — | — | — | — | failed: {r['error'].replace('|', '/')} |")
+            why = r["error"] if r["error"].startswith("needs") else f"failed: {r['error']}"
+            lines.append(f"| {name} | — | — | — | — | {why.replace('|', '/')} |")
             continue
         c, w = statistics.median(r["cpu"]), statistics.median(r["wall"])
         note = f"; compile {r['compile_s']} s" if r.get("compile_s") is not None else ""
