@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import os
 import platform
@@ -136,14 +135,13 @@ def option_worker(name: str, windows: int, out: Path) -> None:
     starts = np.arange(windows) * 2                         # overlapping windows, as a live query has
     model = load_i3d("kinetics400").eval()
     ex = I3DFeatureExtractor(model=model, dtype="fp32" if dtype == "ref" else dtype, batch_size=batch,
-                             channels_last=channels_last, memory_budget_mb=1 << 16)
+                             channels_last=channels_last, memory_budget_mb=1 << 16, compile=compiled == "freezing")
     if dtype == "ref":
         ex.model = copy.deepcopy(model).eval()              # undo the BN folding: the plain fp32 model
     res = {"name": name, "threads": torch.get_num_threads(), "batch": ex.clips_per_batch(16), "clip": clip.name,
            "compile_s": None, "error": None}
     try:
-        if compiled:
-            importlib.import_module("torch._inductor.config").freezing = compiled == "freezing"
+        if compiled == "default":           # plain Inductor (the extractor's compile=True adds freezing)
             ex.model.extract_features = torch.compile(ex.model.extract_features, dynamic=False)
         t = time.perf_counter()
         ex.features(frames, starts[:batch])                 # warm-up (and, for torch.compile, compilation)
