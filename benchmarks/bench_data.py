@@ -9,6 +9,8 @@ project's own store writer (seds.data.store.FeatureStore.save) to a temporary st
 batches, with glibc's default allocator settings and with ``seds.cpu_runtime.keep_freed_memory`` (which
 ``seds.train`` applies: collate's fresh batch buffers are then not page-faulted in again), each setting in
 fresh processes; medians of ``--repeats`` (lazy reads come from the OS page cache: the store was just written). Goal (issue 17): ≥ 2,000 videos/s on this machine's 2 cores.
+``--baseline-rev REV`` also runs the workers of the code at git revision REV (exported to a temporary folder),
+interleaved with this tree's in fresh processes on the same store, as a before/after comparison.
 Writes benchmarks/results/data_cpu.md (+ .json).
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import statistics
 import subprocess
+import tarfile
 import sys
 import tempfile
 import time
@@ -76,6 +79,20 @@ def worker(root: Path, keep: bool, batch: int) -> dict:
     return out
 
 
+def export_revision(rev: str, dest: Path) -> Path:
+    """The files of git revision ``rev`` of this repository, written to ``dest``."""
+    repo = Path(__file__).resolve().parents[1]
+    blob = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", rev], capture_output=True,
+                          check=True).stdout
+    dest.mkdir(parents=True)
+    with tempfile.TemporaryFile() as f:
+        f.write(blob)
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            tar.extractall(dest, filter="data")
+    return dest
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--videos", type=int, default=1024)
@@ -83,6 +100,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--store", default=None, help="keep the store here (default: a temporary folder)")
+    ap.add_argument("--baseline-rev", default=None, help="also measure the code of this git revision (before/after)")
     ap.add_argument("--worker", choices=["default", "keep"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -91,18 +109,23 @@ def main(argv=None):
     modes = {"default": "glibc default", "keep": "keep_freed_memory (as seds.train)"}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.store or Path(tmp) / "store")
+        trees = {"": Path(__file__).resolve().parents[1]}
+        if args.baseline_rev:
+            trees = {f"{args.baseline_rev} (before): ": export_revision(args.baseline_rev, Path(tmp) / "baseline"),
+                     "this tree: ": trees[""]}
         t = time.perf_counter()
         write_store(root, args.videos, args.clips)
         write_s = time.perf_counter() - t
         load0 = os.getloadavg()
         res: dict[str, list[float]] = {}
-        for _ in range(args.repeats):            # each allocator setting in a fresh process, interleaved
-            for mode, label in modes.items():
-                out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--store", str(root),
-                                      "--batch", str(args.batch), "--worker", mode],
-                                     capture_output=True, text=True, check=True).stdout
-                for k, v in json.loads(out.split("RESULT ", 1)[1]).items():
-                    res.setdefault(f"{k}, {label}", []).append(v)
+        for _ in range(args.repeats):            # each allocator setting (and tree) in a fresh process, interleaved
+            for tree_label, tree in trees.items():
+                for mode, label in modes.items():
+                    out = subprocess.run([sys.executable, str(tree / "benchmarks" / "bench_data.py"), "--store",
+                                          str(root), "--batch", str(args.batch), "--worker", mode],
+                                         capture_output=True, text=True, check=True).stdout
+                    for k, v in json.loads(out.split("RESULT ", 1)[1]).items():
+                        res.setdefault(f"{k}, {label}|{tree_label}", []).append(v)
         load1 = os.getloadavg()
     cmd = "python benchmarks/bench_data.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = ["# Data loading: FeatureDataset + collate (CPU, one process)", "", f"Command: `{cmd.strip()}`  ",
@@ -113,9 +136,12 @@ def main(argv=None):
              "Videos per CPU-second (one core busy) is the load-independent column; wall videos/s depends on how "
              "much of a core the shared machine gave the process.", "",
              "| path | videos / s wall | videos / CPU-s | goal 2,000/s (per CPU-s) |", "|---|---:|---:|---|"]
-    for k, v in sorted(res.items()):
+    order = list(trees)
+    for key, v in sorted(res.items(), key=lambda kv: (kv[0].split("|")[0], order.index(kv[0].split("|")[1]))):
+        path, tree_label = key.split("|")
+        k = tree_label + path
         w, c = statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)
-        goal = "" if k.startswith("preload (once)") else "met" if c >= 2000 else "missed"
+        goal = "" if path.startswith("preload (once)") else "met" if c >= 2000 else "missed"
         lines.append(f"| {k} | {w:,.0f} | {c:,.0f} | {goal} |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "data_cpu.md").write_text("\n".join(lines) + "\n")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from seds.clips import WINDOW
-from seds.data.dataset import collate, layout_index
+from seds.data.dataset import collate, layout_selector
 from seds.data.features import VideoFeatures
 from seds.data.official import official_collate, official_keypoints
 from seds.data.official_batch import OfficialPreprocess, official_sample
@@ -37,7 +37,7 @@ class EncodeError(ValueError):
 def features_to_item(feats: VideoFeatures, layout, conf_threshold: float = 0.3, text: str = "") -> dict:
     """A :class:`seds.data.dataset.FeatureDataset`-style item (keypoints of ``layout`` normalized part
     by part, RGB windows, clip starts) for :func:`seds.data.dataset.collate`."""
-    kp = feats.keypoints[:, layout_index(layout)]
+    kp = feats.keypoints[:, layout_selector(layout)]
     kp = normalize_parts(kp, layout, conf_threshold=conf_threshold)
     return {"id": str(feats.meta.get("id", "")), "keypoints": np.ascontiguousarray(kp, np.float32),
             "rgb": feats.rgb, "clip_starts": feats.clip_starts, "text": text, "meta": {}}

@@ -4,6 +4,8 @@
 
     python -m seds.index build  --checkpoint CKPT --manifest CSV [--store DIR [--extract]] --out GALLERY [--cache]
     python -m seds.index add    --checkpoint CKPT --manifest CSV [--store DIR [--extract]] --gallery GALLERY
+    python -m seds.index build  ... --out GALLERY --shard i/N     # one shard of the videos (or RANK/WORLD_SIZE)
+    python -m seds.index merge  ... --out GALLERY                 # the same arguments, after every shard
     python -m seds.index search --checkpoint CKPT --gallery GALLERY (--text "..." | --video FILE) [-k 5]
 """
 from __future__ import annotations
@@ -25,10 +27,11 @@ from seds.data.manifest import Manifest, ManifestError, load_manifest
 from seds.data.store import FeatureStore
 from seds.encode import EncodeError
 from seds.extract.factory import ExtractorFactory
-from seds.extract.runner import run_extraction
+from seds.extract.runner import ShardError, resolve_shard, run_extraction, select_shard
 from seds.retrieval.engine import STREAM_TITLES, EngineConfig, QueryError, SearchEngine
 from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprint
 from seds.retrieval.index import GalleryIndexError
+from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
 
 def _load_rows(args):
     m = load_manifest(args.manifest, split=args.split or None, dataset=args.dataset or None)
@@ -39,9 +42,10 @@ def _load_rows(args):
     return m
 
 
-def _feature_source(args, model_cfg, rows, device: str):
+def _feature_source(args, model_cfg, rows, device: str, shared_store: bool = False):
     """``features(row)`` over a feature store; missing videos are extracted into it first (the
-    checkpoint's RGB extractor, ``--pose-backend``), failures reported and skipped."""
+    checkpoint's RGB extractor, ``--pose-backend``), failures reported and skipped. ``shared_store``: other
+    shards extract into the same store at the same time."""
     root = args.store
     if not root:                       # a temporary store, removed when the command ends
         root = tempfile.mkdtemp(prefix="seds-index-")
@@ -66,7 +70,8 @@ def _feature_source(args, model_cfg, rows, device: str):
                                    max_seconds=args.max_seconds, trim_long=args.max_seconds is not None)
         print(f"extracting {len(missing)} video(s): pose {pose}, RGB {model_cfg.data.rgb_features}, "
               f"≤ {factory.max_clips} windows", file=sys.stderr)
-        summary = run_extraction(Manifest(missing), store, factory, workers=args.workers, progress=True)
+        summary = run_extraction(Manifest(missing), store, factory, workers=args.workers, progress=True,
+                                 shared_store=shared_store)
         for f in summary.failures:
             print(f"  skipped {f.id}: {f.error}", file=sys.stderr)
 
@@ -77,27 +82,43 @@ def _feature_source(args, model_cfg, rows, device: str):
 
 def _cmd_build(args, add: bool = False) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        shard, count = resolve_shard(args.shard) if args.cmd == "build" else (0, 1)
+    except ValueError as e:            # a bad --shard, RANK or WORLD_SIZE
+        raise ShardError(str(e)) from None
+    if count > 1 and args.sentences_only:
+        raise GalleryIndexError("--sentences-only builds no video index: run it once, without shards")
     model, _, mcfg, _ = load_checkpoint(args.checkpoint, device)
     fp = checkpoint_fingerprint(args.checkpoint)
-    rows = list(_load_rows(args))
-    features = _feature_source(args, mcfg, rows, device)
+    manifest = _load_rows(args)
+    info = {"built_from": {"manifest": str(args.manifest), "dataset": args.dataset or "manifest",
+                           "split": args.split or "", "store": str(args.store or "")}}
     out = Path(args.out)
+    if args.cmd == "merge":
+        g, report = merge_gallery_parts(out, model, fp, manifest, sentences=not args.videos_only, info=info,
+                                        keep_parts=args.keep_parts)
+        print(report)
+        print(f"wrote {g}")
+        return 0
+    if count > 1:
+        mine = select_shard(manifest, shard, count)
+        features = _feature_source(args, mcfg, list(mine), device, shared_store=True)
+        part = build_gallery_part(out, model, fp, manifest, features, shard, count, cache=args.cache,
+                                  thumbnails=not args.no_thumbnails, cards=args.cards, progress=True)
+        print(f"shard {shard}/{count}: {len(mine)} video(s) → {part}; when every shard has finished, run the same "
+              "command as merge (python -m seds.index merge ..., no --shard)")
+        return 0
+    rows = list(manifest)
+    features = _feature_source(args, mcfg, rows, device)
     if add:
         g = Gallery.load(out)
         g.check_checkpoint(fp)
         nv = g.add_videos(model, rows, features, cache=args.cache, thumbnails=not args.no_thumbnails, cards=args.cards,
                           progress=True) if not args.sentences_only else 0
-        present = set(g.videos.ids) if g.videos is not None else set()
-        videos_of: dict = {}
-        for r in rows:
-            if r.text.strip() and r.id in present:
-                videos_of.setdefault(r.text.strip(), []).append(r.id)
-        ns = g.add_sentences(model, [r.text for r in rows], videos_of) if not args.videos_only else 0
+        ns = g.add_manifest_sentences(model, rows) if not args.videos_only else 0
         g.save()
         print(f"added {nv} video(s) and {ns} sentence(s) to {out}: {g}")
         return 0
-    info = {"built_from": {"manifest": str(args.manifest), "dataset": args.dataset or "manifest",
-                           "split": args.split or "", "store": str(args.store or "")}}
     g = build_gallery(out, model, fp, rows, features, videos=not args.sentences_only,
                       sentences=not args.videos_only, cache=args.cache, thumbnails=not args.no_thumbnails, cards=args.cards,
                       progress=True, info=info)
@@ -135,7 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m seds.index", description="Build, extend and search SEDS galleries.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name, help_ in (("build", "encode a manifest's videos and sentences into a new gallery folder"),
-                        ("add", "add a manifest's new videos and sentences to an existing gallery")):
+                        ("add", "add a manifest's new videos and sentences to an existing gallery"),
+                        ("merge", "assemble the parts of a sharded build (build --shard i/N) into the gallery; "
+                                  "takes the build's arguments")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json)")
         p.add_argument("--manifest", required=True, help="manifest CSV, or a dataset's annotations with --dataset")
@@ -145,7 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--store", default=None, help="feature store with the videos' features (see --extract)")
         p.add_argument("--extract", action="store_true", help="extract videos missing from --store into it "
                        "(without --store, everything is extracted into a temporary store)")
-        p.add_argument("--out" if name == "build" else "--gallery", dest="out", required=True, help="gallery folder")
+        p.add_argument("--gallery" if name == "add" else "--out", dest="out", required=True, help="gallery folder")
+        if name == "build":
+            p.add_argument("--shard", default=None, metavar="I/N", help="encode only shard I of N (0-based; videos "
+                           "hashed by id, as in python -m seds.extract) into a part of --out, for a later merge; "
+                           "default: torchrun's RANK/WORLD_SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS when set")
+        if name == "merge":
+            p.add_argument("--keep-parts", action="store_true", help="keep <out>/parts after merging")
         p.add_argument("--pose-backend", default=None, help="pose backend for extraction (default: the "
                        "checkpoint's data.pose_backend, else mediapipe)")
         p.add_argument("--max-clips", type=int, default=64, help="windows per extracted video (≤ model max_clips)")
@@ -183,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_search(args)
         return _cmd_build(args, add=args.cmd == "add")
     except (GalleryIndexError, CheckpointError, ManifestError, QueryError, EncodeError, ConfigError,
-            FileNotFoundError) as e:
+            FileNotFoundError, ShardError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 

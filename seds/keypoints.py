@@ -191,40 +191,60 @@ def normalize_parts(kpts: np.ndarray, layout: KeypointLayout = KeypointLayout(),
       shoulder width of each frame (falling back to the part's own box when shoulders are missing).
     * Points below ``conf_threshold`` become (0, 0) with confidence 0: the model masks them, no NaN
       ever leaves this function.
-    Returns a new float32 array of the same shape.
+    Returns a new float32 array of the same shape. Every frame is normalized on its own.
+
+    Computed on (x, y, confidence) planes of shape ``(K, F)``, so that each box is a reduction over
+    points that numpy vectorises along frames, with invalid points as NaN (skipped by ``fmin``/``fmax``,
+    zeroed at the end) and both hands in one pass: the data loader runs this per video, and written over
+    the interleaved ``(F, K, 3)`` array it cost more than reading the file (same results, bit for bit;
+    ``tests/test_keypoints.py`` keeps that version as the reference).
     """
     if kpts.ndim != 3 or kpts.shape[-1] != 3 or kpts.shape[1] != layout.num_points:
         raise ValueError(f"expected keypoints (frames, {layout.num_points}, 3), got {kpts.shape}")
-    x = np.nan_to_num(kpts.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
-    valid = x[..., 2] >= conf_threshold
-    x[~valid] = 0.0
-    out = np.zeros_like(x)
-    out[..., 2] = np.where(valid, x[..., 2], 0.0)
+    planes = np.array(kpts.transpose(2, 1, 0), dtype=np.float32, order="C")      # (3, K, F), a copy
+    if not np.isfinite(planes).all():
+        np.nan_to_num(planes, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    valid = planes[2] >= conf_threshold                                          # (K, F)
+    invalid = ~valid
+    one_or_nan = valid.astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        one_or_nan /= one_or_nan                                                 # 1 where valid, NaN (0/0) where not
+    xy = planes[:2] * one_or_nan                                                 # (2, K, F): invalid points NaN
+    np.putmask(planes[2], invalid, 0.0)
 
-    def box_norm(sl):
-        xy, v = x[:, sl, :2], valid[:, sl]
-        seen = v.any(axis=1)[:, None]                          # frames where the part has a point
-        lo = np.where(seen, np.where(v[..., None], xy, np.inf).min(axis=1), 0.0)
-        hi = np.where(seen, np.where(v[..., None], xy, -np.inf).max(axis=1), 0.0)
-        centre = (lo + hi) / 2
-        side = np.max(hi - lo, axis=-1)
-        side = np.where(side > 1e-6, side, 1.0)
-        return (xy - centre[:, None]) / (side[:, None, None] / 2), v
+    def box_norm(pts, axis):
+        """``pts`` (2, ..., n, F) centred on each frame's box of its valid (non-NaN) points along ``axis``,
+        scaled by the box's longer side / 2 (frames without a point: centre 0, scale 1)."""
+        lo = np.fmin.reduce(pts, axis=axis, keepdims=True)
+        hi = np.fmax.reduce(pts, axis=axis, keepdims=True)
+        unseen = np.isnan(lo)                                   # no valid point in the frame
+        np.putmask(lo, unseen, 0.0)
+        np.putmask(hi, unseen, 0.0)
+        side = np.maximum(hi[0] - lo[0], hi[1] - lo[1])
+        np.putmask(side, side <= 1e-6, 1.0)
+        return (pts - (lo + hi) / 2) / (side / 2)
 
+    f = planes.shape[2]
+    out = np.empty_like(xy)
+    hands = slice(LEFT_HAND.start, RIGHT_HAND.stop)                  # left then right, contiguous
+    nh = box_norm(xy[:, hands].reshape(2, 2, N_HAND, f), axis=2)     # (coord, hand, point, F)
+    if mirror_left:
+        nh[0, 0] = -nh[0, 0]
+    out[:, hands] = nh.reshape(2, 2 * N_HAND, f)
+    ls, rs = planes[:2, 1:2], planes[:2, 4:5]                        # (2, 1, F) shoulders
+    centre = (ls + rs) / 2
+    d = ls - rs
+    width = np.sqrt(d[0] * d[0] + d[1] * d[1])                       # = np.linalg.norm over (x, y)
+    ok = valid[1:2] & valid[4:5] & (width > 1e-6)
+    np.putmask(width, ~ok, 1.0)
     for name, sl in layout.part_slices().items():
-        if name in ("left_hand", "right_hand"):
-            xy, v = box_norm(sl)
-            if name == "left_hand" and mirror_left:
-                xy[..., 0] = -xy[..., 0]
-        else:
-            ls, rs = x[:, 1, :2], x[:, 4, :2]
-            shoulders = valid[:, 1] & valid[:, 4]
-            centre = (ls + rs) / 2
-            width = np.linalg.norm(ls - rs, axis=-1)
-            ok = shoulders & (width > 1e-6)
-            xy_box, v = box_norm(sl)
-            xy = np.where(ok[:, None, None],
-                          (x[:, sl, :2] - centre[:, None]) / np.where(ok, width, 1.0)[:, None, None],
-                          xy_box)
-        out[:, sl, :2] = np.where(v[..., None], xy, 0.0)
-    return out
+        if name not in ("left_hand", "right_hand"):
+            part = box_norm(xy[:, sl], axis=1)
+            np.copyto(part, (xy[:, sl] - centre) / width, where=ok)
+            out[:, sl] = part
+    result = np.empty(kpts.shape, np.float32)
+    for c in range(2):
+        np.putmask(out[c], invalid, 0.0)                 # the NaNs of invalid points
+        result[..., c] = out[c].T
+    result[..., 2] = planes[2].T
+    return result

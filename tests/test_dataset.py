@@ -148,3 +148,34 @@ def test_collate_errors_and_dataloader(store):
     batches = list(DataLoader(a, batch_size=3, collate_fn=collate))
     assert [len(x["ids"]) for x in batches] == [3, 1]
     assert batches[0]["keypoints"].shape == (3, 75, 49, 3)
+
+
+def test_lazy_items_are_the_reference_items(store):
+    """The fast lazy read (a view of contiguous layout points, the vectorised normalize_parts, no extra stat)
+    gives bit for bit the items of the straightforward path (the reference normalizer on the selected raw
+    points) and of preloading; collate's uninitialised buffers still pad with exact zeros when the allocator
+    hands back memory full of NaN."""
+    from tests.test_keypoints import reference_normalize_parts
+    st, man = store
+    for extra in [(), ("mouth",)]:
+        layout = KeypointLayout(extra)
+        lazy = FeatureDataset(st.root, man, split="test", layout=layout)
+        pre = FeatureDataset(st.root, man, split="test", layout=layout, preload=True)
+        for i in range(len(lazy)):
+            a, b = lazy[i], pre[i]
+            raw = st[a["id"]].keypoints[:, layout_index(layout)]
+            want = reference_normalize_parts(raw, layout)
+            assert a["keypoints"].flags.c_contiguous and a["keypoints"].dtype == np.float32
+            assert np.array_equal(a["keypoints"].view(np.uint32), want.view(np.uint32))
+            for k in ("keypoints", "rgb", "clip_starts"):
+                assert np.array_equal(a[k], b[k])
+            assert a["meta"] == b["meta"] and a["text"] == b["text"]
+    items = [lazy[i] for i in range(len(lazy))]
+    for _ in range(3):
+        dirty = [np.full((len(items), 80, 69, 3), np.nan, np.float32),
+                 np.full((len(items), 64, 1024), np.nan, np.float32)]
+        del dirty
+        batch = collate(items)
+        assert not batch["keypoints"][~batch["frame_mask"]].any() and not batch["rgb"][~batch["clip_mask"]].any()
+        assert not batch["clip_starts"][~batch["clip_mask"]].any()
+        assert torch.isfinite(batch["keypoints"]).all() and torch.isfinite(batch["rgb"]).all()

@@ -423,3 +423,26 @@ def test_fast_path_matches_plain_fp32_per_window(kinetics_model, shared_data, dt
     got = torch.from_numpy(fast.features(frames, starts))
     cos = torch.nn.functional.cosine_similarity(got, ref.float(), dim=1)
     assert cos.min() >= 0.999, cos
+
+
+@pytest.mark.slow
+def test_compiled_path_matches_plain_fp32_and_pads_partial_batches(kinetics_model, shared_data):
+    """``compile=True`` (torch.compile, Inductor freezing): 3 windows in batches of 2 — the last batch padded to
+    the compiled shape — give every window at cosine ≥ 0.999 to the unfused fp32 model and agree with the eager
+    path in the same dtype."""
+    from seds.extract.video import read_video
+    clips = sorted((shared_data / "how2sign-mini" / "clips").glob("*.mp4"))
+    if not clips:
+        pytest.skip("no How2Sign-mini clips")
+    frames = np.asarray(read_video(clips[0]).frames[:24])
+    starts = np.array([0, 3, 8])
+    fast = I3DFeatureExtractor(model=kinetics_model, batch_size=2, compile=True)
+    eager = I3DFeatureExtractor(model=kinetics_model, batch_size=2)
+    clip = preprocess_frames(torch.from_numpy(frames)).permute(1, 0, 2, 3)
+    with torch.inference_mode():
+        ref = torch.stack([kinetics_model.eval().extract_features(clip[None, :, s:s + 16])[0] for s in starts])
+    got = torch.from_numpy(fast.features(frames, starts))
+    assert got.shape == (3, 1024)
+    assert torch.nn.functional.cosine_similarity(got, ref.float(), dim=1).min() >= 0.999
+    same = torch.nn.functional.cosine_similarity(got, torch.from_numpy(eager.features(frames, starts)), dim=1)
+    assert same.min() >= 0.9999, same

@@ -193,3 +193,67 @@ def test_build_from_real_how2sign_clips_with_extraction(tmp_path, capsys):
     rc, cap = build(["search", "--checkpoint", str(tmp_path / "ck"), "--gallery", str(tmp_path / "g"),
                      "--video", rows[1].video, "-k", "2"], capsys)
     assert rc == 0 and "gallery cache" in cap.out
+
+
+def test_two_shards_and_merge_equal_one_build(tiny, tmp_path, capsys, monkeypatch):
+    """``build --shard i/N`` on each machine + ``merge`` == one ``build``: same ids in the same order, same
+    metadata, same stored features and pooled vectors, same sentence index; a missing shard, a part from
+    another manifest and a mix of shard counts are refused with messages that say what to do."""
+    from seds.data.manifest import load_manifest
+    from seds.extract.runner import select_shard
+    common = ["--checkpoint", str(tiny.checkpoint), "--manifest", str(tiny.manifest), "--store", str(tiny.store)]
+    manifest = load_manifest(tiny.manifest)
+    assert all(len(select_shard(manifest, i, 2)) for i in range(2))   # both shards have work
+    assert build(["build", *common, "--out", str(tmp_path / "one")], capsys)[0] == 0
+    out = tmp_path / "sharded"
+    assert build(["build", *common, "--out", str(out), "--shard", "1/2"], capsys)[0] == 0
+    rc, cap = build(["merge", *common, "--out", str(out)], capsys)
+    assert rc == 1 and "1 of 2 shard part(s) missing (shard(s) [0])" in cap.err and "--shard i/2" in cap.err
+    lost = [r.id for r in select_shard(manifest, 0, 2)]
+    assert f"{len(lost)} video(s) not encoded (e.g. {lost[:3]})" in cap.err
+    # a stale part of a 3-shard run is refused, as is a part built from a shorter manifest
+    assert build(["build", *common, "--out", str(out), "--shard", "2/3"], capsys)[0] == 0
+    rc, cap = build(["merge", *common, "--out", str(out)], capsys)
+    assert rc == 1 and "different shard counts [2, 3]" in cap.err
+    import shutil
+    shutil.rmtree(out / "parts" / "part-00002-of-00003")
+    assert build(["build", *common, "--out", str(out), "--shard", "0/2", "--limit", "3"], capsys)[0] == 0
+    rc, cap = build(["merge", *common, "--out", str(out)], capsys)
+    assert rc == 1 and "built from another manifest" in cap.err
+    # shard 0 again, from torchrun's environment
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    rc, cap = build(["build", *common, "--out", str(out)], capsys)
+    assert rc == 0 and "shard 0/2" in cap.out
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    from seds.retrieval.index import GalleryIndex
+    parts = [GalleryIndex.load(out / "parts" / f"part-0000{i}-of-00002" / "videos") for i in range(2)]
+    rc, cap = build(["merge", *common, "--out", str(out), "--keep-parts"], capsys)
+    assert rc == 0 and f"merged 2 part(s): {len(manifest)} video(s)" in cap.out
+    rc, cap = build(["merge", *common, "--out", str(out)], capsys)      # merging again gives the same gallery
+    assert rc == 0 and not (out / "parts").exists()
+
+    one, two = Gallery.load(tmp_path / "one"), Gallery.load(out)
+    assert two.videos.ids == one.videos.ids == manifest.ids()
+    assert [two.videos.meta(i) for i in two.videos.ids] == [one.videos.meta(i) for i in one.videos.ids]
+    assert two.info["checkpoint"] == one.info["checkpoint"] and two.info["built_from"] == one.info["built_from"]
+    for s in one.videos.streams:
+        (f1, m1), (f2, m2) = one.videos.stream_data(s), two.videos.stream_data(s)
+        assert torch.equal(m1, m2)
+        for part in parts:           # the merge moves each part's stored features and pooled vectors bit for bit
+            rows = torch.tensor([two.videos.row(v) for v in part.ids])
+            pf = part.stream_data(s)[0]
+            assert torch.equal(f2[rows, :pf.shape[1]], pf) and not f2[rows, pf.shape[1]:].any()
+            assert np.array_equal(two.videos.pooled_vectors(s)[rows.numpy()], part.pooled_vectors(s))
+        # vs one process: the shards batch other videos together, which moves the float32 encodings by ~1e-6
+        # (as `add` does, see above); float16 storage then rounds a few values one step the other way
+        step = f1.float().abs() * 2.0 ** -10 + 2.0 ** -24
+        assert ((f1.float() - f2.float()).abs() <= step).all(), f"{s}: more than one float16 step apart"
+        assert (f1 != f2).float().mean() < 0.01
+        np.testing.assert_allclose(one.videos.pooled_vectors(s), two.videos.pooled_vectors(s), atol=1e-3)
+    assert two.sentences.ids == one.sentences.ids
+    assert [two.sentences.meta(i) for i in two.sentences.ids] == [one.sentences.meta(i) for i in one.sentences.ids]
+    assert torch.equal(one.sentences.stream_data("text")[0], two.sentences.stream_data("text")[0])
+    assert sorted(p.name for p in (out / "thumbnails").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one" / "thumbnails").iterdir())

@@ -87,3 +87,77 @@ def test_normalize_parts_masks_and_mirrors():
     assert np.allclose(ob[0, 1, :2], [-0.5, 0]) and np.allclose(ob[0, 4, :2], [0.5, 0])
     with pytest.raises(ValueError):
         kp.normalize_parts(np.zeros((3, 50, 3)))
+
+
+def reference_normalize_parts(kpts: np.ndarray, layout: kp.KeypointLayout = kp.KeypointLayout(),
+                    conf_threshold: float = 0.3, mirror_left: bool = True) -> np.ndarray:
+    """The first, straightforward ``normalize_parts`` (interleaved (F, K, 3) arrays, one hand at a time): the
+    reference that the vectorised one must match bit for bit."""
+    if kpts.ndim != 3 or kpts.shape[-1] != 3 or kpts.shape[1] != layout.num_points:
+        raise ValueError(f"expected keypoints (frames, {layout.num_points}, 3), got {kpts.shape}")
+    x = np.nan_to_num(kpts.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
+    valid = x[..., 2] >= conf_threshold
+    x[~valid] = 0.0
+    out = np.zeros_like(x)
+    out[..., 2] = np.where(valid, x[..., 2], 0.0)
+
+    def box_norm(sl):
+        xy, v = x[:, sl, :2], valid[:, sl]
+        seen = v.any(axis=1)[:, None]                          # frames where the part has a point
+        lo = np.where(seen, np.where(v[..., None], xy, np.inf).min(axis=1), 0.0)
+        hi = np.where(seen, np.where(v[..., None], xy, -np.inf).max(axis=1), 0.0)
+        centre = (lo + hi) / 2
+        side = np.max(hi - lo, axis=-1)
+        side = np.where(side > 1e-6, side, 1.0)
+        return (xy - centre[:, None]) / (side[:, None, None] / 2), v
+
+    for name, sl in layout.part_slices().items():
+        if name in ("left_hand", "right_hand"):
+            xy, v = box_norm(sl)
+            if name == "left_hand" and mirror_left:
+                xy[..., 0] = -xy[..., 0]
+        else:
+            ls, rs = x[:, 1, :2], x[:, 4, :2]
+            shoulders = valid[:, 1] & valid[:, 4]
+            centre = (ls + rs) / 2
+            width = np.linalg.norm(ls - rs, axis=-1)
+            ok = shoulders & (width > 1e-6)
+            xy_box, v = box_norm(sl)
+            xy = np.where(ok[:, None, None],
+                          (x[:, sl, :2] - centre[:, None]) / np.where(ok, width, 1.0)[:, None, None],
+                          xy_box)
+        out[:, sl, :2] = np.where(v[..., None], xy, 0.0)
+    return out
+
+
+@pytest.mark.parametrize("extra", [(), ("face",), ("mouth",), ("face", "mouth")])
+def test_normalize_parts_is_bitwise_the_reference(extra):
+    """The vectorised normalize_parts (planes, both hands at once, NaN-masked boxes) against the straightforward
+    reference on random keypoints with every edge case: low/negative confidence, missing hands and shoulders,
+    NaN/inf, boxes of one repeated point, float64 input, threshold 0, no mirroring; also on several videos'
+    frames at once (every frame is normalized on its own)."""
+    layout = kp.KeypointLayout(extra=extra)
+    rng = np.random.default_rng(len(extra))
+    for trial in range(12):
+        f = int(rng.integers(1, 120))
+        x = np.zeros((f, layout.num_points, 3), np.float32)
+        x[..., :2] = rng.uniform(-50, 700, (f, layout.num_points, 2))
+        x[..., 2] = rng.uniform(0, 1, (f, layout.num_points))
+        x[rng.random(f) < 0.2, kp.LEFT_HAND, 2] = 0
+        x[rng.random(f) < 0.2, 1, 2] = 0                         # left shoulder missing
+        x[rng.random(f) < 0.1, 4, :2] = x[0, 1, :2]              # shoulders on one point
+        x[rng.random(f) < 0.1, kp.RIGHT_HAND, :2] = 123.0        # a hand box of zero size
+        x[rng.random(x.shape) < 0.01] = np.nan
+        x[rng.random(x.shape) < 0.005] = np.inf
+        if trial % 4 == 1:
+            x[..., 2] -= 0.5                                     # negative confidences
+        if trial % 4 == 2:
+            x = x.astype(np.float64)
+        for thr, mirror in ((0.3, True), (0.0, False)):
+            want = reference_normalize_parts(x, layout, thr, mirror)
+            got = kp.normalize_parts(x, layout, thr, mirror)
+            assert got.dtype == np.float32 and got.shape == want.shape
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (extra, trial, thr, mirror)
+    a, b = x[:50], x[50:]
+    both = kp.normalize_parts(np.concatenate([a, b]), layout)
+    assert np.array_equal(both, np.concatenate([kp.normalize_parts(a, layout), kp.normalize_parts(b, layout)]))

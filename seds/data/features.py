@@ -53,5 +53,11 @@ class VideoFeatures:
         if self.clip_starts.min() < 0 or self.clip_starts.max() + window > self.num_frames:
             raise ValueError("clip_starts point outside the keypoint frames (videos shorter than one "
                              "window must be padded by repeating their last frame)")
-        if not np.isfinite(self.rgb).all() or not np.isfinite(k).all():
+        if not (all_finite(self.rgb) and all_finite(k)):
             raise ValueError("features contain NaN/inf")
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is finite: a NaN or inf makes the sum non-finite, so a finite sum (one
+    pass, no temporary) settles it; only an overflowing sum needs the element-wise check."""
+    return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())

@@ -68,11 +68,11 @@ def save_features(path: str | os.PathLike, feats: VideoFeatures, video_id: str |
 
 def _read_header(path: Path):
     """Open ``path`` with safetensors; return (handle context) or raise a FeatureStoreError."""
-    if not path.is_file():
-        raise FileNotFoundError(f"feature file not found: {path}")
     try:
         return safe_open(str(path), framework="np")
     except Exception as e:  # SafetensorError and friends: truncated/garbage header
+        if not path.is_file():      # checked only on failure: one stat less per item read
+            raise FileNotFoundError(f"feature file not found: {path}") from None
         raise FeatureStoreError(f"{path} is not a readable safetensors file ({e})") from e
 
 
@@ -187,10 +187,11 @@ class FeatureStore:
 
     def __getitem__(self, video_id: str) -> VideoFeatures:
         path = self.path_for(video_id)
-        if not path.is_file():
+        try:
+            return load_features(path)
+        except FileNotFoundError:
             raise KeyError(f"video {video_id!r} is not in the feature store {self.root} "
-                           f"(expected {path.name})")
-        return load_features(path)
+                           f"(expected {path.name})") from None
 
     def save(self, video_id: str, feats: VideoFeatures) -> Path:
         return save_features(self.path_for(video_id), feats, video_id=video_id)

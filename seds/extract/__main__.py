@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the pose backend on every S-th frame (and the last) and interpolate the others "
                         "(default 1: every frame; benchmarks/results/pose_stride.md measures the error)")
     p.add_argument("--i3d", default="kinetics400", help="I3D weights")
+    p.add_argument("--i3d-compile", action="store_true", help="run I3D through torch.compile with Inductor freezing: "
+                   "~1.8x less CPU per window after a one-off compilation per worker (benchmarks/results/i3d.md)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--max-clips", type=int, default=64, help="at most this many 16-frame windows")
     p.add_argument("--limit", type=int, default=None, help="only the first N videos of the split")
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
         print(f"error: {e}", file=sys.stderr)
         return 2
     factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips,
-                                                        pose_stride=args.pose_stride)
+                                                    pose_stride=args.pose_stride, i3d_compile=args.i3d_compile)
     if count == 1:
         write_manifest(manifest, out / f"manifest_{split}.csv")
         failures_path = out / f"failures_{split}.csv"

@@ -74,14 +74,15 @@ def describe_rgb(rgb_features: str) -> str:
 
 
 def make_rgb_extractor(rgb_features: str, device: str | torch.device = "cpu",
-                       memory_budget_mb: float | None = None):
+                       memory_budget_mb: float | None = None, i3d_compile: bool = False):
     """The RGB extractor matching a checkpoint's ``data.rgb_features`` (``memory_budget_mb``: I3D's
-    activation budget per batch of windows, default I3D's own)."""
+    activation budget per batch of windows, default I3D's own; ``i3d_compile``: I3D through torch.compile,
+    see :class:`I3DFeatureExtractor`)."""
     w = rgb_weights(rgb_features)
     if w is None:
         return PROXIES[rgb_features]()
     try:
-        return I3DFeatureExtractor(weights=w, device=device, memory_budget_mb=memory_budget_mb)
+        return I3DFeatureExtractor(weights=w, device=device, memory_budget_mb=memory_budget_mb, compile=i3d_compile)
     except (ValueError, OSError) as e:
         raise RGBFeaturesError(f"cannot load the I3D weights the checkpoint needs ({rgb_features}): {e}") from e
 
@@ -98,11 +99,13 @@ class ExtractorFactory:
     max_seconds: float | None = None
     trim_long: bool = False
     pose_stride: int = 1
+    i3d_compile: bool = False
 
     def __call__(self):
         cfg = ExtractConfig(pose_backend=self.pose_backend, device=self.device, max_clips=self.max_clips,
                             max_seconds=self.max_seconds, trim_long=self.trim_long, pose_stride=self.pose_stride)
-        return Extractor(cfg, rgb_extractor=make_rgb_extractor(self.rgb_features, self.device))
+        return Extractor(cfg, rgb_extractor=make_rgb_extractor(self.rgb_features, self.device,
+                                                               i3d_compile=self.i3d_compile))
 
 
 # --- which extractors a checkpoint's live queries use -------------------------------------------------

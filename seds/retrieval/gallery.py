@@ -286,6 +286,16 @@ class Gallery:
                     meta["thumbnail"] = str(thumb.relative_to(self.root))
         return meta
 
+    def add_manifest_sentences(self, model, rows) -> int:
+        """Add every distinct sentence of the manifest ``rows``, each linked to the ids of its rows' videos
+        that are in the gallery (to all of them when it has no video index)."""
+        present = set(self.videos.ids) if self.videos is not None else None
+        videos_of: dict = {}
+        for r in rows:
+            if r.text.strip() and (present is None or r.id in present):
+                videos_of.setdefault(r.text.strip(), []).append(r.id)
+        return self.add_sentences(model, [r.text for r in rows], videos_of)
+
     def add_sentences(self, model, texts, videos_of: dict | None = None, batch_size: int = 64) -> int:
         """Encode and add the sentences of ``texts`` not yet in the gallery (duplicates merged)."""
         if self.sentences is None:
@@ -379,11 +389,6 @@ def build_gallery(out: str | Path, model, fingerprint: dict, rows, features, *, 
         if g.videos is None or len(g.videos) == 0:
             raise GalleryIndexError("no video could be encoded: the gallery would be empty")
     if sentences:
-        present = set(g.videos.ids) if g.videos is not None else None
-        videos_of: dict = {}
-        for r in rows:
-            if r.text.strip() and (present is None or r.id in present):
-                videos_of.setdefault(r.text.strip(), []).append(r.id)
-        g.add_sentences(model, [r.text for r in rows], videos_of)
+        g.add_manifest_sentences(model, rows)
     g.save()
     return g
