@@ -85,7 +85,7 @@ def i3d_setup(work: Path, device: str) -> tuple[Path, Path, dict]:
 def run(be: AppBackend, video: Path, repeats: int) -> dict:
     t = time.perf_counter()
     if _sha(video) not in be.cache:
-        be.extractor()                                      # builds MediaPipe + the RGB extractor
+        be.warm_up()                                        # builds MediaPipe + the RGB extractor (+ compiles I3D)
     load = time.perf_counter() - t
     be.query_video(video)                                   # warm-up (first MediaPipe/I3D call)
     runs = []
@@ -112,9 +112,12 @@ def main(argv=None):
     ap.add_argument("--clips", type=int, nargs="+", default=[64, 32, 16])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--skip-demo", action="store_true")
+    ap.add_argument("--i3d-compile", action="store_true",
+                    help="I3D through torch.compile (the app's --i3d-compile), compiled before the timed runs")
     ap.add_argument("--pose-stride", type=int, default=2,
                     help="pose on 1 frame in N, the rest interpolated (default 2, the app's configs/demo.yaml)")
     ap.add_argument("--from-json", default=None, help="only rewrite the .md of an existing results JSON")
+    ap.add_argument("--note", default="", help="a sentence on the measuring conditions, printed under the command")
     ap.add_argument("--out", default=None, help="output stem (default benchmarks/results/app_latency_<cpu|gpu>)")
     args = ap.parse_args(argv)
     if args.from_json:
@@ -127,7 +130,7 @@ def main(argv=None):
            "torch_threads": torch.get_num_threads(), "device": dev,
            "gpu": torch.cuda.get_device_name(0) if dev.startswith("cuda") else None,
            "loadavg_start": list(os.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M")}
-    out = {"machine": env, "pose_stride": args.pose_stride, "clip": {"id": row["id"], "file": str(video.name), "seconds_used": args.seconds,
+    out = {"machine": env, "note": args.note, "pose_stride": args.pose_stride, "i3d_compile": args.i3d_compile, "clip": {"id": row["id"], "file": str(video.name), "seconds_used": args.seconds,
                                     "source_size": f"{row['width']}x{row['height']}", "fps": float(row["fps"])},
            "setups": {}}
     with tempfile.TemporaryDirectory(prefix="seds-bench-app-") as tmp:
@@ -135,7 +138,8 @@ def main(argv=None):
         out["i3d_setup"] = info
         for clips in args.clips:
             be = AppBackend(AppConfig(checkpoint=str(ckpt), gallery=str(gallery), device=dev, max_clips=clips,
-                                      max_seconds=args.seconds, top_k=5, pose_stride=args.pose_stride))
+                                      max_seconds=args.seconds, top_k=5, pose_stride=args.pose_stride,
+                                      i3d_compile=args.i3d_compile))
             try:
                 r = run(be, video, args.repeats)
             finally:
@@ -170,19 +174,21 @@ def markdown(out: dict) -> str:
              f"{m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads)"
              + (f", {m['gpu']}" if m.get("gpu") else "") + f"; load average {m['loadavg_start'][0]:.1f} at the start, "
              f"{m['loadavg_end'][0]:.1f} at the end"
-             + (" (other jobs shared the machine: wall times are inflated, CPU time is the steadier number)."
-                if m["loadavg_start"][0] > 1.0 else " (no other job running; the benchmark's own threads make up "
+             + ("." if out.get("note") else " (other jobs shared the machine: wall times are inflated, CPU time is the "
+                "steadier number)." if m["loadavg_start"][0] > 1.0 else " (no other job running; the benchmark's own threads make up "
                 "the load at the end)."),
              "",
              f"Clip: How2Sign-mini `{out['clip']['id']}` ({out['clip']['source_size']}, {out['clip']['fps']} fps), "
              f"first {out['clip']['seconds_used']:g} s. Pose on 1 frame in {out.get('pose_stride', 1)}"
              + (" (the rest interpolated, the app's default; benchmarks/results/pose_stride.md)" if out.get("pose_stride", 1) > 1
-                else " (every frame)") + ". Median of the timed runs after one warm-up run; seconds.",
+                else " (every frame)") + ". Median of the timed runs after one warm-up run; seconds."
+             + (f" {out['note']}" if out.get("note") else ""),
              "",
              "| setup | windows | frames | hash | decode | pose | filter | RGB | embed | search | preview | **total** | CPU s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     n_sent = out.get("i3d_setup", {}).get("sentences", 0)
-    names = {"i3d": f"I3D K-400 + MediaPipe, small model, {n_sent:,}-sentence gallery",
+    names = {"i3d": f"I3D K-400{' (torch.compile)' if out.get('i3d_compile') else ''} + MediaPipe, small model, "
+                    f"{n_sent:,}-sentence gallery",
              "demo": "default app (demo ckpt, proxy RGB) + MediaPipe", "demo-cached": "default app, cached example video"}
     for key, r in out["setups"].items():
         med = r["median"]
@@ -201,9 +207,10 @@ def markdown(out: dict) -> str:
         lines.append(f"- `{key}`: {med['total']:.1f} s wall, {med.get('cpu_total', float('nan')):.1f} s CPU — "
                      f"{ok} the {'0.5 s (GPU)' if m.get('gpu') else '10 s (2-core CPU, issue 17)'} goal{extra}.")
     lines += ["- I3D time grows linearly with the number of windows and dominates at the paper's T = 64; MediaPipe "
-              "is the other large cost. The app uses at most 32 windows per live query by "
-              "default (`max_clips`, `--max-clips`; chosen from benchmarks/results/query_windows.md), while galleries "
-              "are built with 64. I3D runs in bf16 autocast on CPUs with native bf16 (bench_i3d_variants.py).",
+              "is the other large cost. The app uses up to 64 windows per live query, capped by the checkpoint's "
+              "model.max_clips (`max_clips`, `--max-clips`; benchmarks/results/query_windows.md), pose on 1 frame in 2 "
+              "and, on CPU, I3D through torch.compile (`i3d_compile`, compiled while the server starts). I3D runs in "
+              "bf16 autocast on CPUs with native bf16 (bench_i3d_variants.py).",
               ""]
     lines += ["", "Model loading (once per server, not per query): " + ", ".join(
         f"{k}: backend {r['backend_load_s']} s + extractor {r['extractor_load_s']} s" for k, r in out["setups"].items()),

@@ -14,6 +14,7 @@ import argparse
 import atexit
 import os
 import sys
+import threading
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -341,9 +342,12 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
                     " auto: the checkpoint's training backend when it runs here, else mediapipe)")
     ap.add_argument("--pose-stride", dest="pose_stride", type=int,
                     help="run pose on every N-th frame of a live query, interpolate the rest (env SEDS_POSE_STRIDE; "
-                         "default 1: every frame; benchmarks/results/pose_stride.md)")
+                         "configs/demo.yaml: 2; 1 = every frame; benchmarks/results/pose_stride.md)")
     ap.add_argument("--i3d-weights", dest="i3d_weights", help="I3D checkpoint for models trained on BSL-1K features, "
                     "e.g. the authors' (env SEDS_I3D_WEIGHTS; without it the Kinetics-400 I3D substitutes)")
+    ap.add_argument("--i3d-compile", dest="i3d_compile", action="store_true", default=None,
+                    help="run I3D through torch.compile, compiled at start in the background (env SEDS_I3D_COMPILE; "
+                         "1.76x less CPU per window, benchmarks/results/i3d.md)")
     ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (env SEDS_DEVICE)")
     ap.add_argument("--host", help="server address, e.g. 0.0.0.0 (env SEDS_HOST or GRADIO_SERVER_NAME)")
     ap.add_argument("--port", type=int, help="server port (env SEDS_PORT); 0 picks a free one")
@@ -355,7 +359,8 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
     ap.add_argument("--media-root", dest="media_root",
                     help="the folder gallery videos are served from (env SEDS_MEDIA_ROOT; default: the gallery's parent)")
     args = ap.parse_args(argv)
-    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "pose_stride", "i3d_weights", "device",
+    over = {k: getattr(args, k) for k in ("checkpoint", "gallery", "pose_backend", "pose_stride", "i3d_weights",
+                                          "i3d_compile", "device",
                                           "host", "port",
                                           "share", "top_k", "max_clips", "max_seconds", "preview", "media_root")}
     return load_app_config(args.config, over), args
@@ -372,6 +377,13 @@ def launch(be: AppBackend, cfg: AppConfig, **kw):
     return app
 
 
+def warm_up(be: AppBackend) -> None:
+    try:
+        print(f"extraction models ready (I3D compiled) in {be.warm_up():.0f} s", flush=True)
+    except Exception as e:  # noqa: BLE001 - the first query then builds them and reports any error itself
+        print(f"warning: warming up the extraction models failed: {type(e).__name__}: {e}", flush=True)
+
+
 def main(argv=None) -> int:
     try:
         cfg, _ = parse_args(argv)
@@ -386,6 +398,8 @@ def main(argv=None) -> int:
     atexit.register(be.close)          # the preview folder goes with the process
     for k, v in be.describe().items():
         print(f"  {k}: {v}", flush=True)
+    if cfg.i3d_compile:                # compile I3D while the server starts, not in the first user's query
+        threading.Thread(target=warm_up, args=(be,), name="seds-warm-up", daemon=True).start()
     try:
         launch(be, cfg)
     except OSError as e:               # port in use, address not available, ...

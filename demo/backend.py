@@ -70,6 +70,7 @@ ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_MAX_SHORT_SIDE": "max_short_side", "SEDS_MAX_FRAME_PIXELS": "max_frame_pixels",
     "SEDS_MAX_PIXELS": "max_pixels", "SEDS_MEDIA_ROOT": "media_root", "SEDS_QUERY_TIMEOUT_S": "query_timeout_s",
     "SEDS_MAX_LIVE_QUERIES": "max_live_queries", "SEDS_I3D_WEIGHTS": "i3d_weights",
+    "SEDS_I3D_COMPILE": "i3d_compile",
 }
 
 

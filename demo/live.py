@@ -36,11 +36,13 @@ FPS = 24.0                                  # the pipeline decodes every upload 
 STAGES = ("decode", "pose", "RGB", "embed", "search")
 _STAGE_OF = {"decode": "decode", "pose": "pose", "filter": "pose", "rgb": "RGB", "embed": "embed",
              "search": "search"}   # "done" (pipeline, query) is not a stage
-# (seconds per decoded frame, seconds per RGB window, fixed seconds) before any live query was measured:
-# MediaPipe ≈ 25 frames/s + decoding and the preview; I3D ≈ 0.3 s per window on a CPU (app_latency_cpu.md)
-PRIOR_PER_FRAME = 0.05
-PRIOR_PER_WINDOW = {"proxy": 0.01, "i3d-cpu": 0.3, "i3d-cuda": 0.03}
-PRIOR_FIXED = 0.3
+# (seconds per decoded frame, seconds per RGB window, fixed seconds) before any live query was measured, from
+# benchmarks/results/app_latency_cpu.md (2 CPU cores): MediaPipe ≈ 0.04 s per frame it runs on (pose_stride 2: every
+# 2nd frame) + decoding ≈ 0.003 s per frame; I3D 0.08 s per window compiled, 0.17 s eager; the preview ≈ 0.6 s
+PRIOR_POSE_PER_FRAME = 0.04
+PRIOR_DECODE_PER_FRAME = 0.003
+PRIOR_PER_WINDOW = {"proxy": 0.01, "i3d-cpu": 0.17, "i3d-cpu-compiled": 0.08, "i3d-cuda": 0.03}
+PRIOR_FIXED = 0.6
 ProgressFn = Callable[[str, float, float, "float | None"], None]   # (stage, fraction, elapsed s, estimate s)
 
 
@@ -133,11 +135,14 @@ class CostModel:
 
     @classmethod
     def prior(cls, be: AppBackend) -> "CostModel":
-        if be.rgb_features == "synthetic-proxy":
+        if be.rgb_features.startswith("synthetic-proxy"):
             w = PRIOR_PER_WINDOW["proxy"]
+        elif be.device.type == "cuda":
+            w = PRIOR_PER_WINDOW["i3d-cuda"]
         else:
-            w = PRIOR_PER_WINDOW["i3d-cuda" if be.device.type == "cuda" else "i3d-cpu"]
-        return cls(PRIOR_PER_FRAME, w, PRIOR_FIXED)
+            w = PRIOR_PER_WINDOW["i3d-cpu-compiled" if be.cfg.i3d_compile else "i3d-cpu"]
+        per_frame = PRIOR_DECODE_PER_FRAME + PRIOR_POSE_PER_FRAME / max(1, be.cfg.pose_stride)
+        return cls(per_frame, w, PRIOR_FIXED)
 
     def estimate(self, frames: int, windows: int) -> float:
         return self.fixed + self.per_frame * frames + self.per_window * windows

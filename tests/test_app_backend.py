@@ -167,6 +167,46 @@ def test_pose_stride_reaches_the_live_extractor_and_the_header(backend):
         be.close()
 
 
+class CompiledRGB:
+    """Stands in for a compiled I3D: records the windows it is asked for."""
+    name, compiled = "fake-compiled-i3d", True
+
+    def __init__(self):
+        self.calls = []
+
+    def features(self, frames, clip_starts, window=16):
+        self.calls.append((np.asarray(frames).shape, list(clip_starts)))
+        return np.zeros((len(clip_starts), 1024), np.float32)
+
+
+def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
+    """i3d_compile (SEDS_I3D_COMPILE / --i3d-compile): warm_up builds the extractor and runs one blank window
+    through a compiled RGB extractor (so the first user query does not compile); without i3d_compile, or for an
+    uncompiled extractor, warm_up only builds the models. The setting reaches it from the environment."""
+    rgb = CompiledRGB()
+    be = AppBackend(dataclasses.replace(backend.cfg, i3d_compile=True), pose_estimator=backend._pose,
+                    rgb_extractor=rgb)
+    try:
+        assert be.warm_up() >= 0
+        assert rgb.calls == [((16, 224, 224, 3), [0])]
+    finally:
+        be.close()
+    rgb2 = CompiledRGB()
+    be = AppBackend(backend.cfg, pose_estimator=backend._pose, rgb_extractor=rgb2)
+    try:
+        be.warm_up()
+        assert rgb2.calls == [] and be.extractor().rgb is rgb2
+    finally:
+        be.close()
+    monkeypatch.setenv("SEDS_I3D_COMPILE", "0")
+    assert load_app_config().i3d_compile is False
+    monkeypatch.setenv("SEDS_I3D_COMPILE", "1")
+    assert load_app_config().i3d_compile is True
+    monkeypatch.delenv("SEDS_I3D_COMPILE")
+    cfg = load_app_config()
+    assert cfg.i3d_compile is True and cfg.max_clips == 64 and cfg.pose_stride == 2     # configs/demo.yaml
+
+
 @pytest.mark.parametrize("kind", ["none", "missing", "empty", "text", "corrupt", "nosigner", "emptytext",
                                   "bigframes", "toomanypixels"])
 def test_bad_input_gives_a_clear_message_and_the_backend_keeps_working(backend, assets, tmp_path, kind):

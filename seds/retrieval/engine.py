@@ -75,6 +75,8 @@ class EngineConfig:
     pose_backend: str = "auto"          # auto: the checkpoint's training backend when it runs here, else MediaPipe
     pose_stride: int = 1                # pose on every s-th frame, the rest interpolated (results/pose_stride.md)
     i3d_weights: str = ""               # I3D checkpoint for models trained on BSL-1K features (else Kinetics-400)
+    i3d_compile: bool = False           # CPU: I3D through torch.compile (1.76x less CPU per window; compiled once,
+                                        # by warm_up() or the first query: benchmarks/results/i3d.md); ignored on GPU
     device: str = "auto"
     top_k: int = 5
     rerank: int = 100
@@ -273,7 +275,8 @@ class SearchEngine:
                 raise QueryError(f"pose backend {backend!r} is not usable: {e}") from e
             try:
                 budget = CPU_I3D_MEMORY_MB if self.device.type == "cpu" else None   # RSS, not GPU memory
-                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device, memory_budget_mb=budget)
+                rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device, memory_budget_mb=budget,
+                                                      i3d_compile=self.cfg.i3d_compile and self.device.type == "cpu")
             except RGBFeaturesError as e:
                 raise QueryError(str(e)) from e
             if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
@@ -288,6 +291,18 @@ class SearchEngine:
                                  max_frame_pixels=self.cfg.max_frame_pixels, max_pixels=self.cfg.max_pixels)
             self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
         return self._extractor
+
+    def warm_up(self) -> float:
+        """Build the extraction models and, with ``i3d_compile``, compile I3D on one window of a blank clip
+        (a server calls this at start, so that no user query pays the compilation). Returns the seconds."""
+        t0 = time.perf_counter()
+        ex = self.extractor()
+        owner = getattr(ex, "exporter", ex)            # the official layout's extractor holds an exporter
+        rgb = getattr(owner, "rgb", None) if self.cfg.i3d_compile else None
+        if rgb is not None and getattr(rgb, "compiled", False):
+            with self._lock:
+                rgb.features(np.zeros((16, 224, 224, 3), np.uint8), np.zeros(1, np.int64))
+        return time.perf_counter() - t0
 
     # -- video → text -------------------------------------------------------------------------------
     def query_video(self, path, progress: ProgressFn | None = None, k: int | None = None) -> VideoQuery:
