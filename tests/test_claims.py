@@ -14,6 +14,7 @@ def _metrics(rsum):
 
 def _doc(study, per_variant):
     return {"study": study, "seeds": [0, 1, 2], "complete": True, "command": f"python -m seds.experiments.ablate --study {study}",
+            "metrics": {"protocol": "official", "ties": "expected"},
             "variants": [{"variant": v, "per_seed": [{"seed": s, "test": _metrics(x)} for s, x in enumerate(xs)]}
                          for v, xs in per_variant.items()]}
 
@@ -54,3 +55,21 @@ def test_verdicts_follow_the_paired_intervals(tmp_path):
 def test_no_results_is_a_clear_error(tmp_path, capsys):
     assert main(["--results", str(tmp_path)]) == 1
     assert "no study results" in capsys.readouterr().err
+
+
+def test_a_stale_study_is_listed_but_not_judged(tmp_path):
+    """A study JSON without ``metrics`` predates the honest metrics and the convergence recipe: its claims say
+    so instead of a verdict, while fresh studies are judged."""
+    fresh = _doc("streams", {"pose + RGB (CGAF)": [300, 320, 340], "pose only": [200, 210, 220],
+                             "RGB only": [100, 110, 120]})
+    stale = _doc("fusion", {"cgaf": [300, 320, 340], "add-mlp": [100, 100, 100], "concat-mlp": [1, 2, 3],
+                            "concat-transformer": [1, 2, 3], "cross-attention": [1, 2, 3]})
+    del stale["metrics"]
+    (tmp_path / "streams.json").write_text(json.dumps(fresh))
+    (tmp_path / "fusion.json").write_text(json.dumps(stale))
+    assert main(["--results", str(tmp_path)]) == 0
+    rows = {r["claim"]: r for r in json.loads((tmp_path / "claims.json").read_text())["claims"]}
+    assert rows["fused (pose + RGB) > pose only"]["verdict"] == "holds"
+    assert rows["CGAF ≥ Add-MLP"]["verdict"] == "stale" and "ci" not in rows["CGAF ≥ Add-MLP"]
+    md = (tmp_path / "claims.md").read_text()
+    assert "not judged: the table predates the honest metrics (`fusion`)" in md

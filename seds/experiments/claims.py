@@ -87,8 +87,9 @@ def claims_markdown(rows: list[dict], docs: dict[str, dict], command: str) -> li
           "and seeds of each study are in its own table; this table is only as current as those.", "",
           "| claim | A | B | seeds | mean A | mean B | Δ [95 % CI] | verdict |", "|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
-        if r["verdict"] == "not run":
-            md.append(f"| {r['claim']} | {r['a']} | {r['b']} | – | – | – | – | not run (`{r['study']}`) |")
+        if r["verdict"] in ("not run", "stale"):
+            why = "not run" if r["verdict"] == "not run" else "not judged: the table predates the honest metrics"
+            md.append(f"| {r['claim']} | {r['a']} | {r['b']} | – | – | – | – | {why} (`{r['study']}`) |")
             continue
         md.append(f"| {r['claim']} | {r['a']} | {r['b']} | {r['n']} | {r['mean_a']:.1f} | {r['mean_b']:.1f} | "
                   f"{format_interval(r)} | {r['verdict']} |")
@@ -113,7 +114,9 @@ def main(argv=None) -> int:
     if not docs:
         print(f"error: no study results in {root} (run python -m seds.experiments.ablate first)", file=sys.stderr)
         return 1
-    rows = evaluate_claims(docs)
+    stale = {s for s, d in docs.items() if not d.get("metrics")}   # written before the honest metrics/convergence
+    rows = evaluate_claims({s: d for s, d in docs.items() if s not in stale})
+    rows = [{**r, "verdict": "stale"} if r["study"] in stale else r for r in rows]
     argl = list(argv if argv is not None else sys.argv[1:])
     command = "python -m seds.experiments.claims" + "".join(f" {a}" for a in argl)
     path = write_report(Path(args.out or root), "claims", claims_markdown(rows, docs, command),
