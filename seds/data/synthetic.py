@@ -45,8 +45,13 @@ a CPU, so a fixed, deterministic, *non-learned* encoder of 16-frame windows stan
   frame-difference channel (colour weighted down), pooled on a 4×4 grid. **Can see:** where the hands are and
   how they move (37 % of the variance is within a video, 4× the histogram proxy's share), coarse hand shape
   at 4-pixel patches, and still the signer's appearance. **Cannot see:** anything a trained network would
-  recognise — its filters are random. Measured RGB-only / pose-only: 0.60 on val R-sum, 0.28 on test T2V
-  R@1 (one seed, 10 epochs; the ablation scale uses this proxy).
+  recognise — its filters are random — nor the order of the motion inside a window (per-frame features are
+  averaged over the 16 frames). Measured RGB-only / pose-only at the ablation scale (8 fps, T = 24, converged,
+  5 seeds, ``benchmarks/results/ablations/streams.md``): 0.42 on test T2V R@1, 0.57 on test R-sum, 0.69 on
+  val R-sum — below the paper's ≈ 0.9–1.0.
+
+``max_clips`` (T) stores at most T windows per video, chosen at equal intervals like the model's own window
+sampling (:func:`seds.clips.select_clip_starts`).
 
 Numbers obtained with either proxy must be reported as "synthetic, proxy-RGB", never compared with the paper's
 I3D numbers.
