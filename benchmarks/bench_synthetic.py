@@ -74,8 +74,10 @@ def write(rows: list[dict], base, seeds: list[int], args, results: Path) -> None
              f"Data: synthetic signing, {n[0]}/{n[1]}/{n[2]} train/val/test sentences of {syn['min_words']}–"
              f"{syn['max_words']} words, {syn['vocab_size']}-sign vocabulary, {syn['fps']:g} fps; val/test "
              "signers and subject–verb combinations unseen in training. RGB = the synthetic proxy encoder "
-             f"(not I3D).  ", f"Model/training: `{args.config}` ({base.train.epochs} epochs, batch "
-             f"{base.train.batch_size}, one CPU thread per run); checkpoint chosen on val R-sum; test split "
+             f"(not I3D); T = {base.model.max_clips} windows of {base.model.window} frames per video.  ",
+             f"Model/training: `{args.config}` (until val R-sum stops improving: patience {base.train.patience}, "
+             f"cap {base.train.epochs} epochs; batch {base.train.batch_size}, one CPU thread per run); "
+             "checkpoint chosen on val R-sum; test split "
              f"reported; chance R@1 = {100 / n[2]:.1f} %. Metrics: official protocol, expected-rank ties "
              "(fractional ranks; seds.metrics).  ",
              f"Seeds {seeds}: mean ± sample std. Runs are shared with `python -m seds.experiments.ablate` "
