@@ -121,6 +121,8 @@ def test_sweep_plot_and_variant_selection(tiny):
     assert _cli(root, overrides, "--study", "beta", "--seeds", "1", "--only", "β=0.0,β=0.4") == 0
     doc = json.loads((root / "res" / "beta.json").read_text())
     assert [v["value"] for v in doc["variants"]] == [0.0, 0.4]
+    assert doc["complete"] is False                     # --only a subset: the table says it is partial
+    assert "**Partial: 2 of the study's 6 variants done so far.**" in (root / "res" / "beta.md").read_text()
     png = root / "res" / "beta.png"
     assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
     # β=0 and β=0.4 are the alignment study's seed-0 runs: shared through the cache

@@ -230,7 +230,7 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
     table = markdown_table([(v.name, a) for v, a in rows])
     md = [f"# {study.title} ({study.paper})", "", f"Command: `{command}`" if command else "", "", scale, ""]
     if not complete:
-        md += [f"**Partial: {len(rows)} of the study's variants done so far.**", ""]
+        md += [f"**Partial: {len(rows)} of the study's {len(study.variants)} variants done so far.**", ""]
     if study.note:
         md += [f"Note: {study.note}", ""]
     if extra_note:
@@ -245,7 +245,7 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
     doc = {"study": study.name, "title": study.title, "paper": study.paper, "command": command, "seeds": seeds,
            "metrics": {"protocol": "official", "ties": "expected"},
            "complete": complete, "scale": scale, "base_config": to_dict(base), "variants": records}
-    if study.plot_x and complete:
+    if study.plot_x:                      # partial sweeps too: the plot shows the points done so far
         png = results_dir / f"{study.name}.png"
         plot_sweep(study, rows, png)
         md += [f"![{study.title}]({png.name})", ""]
@@ -262,6 +262,7 @@ def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RES
         raise AblationError(f"unknown study {name!r}; choose from {', '.join(STUDIES)}")
     study = STUDIES[name]
     variants = list(study.variants)
+    n_all = len(variants)
     if only:
         known = {v.name for v in variants}
         missing = [o for o in only if o not in known]
@@ -289,7 +290,7 @@ def run_study(name: str, base: Config, seeds: list[int], results_dir: Path = RES
                         **agg})
         # the table is rewritten after every variant, so a long study shows its progress
         doc = write_study(study, rows, records, base, seeds, results_dir, command,
-                          complete=i + 1 == len(variants),
+                          complete=i + 1 == len(variants) == n_all,     # --only some variants: partial
                           extra_note=hand_init_note(hand_init) if name == "hand-init" else "")
     table = markdown_table([(v.name, a) for v, a in rows])
     print(table, flush=True)
