@@ -190,6 +190,19 @@ def test_live_video_query_uses_the_authors_layout(served):
     torch.testing.assert_close(streams["fused"][0], q.clips["fused"])
 
 
+@pytest.mark.slow
+def test_live_queries_of_an_official_checkpoint_run_pose_at_the_configured_stride(served):
+    """pose_stride reaches the authors'-layout extractor too (the exporter must not unwrap the strided estimator)."""
+    from seds.extract.pose_stride import StridedPoseEstimator
+
+    a = served[0]
+    given = FakeWholeBody()
+    eng = SearchEngine(EngineConfig(checkpoint=str(a.checkpoint), gallery=str(a.gallery), device="cpu", pose_stride=2),
+                       pose_estimator=given, rgb_extractor=FakeRGB())
+    pose = eng.extractor().exporter.pose
+    assert isinstance(pose, StridedPoseEstimator) and pose.stride == 2 and pose.inner is given
+
+
 # --- python -m seds.evaluate on an official checkpoint: the authors' protocol --------------------------------
 
 @pytest.mark.slow

@@ -42,7 +42,6 @@ from seds.extract.factory import (RGBFeaturesError, describe_rgb, make_rgb_extra
 from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
-from seds.extract.pose_stride import with_stride
 from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
@@ -270,7 +269,7 @@ class SearchEngine:
         if self._extractor is None:
             backend = self.plan.pose_backend
             try:
-                pose = with_stride(self._pose or make_pose_estimator(backend), self.cfg.pose_stride)
+                pose = self._pose or make_pose_estimator(backend)     # the extractor runs it at cfg.pose_stride
             except (PoseError, PoseBackendUnavailable, ImportError) as e:
                 raise QueryError(f"pose backend {backend!r} is not usable: {e}") from e
             try:
@@ -281,7 +280,7 @@ class SearchEngine:
                 raise QueryError(str(e)) from e
             if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
                 exporter = OfficialExporter(backend, str(rgb_weights(self.rgb_features)), str(self.device),
-                                            pose_estimator=pose, rgb_extractor=rgb)
+                                            pose_estimator=pose, rgb_extractor=rgb, pose_stride=self.cfg.pose_stride)
                 self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds, budget=Budget(
                     self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
                 return self._extractor
