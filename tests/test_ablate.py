@@ -226,3 +226,35 @@ def test_steps_matched_batch_size_scales_the_schedule(tiny):
     big = load_config("configs/ablation_cpu.yaml", overrides + ["train.epochs=40", "train.batch_size=128"])
     scaled = {v.name: ablate.variant_config(big, v, 0).train.epochs for v in ablate.STUDIES["batch-size-steps"].variants}
     assert scaled == {"16": 5, "32": 10, "64": 20, "128": 40}
+
+
+@pytest.mark.slow
+def test_run_killed_mid_training_resumes_where_it_stopped(tiny, tmp_path):
+    """A study run interrupted in epoch 2 (its training state saved, as every epoch's is) continues from
+    that state instead of starting over, and ends with exactly the weights and metrics of an
+    uninterrupted run; a leftover state of another model config is discarded, not resumed."""
+    import copy
+    from seds.train import train
+    root, store, overrides = tiny
+    cfg = load_config("configs/ablation_cpu.yaml", overrides + ["train.epochs=3", "train.save_every_steps=1"])
+    ref = run_cache.run_seds(cfg, tmp_path / "a")
+    assert ref["resumed_at_epoch"] is None and ref["epochs_trained"] == 3
+    steps_epoch1 = run_cache.epoch_records(tmp_path / "a" / ref["key"])[0]["step"]
+    out = tmp_path / "b" / ref["key"]
+    cut = copy.deepcopy(cfg)
+    cut.train.out, cut.train.max_steps = str(out), steps_epoch1 + 1      # "killed" one step into epoch 2
+    train(cut, progress=False)
+    assert (out / "last" / "train_state.pt").is_file() and run_cache.interrupted_epoch(out, cfg) == 1
+    with open(out / "log.jsonl", "a") as f:       # a mark of the first attempt: a run started over loses it
+        f.write(json.dumps({"kind": "mark"}) + "\n")
+    res = run_cache.run_seds(cfg, tmp_path / "b")
+    assert res["resumed_at_epoch"] == 1 and res["epochs_trained"] == 3
+    assert res["test"] == ref["test"] and res["val"] == ref["val"] and res["best_epoch"] == ref["best_epoch"]
+    assert [e["epoch"] for e in res["epochs"]] == [1, 2, 3] and not (out / "last").exists()
+    assert '"kind": "mark"' in (out / "log.jsonl").read_text()
+    # a state left by another model config is not resumed
+    other = copy.deepcopy(cfg)
+    other.model.fusion.layers = cfg.model.fusion.layers + 1
+    other.train.out, other.train.max_steps = str(tmp_path / "c"), 1
+    train(other, progress=False)
+    assert run_cache.interrupted_epoch(tmp_path / "c", cfg) is None and not (tmp_path / "c" / "last").exists()

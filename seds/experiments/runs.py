@@ -4,7 +4,9 @@ trained once per config — keyed by a hash of everything that can change the re
 training code) — and kept as ``<runs>/<key>/result.json``
 with the validation-selected checkpoint's val/test metrics; other runs (SA-SR, SA-CM, SA-COMB) are kept
 as ``result.json`` in a folder named by :func:`result_key` (:func:`cached_result`). Studies that share a
-variant train it once, and an interrupted study resumes where it stopped.
+variant train it once, and an interrupted study resumes where it stopped: finished runs are reused, and a
+run killed mid-training continues from its last saved state (:func:`interrupted_epoch`; bit-exact, as
+``python -m seds.train --resume``).
 
 Cached results carry the metrics they were computed with (``"metrics"``): those from before the
 expected-rank ties (none recorded: optimistic ties) are not reused as they are — a SEDS run's kept
@@ -20,11 +22,13 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from seds.checkpoint import load_checkpoint
 from seds.config import Config, to_dict
 from seds.evaluate import build_dataset, evaluate_model, rsum
 from seds.model.hand_init import weights_path
-from seds.train import prepare_data, train
+from seds.train import STATE, TrainingError, check_resume_config, prepare_data, train
 
 RUNS_DIR = Path("runs/ablations")
 METRICS = {"protocol": "official", "ties": "expected"}    # how run_seds's val/test metrics are computed
@@ -115,6 +119,30 @@ def _reevaluate(cached: dict, cfg: Config, runs_dir: Path) -> dict | None:
     return result
 
 
+def interrupted_epoch(out: Path, cfg: Config) -> int | None:
+    """The epoch an interrupted run of ``cfg`` in ``out`` stopped after (its ``last`` training state), or
+    None when there is nothing to resume: no state, or one written for another model/loss config, which is
+    then removed so that the run starts over."""
+    state = out / "last" / STATE
+    if not state.is_file():
+        return None
+    try:
+        check_resume_config(out, cfg)
+        return int(torch.load(state, map_location="cpu", weights_only=True)["epoch"])
+    except (TrainingError, OSError, KeyError, RuntimeError, ValueError):
+        shutil.rmtree(out / "last", ignore_errors=True)
+        return None
+
+
+def epoch_records(out: Path) -> list[dict]:
+    """The epoch records of ``out/log.jsonl``, one per epoch (a resumed run appends to the log; an epoch
+    logged twice keeps its last record)."""
+    f = out / "log.jsonl"
+    rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
+    by_epoch = {r["epoch"]: r for r in rows if r.get("kind") == "epoch"}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
 def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, keep_last: bool = False) -> dict:
     """Train one SEDS config (cached by :func:`run_key`), pick the best epoch on val, evaluate test.
 
@@ -135,20 +163,24 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     res_file = out / "result.json"
     ensure_store(cfg)
     cfg.train.out = str(out)
+    resumed_at = interrupted_epoch(out, cfg)
     t0 = time.time()
-    log = train(cfg, progress=progress)
+    log = train(cfg, resume=resumed_at is not None, progress=progress)
     seconds = time.time() - t0
+    history = epoch_records(out)
+    if resumed_at:     # the interrupted attempt's training time (its epochs; its validations are not counted)
+        seconds += sum(r.get("seconds", 0.0) for r in history[:resumed_at])
     model, _, _, info = load_checkpoint(out / "best")
     bs = cfg.train.eval_batch_size
     val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
     test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
     result = {"key": key, "cache_version": CACHE_VERSION, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
-              "best_epoch": info.get("epoch"), "epochs_trained": len(log["history"]),
+              "best_epoch": info.get("epoch"), "epochs_trained": len(history) if resumed_at is not None else len(log["history"]),
               "stopped_early": bool(log.get("stopped_early")), "val_rsum": rsum(val),
               "val": val, "test": test, "metrics": METRICS, "selection_ties": "expected",
-              "train_seconds": round(seconds, 1),
+              "train_seconds": round(seconds, 1), "resumed_at_epoch": resumed_at,
               "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
-                         for r in log["history"]]}
+                         for r in (history if resumed_at is not None else log["history"])]}
     res_file.write_text(json.dumps(result, indent=1))
     if not keep_last:
         shutil.rmtree(out / "last", ignore_errors=True)
