@@ -204,6 +204,8 @@ def test_cli_all_baselines_end_to_end(tiny_cfg, tmp_path):
         assert 0.0 <= m["mean"][key] <= 100.0
     assert m["mean"]["t2v_MedR"] >= 1
     md = (tmp_path / "res" / "baselines_sa-comb.md").read_text()
+    doc_sr = json.loads((tmp_path / "res" / "baselines_sa-comb.json").read_text())
+    assert "until val stops improving" in md and doc_sr["sr"]["patience"] == 10
     assert "python -m seds.experiments.baselines --name sa-comb" in md and "proxy-RGB" in md
     # SA-CM's checkpoint round-trips: reloaded scores equal a fresh evaluation of the same split
     (cm_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("sa-cm-")]
@@ -255,3 +257,35 @@ def test_sacm_config_validation():
         SACMConfig(batch_size=1)
     with pytest.raises(ConfigError, match="threshold"):
         SASRConfig(threshold=1.5)
+
+
+def test_training_stops_when_val_stops_improving_and_keeps_the_best_epoch():
+    """The baselines train to convergence: with patience P, training stops P epochs after the best val
+    score, whose weights are the ones kept; without patience every epoch of the cap is trained."""
+    from seds.experiments.baselines.common import train_select_best
+    val_scores = [1.0, 5.0, 9.0, 4.0, 8.0, 3.0, 2.0, 99.0]      # best at epoch 3, a late spike at epoch 8
+
+    def run(patience):
+        model = torch.nn.Linear(1, 1, bias=False)
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        seen, weights = [], []
+
+        def batch_losses(epoch):
+            seen.append(epoch)
+            yield model.weight.sum()      # each SGD step moves the weight by -1
+
+        def validate():
+            weights.append(float(model.weight.detach()))
+            r = val_scores[len(seen) - 1]
+            return {"t2v": {"R@1": r, "R@5": r, "R@10": r}, "v2t": {"R@1": r, "R@5": r, "R@10": r}}
+        best_epoch, best, hist = train_select_best(model, opt, "x", len(val_scores), batch_losses, validate,
+                                                   progress=False, patience=patience)
+        return best_epoch, best, hist, float(model.weight.detach()), weights
+
+    best_epoch, best, hist, w, weights = run(patience=3)
+    assert best_epoch == 3 and best == pytest.approx(9.0) and len(hist) == 6      # epochs 4-6 bring no gain
+    assert w == pytest.approx(weights[2])                                         # epoch 3's weights restored
+    best_epoch, best, hist, w, weights = run(patience=0)
+    assert best_epoch == 8 and len(hist) == 8 and w == pytest.approx(weights[7])
+    with pytest.raises(Exception, match="patience"):
+        SASRConfig(patience=-1)

@@ -55,12 +55,22 @@ def run_one(name: str, cfg: Config, cm, sr, runs: Path, progress: bool, seds_run
     raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(NAMES)}")
 
 
+def train_length(c) -> str:
+    """How long a SPOT-ALIGN baseline trains, as the table says it."""
+    if c.patience:
+        return f"until val stops improving (patience {c.patience} epochs, cap {c.epochs})"
+    return f"{c.epochs} epochs"
+
+
 def split_metrics(name: str, result: dict) -> dict:
     """The test metrics of a result in the form :func:`seds.experiments.ablate.aggregate` reads."""
     t = result["test"]
+    conv = {"best_epoch": result["best_epoch"]} if result.get("best_epoch") is not None else {}
     if name in ("cico", "seds"):
-        return {"test": t}
-    return {"test": {name: t}}
+        return {"test": t, **conv, "epochs_trained": result["epochs_trained"]}
+    if conv and result.get("history"):
+        conv["epochs_trained"] = len(result["history"])
+    return {"test": {name: t}, **conv}
 
 
 def main(argv=None) -> int:
@@ -117,7 +127,7 @@ def main(argv=None) -> int:
           f"features (SR: per-window classifier, threshold {sr.threshold}, IoU similarity, ties broken at random "
           f"with a fixed seed; CM: {cm.video_layers}-layer temporal encoder + NetVLAD({cm.clusters}) over "
           f"{cm.text_model} word embeddings, margin {cm.margin}, RAdam lr {cm.lr:g}, batch {cm.batch_size}, "
-          f"{cm.epochs} epochs; SR {sr.epochs} epochs), CiCo = SEDS with the RGB stream only; CiCo and SEDS train with "
+          f"{train_length(cm)}; SR: {train_length(sr)}), CiCo = SEDS with the RGB stream only; CiCo and SEDS train with "
           f"the SEDS recipe of the scale paragraph (until val R-sum stops improving: patience {base.train.patience}, cap "
           f"{base.train.epochs} epochs). All selected on validation; test "
           "split reported. Metrics: all video-text pairs, videos of the same sentence relevant, expected-rank "

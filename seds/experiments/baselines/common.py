@@ -72,7 +72,8 @@ class SACMConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 128
-    epochs: int = 40
+    epochs: int = 150              # a cap: training stops when val has not improved for `patience` epochs
+    patience: int = 10             # epochs without a val gain before stopping (0: train all `epochs`)
 
     def __post_init__(self):
         check(self.dim > 0 and self.hidden > 0, "dim/hidden", "must be > 0")
@@ -84,6 +85,7 @@ class SACMConfig:
         check(self.lr > 0 and self.weight_decay >= 0, "lr", "lr > 0 and weight_decay ≥ 0")
         check(self.batch_size >= 2, "batch_size", "must be ≥ 2 (the ranking loss needs negatives)")
         check(self.epochs >= 1, "epochs", "must be ≥ 1")
+        check(self.patience >= 0, "patience", "must be ≥ 0")
 
 
 @dataclass
@@ -95,7 +97,8 @@ class SASRConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 512          # windows per step
-    epochs: int = 30
+    epochs: int = 300              # a cap: training stops when val has not improved for `patience` epochs
+    patience: int = 10             # epochs without a val gain before stopping (0: train all `epochs`)
 
     def __post_init__(self):
         check(self.hidden > 0, "hidden", "must be > 0")
@@ -103,6 +106,7 @@ class SASRConfig:
         check(0 < self.threshold < 1, "threshold", "must be in (0, 1)")
         check(self.lr > 0 and self.weight_decay >= 0, "lr", "lr > 0 and weight_decay ≥ 0")
         check(self.batch_size >= 1 and self.epochs >= 1, "batch_size/epochs", "must be ≥ 1")
+        check(self.patience >= 0, "patience", "must be ≥ 0")
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -166,14 +170,19 @@ def break_ties(scores: torch.Tensor, seed: int = 0, eps: float = 1e-6) -> torch.
 
 def train_select_best(model: nn.Module, opt: torch.optim.Optimizer, name: str, epochs: int,
                       batch_losses: Callable[[int], Iterable[torch.Tensor]], validate: Callable[[], dict],
-                      progress: bool = True, extra: Callable[[dict], dict] = lambda res: {}
-                      ) -> tuple[int, float, list[dict]]:
+                      progress: bool = True, extra: Callable[[dict], dict] = lambda res: {},
+                      patience: int = 0) -> tuple[int, float, list[dict]]:
     """The baselines' training loop: each epoch takes one optimiser step per loss ``batch_losses(epoch)``
-    yields, then scores ``validate()`` (val retrieval results) by :func:`geometric_mean_recall`; the best
+    yields, then scores ``validate()`` (val retrieval results) by :func:`geometric_mean_recall`; training
+    stops early when ``patience`` > 0 epochs in a row bring no gain (``epochs`` is then a cap), and the best
     epoch's weights are loaded back into ``model``. Returns (best epoch, its score, per-epoch history —
     epoch, mean loss, val_geomean and ``extra(results)``)."""
     best, best_state, history = -1.0, None, []
     for epoch in range(epochs):
+        if patience and best_state is not None and epoch - best_state[0] >= patience:
+            if progress:
+                print(f"{name}: early stopping after epoch {epoch} (best epoch {best_state[0]})", flush=True)
+            break
         model.train()
         losses = []
         for loss in batch_losses(epoch):

@@ -196,7 +196,7 @@ def train_sa_cm(cfg: Config, cm: SACMConfig, out: str | Path, progress: bool = T
     best_epoch, best, history = train_select_best(
         model, opt, "sa-cm", cm.epochs, batch_losses,
         lambda: retrieval_from_scores(sa_cm_scores(model, val, text_inputs), val.texts), progress,
-        extra=lambda res: {"val_t2v_R@1": res["t2v"]["R@1"]})
+        extra=lambda res: {"val_t2v_R@1": res["t2v"]["R@1"]}, patience=cm.patience)
     doc = {"format": "seds.baselines.sa-cm/1", "cm": to_dict(cm), "data": to_dict(cfg.data),
            "seed": cfg.train.seed, "best_epoch": best_epoch, "val_geomean": best}
     save_model(out / "best", model, doc)

@@ -135,7 +135,7 @@ def train_sa_sr(cfg: Config, sr: SASRConfig, out: str | Path, progress: bool = T
     best_epoch, best, history = train_select_best(
         model, opt, "sa-sr", sr.epochs, batch_losses,
         lambda: retrieval_from_scores(break_ties(sa_sr_scores(model, val, vocab, sr.threshold), cfg.train.seed),
-                                      val.texts), progress)
+                                      val.texts), progress, patience=sr.patience)
     doc = {"format": "seds.baselines.sa-sr/1", "sr": to_dict(sr), "vocab": vocab, "in_dim": int(x.shape[-1]),
            "seed": cfg.train.seed, "best_epoch": best_epoch, "val_geomean": best}
     save_model(out / "best", model, doc)
