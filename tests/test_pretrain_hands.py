@@ -278,4 +278,5 @@ def test_real_clip_hands(shared_data, tmp_path):
                  "--results", str(report)]) == 0
     text = report.read_text()
     assert "interpolation" in text and "last-frame copy" in text and "python -m seds.experiments.pretrain_hands evaluate" in text
+    assert "MediaPipe Holistic keypoints at 12 fps, first 1.5 s of each clip" in text     # how they were extracted
     create_model(model_config("tiny", [f"pose.hand_init={out}"]))

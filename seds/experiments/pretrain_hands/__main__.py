@@ -44,13 +44,18 @@ def real_data(real: str | Path, held_out: float, seed: int) -> tuple[list, list,
 
 def write_report(path: str | Path, command: str, real: dict, ev: dict, mcfg: MaskConfig, window: int,
                  encoder: str) -> None:
+    info_file = Path(real["folder"]) / "extract_info.json"         # how the real clips were extracted
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    how = (f"{str(info.get('pose', 'mediapipe')).replace('mediapipe', 'MediaPipe Holistic')} keypoints at "
+           f"{info['fps']:g} fps, first {info.get('max_seconds', 6.0):g} s of each clip" if "fps" in info
+           else "keypoints (extraction settings unknown: no extract_info.json)")
     md = ["# Masked hand-pose pretraining: reconstruction on held-out real clips", "",
           f"Command: `{command}`", "",
           f"Held-out: {real['heldout_clips']} How2Sign-mini clips ({real['heldout_hand_sequences']} hand "
           f"sequences; {ev['n_windows']} windows of {window} frames; {ev['n_masked_joints']} masked observed joints, "
           f"{ev['n_frame_masked']} in whole-frame masks, {ev['n_joint_masked']} single joints) from source videos "
-          f"not used for pretraining; pretraining saw {real['pretrain_clips']} other real clips. MediaPipe "
-          "Holistic keypoints at 12 fps, first 6 s of each clip. Error = mean L2 distance of the masked joints in "
+          f"not used for pretraining; pretraining saw {real['pretrain_clips']} other real clips. {how}. "
+          "Error = mean L2 distance of the masked joints in "
           "normalized hand coordinates (the hand's box half-side = 1, as the pose encoder sees them). Masking "
           f"(fixed seed): {asdict(mcfg)}. Mean hand = per-joint mean over the real pretraining clips.", "",
           f"Encoder: {encoder}", "", _table(ev), ""]
