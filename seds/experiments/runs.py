@@ -167,7 +167,7 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     t0 = time.time()
     log = train(cfg, resume=resumed_at is not None, progress=progress)
     seconds = time.time() - t0
-    history = epoch_records(out)
+    history = epoch_records(out)      # the whole run's epochs, also those of an interrupted first attempt
     if resumed_at:     # the interrupted attempt's training time (its epochs; its validations are not counted)
         seconds += sum(r.get("seconds", 0.0) for r in history[:resumed_at])
     model, _, _, info = load_checkpoint(out / "best")
@@ -175,12 +175,12 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     val = evaluate_model(model, build_dataset(cfg, cfg.data.val_split), cfg.model.tau, bs)
     test = evaluate_model(model, build_dataset(cfg, cfg.data.test_split), cfg.model.tau, bs)
     result = {"key": key, "cache_version": CACHE_VERSION, "config": to_dict(cfg), "hand_init_sha1": run_key_hand_sha(cfg),
-              "best_epoch": info.get("epoch"), "epochs_trained": len(history) if resumed_at is not None else len(log["history"]),
+              "best_epoch": info.get("epoch"), "epochs_trained": len(history),
               "stopped_early": bool(log.get("stopped_early")), "val_rsum": rsum(val),
               "val": val, "test": test, "metrics": METRICS, "selection_ties": "expected",
               "train_seconds": round(seconds, 1), "resumed_at_epoch": resumed_at,
               "epochs": [{k: v for k, v in r.items() if k in ("epoch", "loss", "val_rsum", "seconds")}
-                         for r in (history if resumed_at is not None else log["history"])]}
+                         for r in history]}
     res_file.write_text(json.dumps(result, indent=1))
     if not keep_last:
         shutil.rmtree(out / "last", ignore_errors=True)

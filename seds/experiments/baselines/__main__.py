@@ -65,12 +65,11 @@ def train_length(c) -> str:
 def split_metrics(name: str, result: dict) -> dict:
     """The test metrics of a result in the form :func:`seds.experiments.ablate.aggregate` reads."""
     t = result["test"]
-    conv = {"best_epoch": result["best_epoch"]} if result.get("best_epoch") is not None else {}
     if name in ("cico", "seds"):
-        return {"test": t, **conv, "epochs_trained": result["epochs_trained"]}
-    if conv and result.get("history"):
-        conv["epochs_trained"] = len(result["history"])
-    return {"test": {name: t}, **conv}
+        return {"test": t, "best_epoch": result["best_epoch"], "epochs_trained": result["epochs_trained"]}
+    # SA-SR / SA-CM record their epochs in "history"; SA-COMB trains nothing (None: no epochs column)
+    trained = len(result["history"]) if result.get("history") else None
+    return {"test": {name: t}, "best_epoch": result.get("best_epoch"), "epochs_trained": trained}
 
 
 def main(argv=None) -> int:
