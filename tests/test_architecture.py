@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -129,12 +131,15 @@ def test_every_module_imports_in_a_fresh_interpreter():
 @pytest.mark.slow
 def test_each_module_imports_alone_in_a_fresh_interpreter():
     """Import-order-dependent cycles only show when a module is the first one imported."""
-    failed = {}
-    for m in sorted(MODULES):
-        r = subprocess.run([sys.executable, "-c", f"import {m}"], cwd=REPO, capture_output=True, text=True,
-                           timeout=300)
-        if r.returncode:
-            failed[m] = r.stderr.strip().splitlines()[-1]
+    def import_alone(m):
+        return m, subprocess.run([sys.executable, "-c", f"import {m}"], cwd=REPO, capture_output=True, text=True,
+                                 timeout=300)
+
+    # One interpreter per module, as many at once as there are cores (each is a separate process).
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(import_alone, sorted(MODULES)))
+    failed = {m: (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1] for m, r in results if r.returncode}
+    assert len(results) == len(MODULES)
     assert not failed, failed
 
 
