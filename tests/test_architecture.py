@@ -139,7 +139,6 @@ def test_each_module_imports_alone_in_a_fresh_interpreter():
     with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
         results = list(pool.map(import_alone, sorted(MODULES)))
     failed = {m: (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1] for m, r in results if r.returncode}
-    assert len(results) == len(MODULES)
     assert not failed, failed
 
 
