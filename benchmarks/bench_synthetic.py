@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seds.experiments.ablate import (RUNS_DIR, Variant, aggregate, ensure_store, primary_stream, run_seds,  # noqa: E402
                          train_missing, variant_config)
 from seds.config import load_config  # noqa: E402
+from seds.experiments.runs import METRICS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = (
@@ -93,7 +94,8 @@ def write(rows: list[dict], base, seeds: list[int], args, results: Path) -> None
     results.mkdir(parents=True, exist_ok=True)
     (results / "synthetic.md").write_text("\n".join(lines) + "\n")
     (results / "synthetic.json").write_text(json.dumps({"command": cmd, "seeds": seeds, "config": args.config,
-                                                        "synthetic": syn, "variants": rows}, indent=1))
+                                                        "synthetic": syn, "metrics": METRICS, "variants": rows},
+                                                       indent=1))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from seds.experiments.baselines.cico import cico_config
 from seds.experiments.baselines.common import BaselineError, baseline_configs, split_overrides
 from seds.experiments.baselines.sa_cm import evaluate_sa_comb
 from seds.experiments.report import aggregate, command_line, describe_scale, markdown_table, write_report
-from seds.experiments.runs import RUNS_DIR, cached_result, ensure_store, result_key, run_seds
+from seds.experiments.runs import METRICS, RUNS_DIR, SA_METRICS, cached_result, ensure_store, result_key, run_seds
 
 NAMES = ("sa-sr", "sa-cm", "sa-comb", "cico", "all")
 LABELS = {"sa-sr": "SA-SR (sign recognition, IoU)", "sa-cm": "SA-CM (cross-modal, NetVLAD text)",
@@ -132,7 +132,9 @@ def main(argv=None) -> int:
           "split reported. Metrics: all video-text pairs, videos of the same sentence relevant, expected-rank "
           "ties (fractional ranks; seds.metrics).", "", table, ""]
     write_report(res_dir, stem, md, {"command": command, "seeds": seeds, "cm": to_dict(cm), "sr": to_dict(sr),
-                                     "base_config": to_dict(base), "methods": records})
+                                     "base_config": to_dict(base),
+                                     "metrics": {"seds, cico": METRICS, "sa-sr, sa-cm, sa-comb": SA_METRICS},
+                                     "methods": records})
     print(table)
     return 0
 
