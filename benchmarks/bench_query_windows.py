@@ -30,6 +30,7 @@ from seds.data.store import FeatureStore  # noqa: E402
 from seds.experiments.demo_assets import load_assets_config, sentence_features, synthetic_config  # noqa: E402
 from seds.data.synthetic import SyntheticSignData  # noqa: E402
 from seds.evaluate import build_dataset, collate_for, evaluate_model  # noqa: E402
+from seds.experiments.runs import METRICS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -62,7 +63,7 @@ def main(argv=None):
                 man.append(ManifestRow(s.id, f"{s.id}.mp4", s.text, args.split, str(s.signer)))
             mpath = write_manifest(Manifest(man, "query_windows"), store.root / f"manifest_{args.split}.csv")
             ds = build_dataset(cfg, args.split, store=str(store.root), manifest=str(mpath))
-            res = evaluate_model(model, ds, cfg.model.tau, 64, collate_fn=collate_for(cfg))
+            res = evaluate_model(model, ds, cfg.model.tau, 64, collate_fn=collate_for(cfg), **METRICS)
             results[t] = res
             rows[t] = {"mean_windows": float(np.mean(nwin)), "fused": res["fused"]}
     cmd = "python benchmarks/bench_query_windows.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -82,8 +83,7 @@ def main(argv=None):
                      f"{v['MedR']:.1f} | {w['R@1']:.1f} | {w['R@5']:.1f} |")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "query_windows.md").write_text("\n".join(lines) + "\n")
-    metrics = {"protocol": "official", "ties": "expected", "stream": "fused"}   # evaluate_model's defaults
-    (RESULTS / "query_windows.json").write_text(json.dumps({"command": cmd, "metrics": metrics,
+    (RESULTS / "query_windows.json").write_text(json.dumps({"command": cmd, "metrics": {**METRICS, "stream": "fused"},
                                                            "rows": {str(k): v for k, v in rows.items()}}, indent=1))
     print("\n".join(lines))
 
