@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -24,7 +27,7 @@ if str(ROOT) not in sys.path:          # `python demo/app.py` from a checkout, w
 
 import gradio as gr  # noqa: E402
 
-from demo.backend import (STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
+from demo.backend import (MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
                           explanation_figure, load_app_config)
 from demo.live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
 
@@ -160,8 +163,10 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
             # ---------------------------------------------------------------- text → video
             with gr.Tab("Text → video", id="t2v"):
                 with gr.Row():
-                    text_in = gr.Textbox(label="Sentence", placeholder="Type a sentence …", scale=4,
-                                         elem_id="text-in", lines=1)
+                    text_in = gr.Textbox(label=f"Sentence (at most {MAX_TEXT_CHARS:,} characters; the text encoder "
+                                         f"reads its first {be.model_cfg.model.text.max_words} words)",
+                                         placeholder="Type a sentence …", scale=4, elem_id="text-in", lines=1,
+                                         max_length=MAX_TEXT_CHARS)
                     t_btn = gr.Button("Search videos", variant="primary", scale=1, elem_id="t2v-run")
                 if ex_texts:
                     gr.Examples([[t] for t in ex_texts[:6]], inputs=[text_in], label="Sentences of gallery videos")
@@ -188,39 +193,43 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
             return [None, None, msg, gr.update(value="", visible=False), "", *[[] for _ in streams],
                     gr.update(choices=[], value=None), None]
 
-        def new_video(path):
+        def session_of(request: gr.Request | None):
+            return getattr(request, "session_hash", None)
+
+        def new_video(path, request: gr.Request = None):
             """A file arrived (upload, webcam, example): say what Search will do and clear old results."""
             if not path:
                 return empty_video("Upload or record a sign video (or pick a gallery video), then press "
                                    "**Search sentences**.")
             try:
-                return empty_video(plan_text(live.plan(path)))
+                return empty_video(plan_text(live.plan(path, session_of(request))))
             except AppError as e:
                 return empty_video(f"⚠️ {e}")
 
         @gpu
-        def run_video(path, k, progress=gr.Progress()):
+        def run_video(path, k, progress=gr.Progress(), request: gr.Request = None):
             if not path:
                 return empty_video("⚠️ Upload a video (or record one with the webcam) first.")
+            session = session_of(request)
             try:
-                plan = live.plan(path)
+                plan = live.plan(path, session)
                 est = plan.estimate_s if plan.kind == "live" else None
                 progress(0.0, desc=progress_text("decode", 0.0, est))
 
                 def report(stage, frac, elapsed, estimate):
                     progress(min(max(frac, 0.0), 1.0), desc=progress_text(stage, elapsed, estimate))
-                q = live.query_video(path, k=int(k), progress=report, estimate_s=est)
+                q = live.query_video(path, k=int(k), progress=report, estimate_s=est, session=session)
             except AppError as e:
                 gr.Warning(str(e))
                 return empty_video(f"⚠️ {e}")
             return answer_video(q, est)
 
-        def rerank_video(q, path, k):
+        def rerank_video(q, path, k, request: gr.Request = None):
             """Another top-k for the answer on screen (from the recent-queries cache: no extraction)."""
             if q is None or not path:
                 return [gr.skip()] * len(v_outputs)
             try:
-                return answer_video(live.query_video(path, k=int(k)), None)
+                return answer_video(live.query_video(path, k=int(k), session=session_of(request)), None)
             except AppError as e:
                 return empty_video(f"⚠️ {e}")
 
@@ -246,11 +255,13 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
             total = q.timings.get("total", 0.0)
             if q.recent:
                 took = f"**Time**: {total:.2f} s (answered from memory)."
-            elif q.source == "extracted":
+            elif q.source == "extracted" and "decode" in q.timings:
                 took = f"**Time**: live extraction and search took {total:.1f} s" + (f" (estimated ≈ {est:.0f} s)." if est
                                                                                else ".")
-            else:
+            elif q.source == "cache":
                 took = f"**Time**: {total:.2f} s (gallery feature cache)."
+            else:
+                took = f"**Time**: {total:.2f} s."
             status = took + "\n\n" + " ".join(f"ℹ️ {n}" for n in q.notes)
             if q.true_text:
                 status += f"\n\n✓ marks this gallery video's own sentence: “{q.true_text}”."
@@ -377,9 +388,21 @@ def launch(be: AppBackend, cfg: AppConfig, **kw):
     return app
 
 
+def own_upload_folder() -> Path:
+    """A fresh folder for Gradio's upload/output cache of this process (inside ``GRADIO_TEMP_DIR`` when that is
+    set), made Gradio's through ``GRADIO_TEMP_DIR`` before the UI is built, so that exiting deletes exactly it."""
+    base = os.environ.get("GRADIO_TEMP_DIR") or None
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="seds-app-uploads-", dir=base))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    return folder
+
+
 def warm_up(be: AppBackend) -> None:
     try:
-        print(f"extraction models ready (I3D compiled) in {be.warm_up():.0f} s", flush=True)
+        secs = be.warm_up()
+        print(f"extraction models ready{' (I3D compiled)' if be.rgb_compiled else ''} in {secs:.0f} s", flush=True)
     except Exception as e:  # noqa: BLE001 - the first query then builds them and reports any error itself
         print(f"warning: warming up the extraction models failed: {type(e).__name__}: {e}", flush=True)
 
@@ -395,7 +418,11 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - any start-up failure: one line, no traceback
         print(f"error: the app could not start: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    atexit.register(be.close)          # the preview folder goes with the process
+    atexit.register(be.close)          # the preview folder goes with the process, and so do the uploads:
+    atexit.register(shutil.rmtree, own_upload_folder(), ignore_errors=True)
+    # SIGTERM (container stop, systemd, a Space restart) ends the app as Ctrl-C does: Gradio closes the server,
+    # then atexit deletes the previews and the upload folder
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     for k, v in be.describe().items():
         print(f"  {k}: {v}", flush=True)
     if cfg.i3d_compile:                # compile I3D while the server starts, not in the first user's query

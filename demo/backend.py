@@ -26,8 +26,8 @@ from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
 from seds.retrieval.index import GalleryIndexError
-from seds.retrieval.engine import (PREVIEW_SHORT_SIDE, STREAM_ORDER, STREAM_TITLES, EngineConfig,  # noqa: F401
-                                   Explanation, QueryError,
+from seds.retrieval.engine import (MAX_TEXT_CHARS, PREVIEW_SHORT_SIDE, STREAM_ORDER,  # noqa: F401
+                                   STREAM_TITLES, EngineConfig, Explanation, QueryError, short_label,
                                    SearchEngine, TextQuery, VideoQuery, hand_presence, log, resolve_device)
 from seds.encode import clip_times  # noqa: F401 - re-exported for the app's callers
 
@@ -245,19 +245,21 @@ def explanation_figure(expl: Explanation, height: int = 420):
     fig = make_subplots(rows=1, cols=len(streams), shared_yaxes=True, subplot_titles=titles,
                         horizontal_spacing=0.04)
     zmax = max(float(np.abs(m).max()) for m in expl.matrices.values()) if streams else 1.0
-    x = list(range(len(expl.words)))
+    words = [short_label(w) for w in expl.words]       # labels are copied into every cell's hover data
+    x = list(range(len(words)))
     y = [round(float(t), 2) for t in expl.times]
     for i, s in enumerate(streams):
         fig.add_trace(go.Heatmap(z=expl.matrices[s], x=x, y=y, coloraxis="coloraxis",
                                  hovertemplate="word %{customdata}<br>clip at %{y:.2f} s<br>E = %{z:.3f}<extra></extra>",
-                                 customdata=np.broadcast_to(np.asarray(expl.words, dtype=object),
+                                 customdata=np.broadcast_to(np.asarray(words, dtype=object),
                                                             expl.matrices[s].shape)),
                       row=1, col=i + 1)
-        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=expl.words, tickangle=-45, row=1, col=i + 1)
+        fig.update_xaxes(tickmode="array", tickvals=x, ticktext=words, tickangle=-45, row=1, col=i + 1)
     fig.update_yaxes(title_text="clip centre (s)", autorange="reversed", row=1, col=1)
     fig.update_layout(coloraxis={"colorscale": "RdBu", "reversescale": True, "cmin": -zmax, "cmax": zmax,
                                  "colorbar": {"title": {"text": "E"}}},
                       height=height, margin={"l": 60, "r": 20, "t": 60, "b": 80},
-                      title={"text": f"clip × word similarity E — {expl.video_label} vs “{expl.sentence}”",
+                      title={"text": f"clip × word similarity E — {short_label(expl.video_label, 40)} vs "
+                                     f"“{short_label(expl.sentence, 80)}”",
                              "font": {"size": 13}})
     return fig

@@ -4,6 +4,11 @@
   extraction settings, with in-flight de-duplication: a second request for a file that is being processed
   waits for the first instead of extracting it again. Repeating a query, changing top-k or re-opening the
   heatmap therefore never re-extracts; a file that failed (no signer, not a video) fails again at once.
+  The cache is shared by all sessions (the same bytes get the same answer), so what it holds names nothing
+  of the uploader (the engine's messages carry no file name or path), and what a session is told about a
+  cached answer depends only on that session's own queries: a file first searched in another session is
+  answered without a word about memory or earlier searches (:class:`LiveQueries` tracks which session
+  asked for what).
 * :class:`CostModel` — seconds per decoded frame (decode + pose + frame filter + preview) and per RGB
   window, the running mean of the last live extractions *on this machine*; before the first one, a rough
   prior from ``benchmarks/results/app_latency_cpu.md`` (and the UI says so).
@@ -28,7 +33,6 @@ from typing import Callable
 
 from demo.backend import AppBackend, AppError, VideoQuery
 from seds.clips import WINDOW, pad_frames, select_clip_starts
-from seds.extract.video import VideoError, probe
 from seds.retrieval.engine import QueryTimeout
 from seds.retrieval.gallery import file_sha256
 
@@ -91,7 +95,7 @@ class RecentQueries:
             ev.wait()                               # someone else computes it: wait, then look again
         if value is not None:
             if isinstance(value, AppError):
-                raise value
+                raise type(value)(str(value))      # a fresh exception: no traceback shared between requests
             return value, True
         try:
             try:
@@ -202,9 +206,12 @@ class Plan:
 class LiveQueries:
     """Video → text queries over an :class:`AppBackend` with the recent-queries cache and estimates."""
 
+    SESSIONS_KEPT = 4096                              # (session, query) pairs remembered for the wording
+
     def __init__(self, be: AppBackend, size: int = 8):
         self.be = be
         self.recent = RecentQueries(size)
+        self._asked: OrderedDict = OrderedDict()         # (session, cache key) → None: what each session searched
         self.costs = CostModel.prior(be)
         self._sha: OrderedDict = OrderedDict()          # (path, size, mtime) → SHA-256, for plan → query
         self._sha_lock = threading.Lock()
@@ -230,26 +237,39 @@ class LiveQueries:
                 be.cfg.max_seconds,
                 be.cfg.preview, FPS)
 
+    def _mark(self, session, key) -> bool:
+        """Remember that ``session`` searched ``key``; returns whether it had before."""
+        with self._sha_lock:
+            before = (session, key) in self._asked
+            self._asked[(session, key)] = None
+            self._asked.move_to_end((session, key))
+            while len(self._asked) > self.SESSIONS_KEPT:
+                self._asked.popitem(last=False)
+        return before
+
+    def asked_before(self, session, key) -> bool:
+        """Whether ``session`` itself searched this file (+ settings) before (``session`` None: one user)."""
+        with self._sha_lock:
+            return (session, key) in self._asked
+
     def windows_for(self, frames: int) -> int:
         return len(select_clip_starts(frames + pad_frames(frames, WINDOW), self.be.max_clips, WINDOW))
 
-    def plan(self, path) -> Plan:
-        """What a search of ``path`` will cost (cheap: hashes the file and reads the container header)."""
+    def plan(self, path, session=None) -> Plan:
+        """What a search of ``path`` will cost (cheap: hashes the file and reads the container header; frames
+        over the size limit are refused here, from the header). ``session``: who asks (a file only counts as
+        searched before when this session searched it)."""
         path = Path(path)
         if not path.is_file():
-            raise AppError(f"The video file {path.name} was not found (the upload may have failed).")
+            raise AppError("The video file was not found (the upload may have failed).")
         if path.stat().st_size == 0:
-            raise AppError(f"{path.name} is empty (0 bytes): not a video.")
+            raise AppError("The file is empty (0 bytes): not a video.")
         sha = self.sha256(path)
-        if self.key(sha) in self.recent:
+        if self.key(sha) in self.recent and self.asked_before(session, self.key(sha)):
             return Plan("recent", sha)
         if self.be.cache is not None and sha in self.be.cache:
             return Plan("gallery", sha)
-        try:
-            info = probe(path)
-        except VideoError as e:
-            raise AppError(f"This file cannot be used as a video ({path.name}): "
-                           f"{str(e).replace(str(path), '').lstrip(': ').split(' (')[0]}.") from e
+        info = self.be.check_video(path)
         if info.num_frames <= 0 or info.fps <= 0:          # e.g. a webcam recording: no duration in the header
             return Plan("live", sha, basis=self.costs.basis, first=not self.be.extractor_ready)
         dur = info.duration
@@ -260,13 +280,14 @@ class LiveQueries:
                     trimmed=dur > self.be.cfg.max_seconds, first=not self.be.extractor_ready)
 
     def query_video(self, path, k: int | None = None, progress: ProgressFn | None = None,
-                    estimate_s: float | None = None) -> LiveVideoQuery:
-        """Top-k sentences for a video; an extraction only the first time a file (+ settings) is seen."""
+                    estimate_s: float | None = None, session=None) -> LiveVideoQuery:
+        """Top-k sentences for a video; an extraction only the first time a file (+ settings) is seen.
+        ``session``: who asks (see :meth:`plan`)."""
         if path is None or str(path).strip() == "":
             raise AppError("Upload a video (or record one with the webcam) first.")
         path = Path(path)
         if not path.is_file():
-            raise AppError(f"The video file {path.name} was not found (the upload may have failed).")
+            raise AppError("The video file was not found (the upload may have failed).")
         report = progress or (lambda stage, frac, elapsed, est: None)
         t0 = time.perf_counter()
 
@@ -275,7 +296,9 @@ class LiveQueries:
                 report(_STAGE_OF.get(name, name), frac, time.perf_counter() - t0, estimate_s)
 
         sha = self.sha256(path)
-        q, hit = self.recent.get_or_run(self.key(sha), lambda: self.be.query_video(path, progress=stage, k=k))
+        key = self.key(sha)
+        mine = self._mark(session, key)       # marked before running: a double click's second request is "mine"
+        q, hit = self.recent.get_or_run(key, lambda: self.be.query_video(path, progress=stage, k=k))
         if not hit:
             if q.source == "extracted":
                 self.costs.update(q)
@@ -286,10 +309,12 @@ class LiveQueries:
         hits = self.be.search_sentences(q.clips, q.clip_mask, k)
         t_search = time.perf_counter() - t
         preview = q.preview if q.preview and Path(q.preview).is_file() else None
-        note = ("Answered from the recent-queries cache: this file was processed before in this session "
-                "(same settings), so nothing was decoded or extracted again.")
+        notes = list(q.notes)
+        if mine:        # only this session's own earlier search is mentioned, never another session's
+            notes.insert(0, "Answered from the recent-queries cache: you searched this file before (same "
+                            "settings), so nothing was decoded or extracted again.")
         total = time.perf_counter() - t0
-        return LiveVideoQuery.of(q, hits=hits, preview=preview, notes=[note, *q.notes], recent=True,
+        return LiveVideoQuery.of(q, hits=hits, preview=preview, notes=notes, recent=mine,
                                  timings={"search": t_search, "total": total})
 
 
@@ -300,7 +325,7 @@ class LiveQueries:
 def plan_text(plan: Plan) -> str:
     """One or two lines for the status area after an upload, before anything runs."""
     if plan.kind == "recent":
-        return "This file was already searched in this session: **Search sentences** answers from memory (< 1 s)."
+        return "You searched this file before: **Search sentences** answers from memory (< 1 s)."
     if plan.kind == "gallery":
         return ("This is one of the gallery's videos: its features are cached, **Search sentences** answers in "
                 "about a second.")

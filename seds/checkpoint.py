@@ -75,8 +75,15 @@ def read_config(folder: str | Path) -> tuple[Config, dict]:
         doc = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{p}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise CheckpointError(f"{p}: expected a JSON object with format, config and info, got "
+                              f"{type(doc).__name__ if doc is not None else 'null'} — not a SEDS checkpoint config")
     if doc.get("format") != FORMAT:
         raise CheckpointError(f"{p}: format {doc.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(doc.get("config"), dict):
+        raise CheckpointError(f"{p}: its \"config\" is {type(doc.get('config')).__name__}, not an object of settings")
+    if not isinstance(doc.get("info", {}), dict):
+        raise CheckpointError(f"{p}: its \"info\" is {type(doc.get('info')).__name__}, not an object")
     try:
         cfg = from_dict(Config, doc["config"])
     except ConfigError as e:

@@ -92,7 +92,7 @@ def test_a_correct_gallery_serves_exactly_its_videos_and_thumbnails(tiny):
 def test_a_gallery_row_pointing_outside_is_refused_at_start_up(tiny, tmp_path, case):
     """Issue 15: one crafted metadata.json row (video: "/etc/passwd") made /etc/shadow downloadable."""
     from demo.backend import AppError
-    secret = tmp_path / "secret.txt"            # outside the gallery's media folder (tiny.root)
+    secret = tmp_path / "secret.mp4"            # outside the gallery's media folder (tiny.root); a media suffix
     secret.write_text("do not serve me\n")
 
     def edit(rows):

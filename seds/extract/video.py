@@ -8,6 +8,12 @@ Every bad input ends in a :class:`VideoError` (a ``ValueError``) naming the file
 missing, empty, not a video / corrupt, audio only, no frames, longer than ``max_seconds``, larger
 than the frame-size or pixel budget.
 
+Header first: :func:`seds.extract.header.header_size` reads a file's frame size from its headers without decoding a frame
+(Pillow's header parsers for still images, ``ffprobe -skip_frame all`` under an address-space limit for
+containers), so :func:`probe` and :func:`read_video` refuse frames over ``max_frame_pixels`` before any
+decoder opens the file (decord and OpenCV decode the first frame at full size when they open it: a
+16000×16000 PNG of 800 KB costs 800 MB there). Without ``ffprobe`` on the PATH the decoders' size is used.
+
 Memory: frames that must be downscaled (``max_short_side`` / ``resize_short`` without a crop) are
 scaled *by the decoder* (decord's ``width``/``height``), so a 4K upload never exists at full size in
 Python; full-size decode batches are bounded in bytes (``_CHUNK_BYTES``), and ``max_pixels`` refuses
@@ -22,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from seds.extract.header import header_size
 
 # Leading bytes of common audio-only containers, to name the problem when neither decoder opens a file.
 _AUDIO_MAGIC = (b"RIFF", b"ID3", b"fLaC", b"OggS", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"FORM")
@@ -284,13 +292,33 @@ def _open_cv2(p: Path):
     return cap
 
 
-def probe(path) -> VideoInfo:
+def _header_size(p: Path) -> tuple[int, int] | None:
+    try:
+        return header_size(p)
+    except TimeoutError as e:
+        raise VideoError(f"{p}: {e}") from None
+
+
+def probe(path, budget: Budget | None = None) -> VideoInfo:
     """Frame rate, frame count and size of a video's first video stream.
 
     Raises :class:`VideoError` for a missing/empty file, a non-video or corrupt file, an audio-only
-    file or a stream without frames.
+    file or a stream without frames, and (``budget.max_frame_pixels``) for frames over the limit — read
+    from the headers (:func:`seds.extract.header.header_size`) before any decoder opens the file.
     """
     p = _check_path(path)
+    budget = budget or Budget()
+    size = _header_size(p)
+    if size is not None:
+        _check_source_size(p, size[0], size[1], budget)
+    info = _probe_decoders(p)
+    if size is not None:
+        info = VideoInfo(info.path, info.fps, info.num_frames, size[0], size[1], info.backend)
+    _check_source_size(p, info.width, info.height, budget)
+    return info
+
+
+def _probe_decoders(p: Path) -> VideoInfo:
     errors = []
     try:
         vr = _open_decord(p)
@@ -356,10 +384,13 @@ def read_video(path, fps: float | None = 24.0, max_seconds: float | None = None,
         return _read_folder(Path(os.fspath(path)), fps, folder_fps, max_seconds, resize_short, crop, trim_long,
                             budget)
     p = _check_path(path)
+    header = _header_size(p) if budget.max_frame_pixels is not None else None
+    if header is not None:        # refused before any decoder opens the file
+        _check_source_size(p, header[0], header[1], budget)
     errors = []
     if backend in ("auto", "decord"):
         try:
-            return _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget)
+            return _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget, header)
         except VideoError:
             raise
         except ImportError as e:
@@ -389,9 +420,11 @@ def _limit_frames(p: Path, n: int, src_fps: float, max_seconds, trim_long) -> tu
     return max(1, limit), True
 
 
-def _source_size(p: Path, vr) -> tuple[int, int]:
-    """(width, height) of the video stream without decoding a full-size frame when OpenCV can tell
-    (container header); otherwise from decord's first frame."""
+def _source_size(p: Path, vr, header: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(width, height) of the video stream: ``header`` (the file's headers) when known, else OpenCV's
+    container header, else decord's first frame."""
+    if header is not None:
+        return header
     import cv2
     cap = cv2.VideoCapture(str(p))
     try:
@@ -404,14 +437,15 @@ def _source_size(p: Path, vr) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget: Budget) -> DecodedVideo:
+def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget: Budget,
+                 header: tuple[int, int] | None = None) -> DecodedVideo:
     vr = _open_decord(p)
     n_src, src_fps = len(vr), float(vr.get_avg_fps())
     if n_src <= 0:
         raise VideoError(f"{p}: video stream has zero frames")
     if not (src_fps > 0 and math.isfinite(src_fps)):
         raise VideoError(f"{p}: video stream reports no valid frame rate ({src_fps})")
-    width, height = _source_size(p, vr)
+    width, height = _source_size(p, vr, header)
     _check_source_size(p, width, height, budget)
     box, size = _output_geometry(width, height, crop, resize_short, budget.max_short_side)
     n_used, trimmed = _limit_frames(p, n_src, src_fps, max_seconds, trim_long)

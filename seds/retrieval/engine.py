@@ -17,8 +17,11 @@ library side of ``python -m seds.index search`` and of the app, ``demo/backend.p
 * **Why** (:meth:`SearchEngine.explain`): the clip×word similarity matrices ``E`` (Sec. 3.3, as in the
   paper's Fig. 6) of one (video, sentence) pair for every stream, with clip times in seconds.
 
-Every problem a user can cause (no file, not a video, corrupt, empty, no signer, empty text, ...)
-raises :class:`QueryError` with a message meant for a person; the engine stays usable afterwards.
+Every problem a user can cause (no file, not a video, corrupt, empty, no signer, empty text, a text
+over ``MAX_TEXT_CHARS``, frames over the size limit, ...) raises :class:`QueryError` with a message meant
+for a person; the engine stays usable afterwards. Messages and results of video queries name nothing of
+the uploader (no file name or path: an app may show one user's answer for the same bytes to another), and
+frame sizes are checked from the file's headers before anything is decoded (:func:`seds.extract.video.probe`).
 """
 from __future__ import annotations
 
@@ -54,6 +57,8 @@ STREAM_ORDER = ("pose", "rgb", "fused")
 CPU_I3D_MEMORY_MB = 512      # I3D activation budget per batch of windows on CPU (bounds a query's peak RSS)
 PREVIEW_SHORT_SIDE = 240     # preview frames: shorter side at most this (decoded straight to it for cached videos)
 STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
+MAX_TEXT_CHARS = 1000        # longer sentences are refused: the text encoder reads at most model.text.max_words words
+MAX_LABEL_CHARS = 24         # a word label of the "Why?" heatmaps is cut to this many characters
 ProgressFn = Callable[[str, float], None]
 
 
@@ -125,6 +130,19 @@ def scale_keypoints(feats: VideoFeatures, size: tuple[int, int], source: tuple[i
     k[..., 0] *= size[0] / float(w0)
     k[..., 1] *= size[1] / float(h0)
     return k
+
+
+def short_label(text: str, n: int = MAX_LABEL_CHARS) -> str:
+    """``text`` cut to at most ``n`` characters (an ellipsis marks the cut)."""
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def without_path(message: str, path: Path) -> str:
+    """``message`` with every mention of ``path`` (full, resolved, folder or file name) removed."""
+    for s in sorted({str(path), str(path.resolve()), str(path.parent), path.name}, key=len, reverse=True):
+        if s and s not in (".", "/"):
+            message = message.replace(s, "")
+    return message
 
 
 def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10) -> tuple[float, float]:
@@ -208,9 +226,12 @@ class SearchEngine:
         self.rgb_features = self.plan.rgb_features
         self.official = self.model_cfg.model.variant == "official"
         try:
-            rgb_weights(self.rgb_features)                          # validates the name
+            weights = rgb_weights(self.rgb_features)                # validates the name
         except RGBFeaturesError as e:
             raise QueryError(str(e)) from e
+        if weights not in (None, "kinetics400") and not Path(weights).expanduser().is_file():
+            raise QueryError(f"the RGB extractor's I3D weights {weights} do not exist (the checkpoint's "
+                             "data.rgb_features, or --i3d-weights / SEDS_I3D_WEIGHTS): no live query could be answered")
         gpath = self.resolve_path(self.cfg.gallery)
         try:
             self.gallery = Gallery.load(gpath, device=self.device)
@@ -237,6 +258,7 @@ class SearchEngine:
         self._lock = threading.Lock()           # the extraction models (pose, RGB) are not thread-safe
         self._build_lock = threading.Lock()     # building them happens once
         self._live = threading.BoundedSemaphore(self.cfg.max_live_queries)
+        self._probes = threading.BoundedSemaphore(self.cfg.max_live_queries)   # header reads / decoder opens at once
         self.extractions = 0                                        # extraction pipeline runs (tests, logs)
         self.load_seconds = time.perf_counter() - t0
         if preload:
@@ -254,6 +276,12 @@ class SearchEngine:
     @property
     def is_synthetic(self) -> bool:
         return self.rgb_features == "synthetic-proxy" or self.model_cfg.data.dataset == "synthetic"
+
+    @property
+    def rgb_compiled(self) -> bool:
+        """Whether the loaded RGB extractor runs through ``torch.compile`` (I3D with ``i3d_compile`` on CPU)."""
+        owner = getattr(self._extractor, "exporter", self._extractor)
+        return bool(getattr(getattr(owner, "rgb", None), "compiled", False))
 
     @property
     def extractor_ready(self) -> bool:
@@ -277,7 +305,9 @@ class SearchEngine:
                 rgb = self._rgb or make_rgb_extractor(self.rgb_features, self.device, memory_budget_mb=budget,
                                                       i3d_compile=self.cfg.i3d_compile and self.device.type == "cpu")
             except RGBFeaturesError as e:
-                raise QueryError(str(e)) from e
+                log.error("the RGB extractor could not be loaded: %s", e)
+                raise QueryError("The RGB extractor could not be loaded on this server (the server log says why): "
+                                 "live video queries are not available.") from e
             if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
                 exporter = OfficialExporter(backend, str(rgb_weights(self.rgb_features)), str(self.device),
                                             pose_estimator=pose, rgb_extractor=rgb, pose_stride=self.cfg.pose_stride)
@@ -311,9 +341,9 @@ class SearchEngine:
             raise QueryError("Upload a video (or record one with the webcam) first.")
         path = Path(path)
         if not path.is_file():
-            raise QueryError(f"The video file {path.name} was not found (the upload may have failed).")
+            raise QueryError("The video file was not found (the upload may have failed).")
         if path.stat().st_size == 0:
-            raise QueryError(f"{path.name} is empty (0 bytes): not a video.")
+            raise QueryError("The file is empty (0 bytes): not a video.")
         deadline = time.monotonic() + self.cfg.query_timeout_s
         user_report = progress or (lambda stage, frac: None)
 
@@ -353,16 +383,16 @@ class SearchEngine:
             try:
                 res = self._extract(path, report, deadline)
             except NoSignerError as e:
-                raise QueryError(f"No signer found in this video ({e}). Use a front-facing video that shows the "
-                               "signer's upper body and hands.") from e
+                raise QueryError(f"No signer found in this video ({without_path(str(e), path)}). Use a "
+                                 "front-facing video that shows the signer's upper body and hands.") from e
             except VideoError as e:
-                detail = str(e).replace(str(path), "").lstrip(": ").split(" (")[0]
-                raise QueryError(f"This file cannot be used as a video ({path.name}): {detail}.") from e
+                raise self.unusable_video(e, path) from e
             except (PoseError, ExtractionError) as e:
-                raise QueryError(f"Feature extraction failed: {e}") from e
+                raise QueryError(f"Feature extraction failed: {without_path(str(e), path)}") from e
             except MemoryError as e:
                 raise QueryError("Out of memory while extracting features: try a shorter or smaller video.") from e
             feats = res.features
+            feats.meta["video"] = f"upload-{sha[:16]}"      # not the uploader's file name
             for st in ("decode", "pose", "filter", "rgb"):
                 timings[st] = res.timings.get(st, 0.0)
             kept = np.flatnonzero(res.keep)
@@ -445,12 +475,31 @@ class SearchEngine:
         if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise self._timeout()
 
+    @staticmethod
+    def unusable_video(e: VideoError, path: Path) -> QueryError:
+        """The user's message for a video the decoders refuse, naming nothing of the upload."""
+        detail = without_path(str(e), path).lstrip(": ").split(" (")[0]
+        return QueryError(f"This file cannot be used as a video: {detail}.")
+
+    def check_video(self, path: Path, deadline: float | None = None):
+        """The upload's header facts (:func:`probe`), with frames over ``max_frame_pixels`` refused from the
+        file's headers before any frame is decoded; at most ``max_live_queries`` such checks at once (a
+        decoder's open decodes a frame where no header tool is installed). Raises :class:`QueryError`."""
+        deadline = time.monotonic() + self.cfg.query_timeout_s if deadline is None else deadline
+        self._wait(self._probes, deadline)
+        try:
+            return probe(path, Budget(max_frame_pixels=self.cfg.max_frame_pixels))
+        except VideoError as e:
+            raise self.unusable_video(e, path) from e
+        finally:
+            self._probes.release()
+
     def _extract(self, path: Path, report: ProgressFn, deadline: float):
         """Decode outside the model lock, then pose + RGB under it. At most ``max_live_queries`` uploads
         hold decoded frames at once; every wait ends at the query's deadline."""
         with self._build_lock:
             self.extractions += 1
-        probe(path)                      # not a video / audio only / no frames: refused at once, no waiting
+        self.check_video(path, deadline)     # not a video / too large / no frames: refused at once, no decoding
         ex = self.extractor()
         self._wait(self._live, deadline)
         try:
@@ -470,6 +519,9 @@ class SearchEngine:
         text = (text or "").strip()
         if not text:
             raise QueryError("Type a sentence to search for.")
+        if len(text) > MAX_TEXT_CHARS:
+            raise QueryError(f"The text is {len(text):,} characters long; at most {MAX_TEXT_CHARS:,} are accepted "
+                             f"(the text encoder reads only its first {self.model_cfg.model.text.max_words} words).")
         k = k or self.cfg.top_k
         t0 = time.perf_counter()
         try:
@@ -480,7 +532,7 @@ class SearchEngine:
         w, m = words[0], mask[0]
         hits = {s: self.gallery.videos.search(w, m, stream=s, k=k, rerank=self.cfg.rerank) for s in self.streams}
         t2 = time.perf_counter()
-        return TextQuery(text, w, m, word_labels(self.model, text), hits,
+        return TextQuery(text, w, m, [short_label(x) for x in word_labels(self.model, text)], hits,
                          {"embed": t1 - t0, "search": t2 - t1, "total": t2 - t0})
 
     # -- why ----------------------------------------------------------------------------------------
@@ -505,7 +557,7 @@ class SearchEngine:
         f, m = g.stream_data("text")
         row = g.row(sentence_id)
         text = g.meta(sentence_id).get("text", "")
-        return f[row].float().cpu(), m[row].cpu(), word_labels(self.model, text), text
+        return f[row].float().cpu(), m[row].cpu(), [short_label(x) for x in word_labels(self.model, text)], text
 
     def explain(self, clips: dict[str, torch.Tensor], clip_mask: torch.Tensor, times: np.ndarray,
                 words: torch.Tensor, word_mask: torch.Tensor, labels: list[str], video_label: str = "",

@@ -27,6 +27,11 @@ from seds.retrieval.index import GalleryIndex, GalleryIndexError, read_json
 GALLERY_FORMAT = "seds-gallery"
 GALLERY_VERSION = 1
 GALLERY_INFO = "gallery.json"
+DATA_FOLDERS = ("videos", "sentences", "cache")      # the gallery's own data: never served
+# what a confined gallery serves: media files only (a row naming gallery.json or a cache file is refused)
+SERVED_SUFFIXES = {"video": (".mp4", ".webm", ".mov", ".mkv", ".avi", ".m4v", ".ogv", ".mpg", ".mpeg", ".wmv",
+                             ".flv", ".3gp", ".ts", ".gif"),
+                   "thumbnail": (".jpg", ".jpeg", ".png", ".webp", ".gif")}
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -115,8 +120,9 @@ class Gallery:
 
     Serving (:meth:`confine`): an app that lets browsers fetch the gallery's files first confines it
     to a media folder; from then on :meth:`video_path` / :meth:`thumbnail_path` give only files that
-    resolve (symbolic links followed) inside that folder / inside the gallery, and :meth:`served_files`
-    lists exactly those files.
+    resolve (symbolic links followed) inside that folder / inside the gallery and are media files
+    (``SERVED_SUFFIXES``; never the gallery's own ``gallery.json``, ``videos/``, ``sentences/``, ``cache/``),
+    and :meth:`served_files` lists exactly those files.
     """
 
     def __init__(self, root: str | Path, videos: GalleryIndex | None, sentences: GalleryIndex | None,
@@ -147,25 +153,34 @@ class Gallery:
             return None
         return (self.root / v).resolve()      # an absolute v stays itself; ``..`` and symlinks resolved
 
-    def _allowed(self, p: Path | None, folder: Path | None) -> bool:
-        return p is not None and (folder is None or p.is_relative_to(folder.resolve()))
+    def _allowed(self, p: Path | None, folder: Path | None, key: str) -> bool:
+        return p is not None and (folder is None or (p.is_relative_to(folder.resolve()) and self._media(p, key)))
+
+    def _media(self, p: Path, key: str) -> bool:
+        """Whether ``p`` (resolved) may be served as a ``key`` file: a media suffix, not the gallery's own data."""
+        root = self.root.resolve()
+        own = p == root / GALLERY_INFO or any(p.is_relative_to(root / d) for d in DATA_FOLDERS)
+        return not own and p.suffix.lower() in SERVED_SUFFIXES[key]
 
     def video_path(self, video_id) -> str | None:
-        """The video file of ``video_id`` (None when absent, or outside the media folder once confined)."""
+        """The video file of ``video_id`` (None when absent, or, once confined, outside the media folder or not
+        a media file)."""
         p = self._resolved(video_id, "video")
-        return str(p) if self._allowed(p, self.media_root) and p.is_file() else None
+        return str(p) if self._allowed(p, self.media_root, "video") and p.is_file() else None
 
     def thumbnail_path(self, video_id) -> str | None:
-        """Its thumbnail (None when absent, or, once confined, not inside the gallery folder)."""
+        """Its thumbnail (None when absent, or, once confined, not an image inside the gallery folder)."""
         p = self._resolved(video_id, "thumbnail")
         inside = self.root if self.media_root is not None else None
-        return str(p) if self._allowed(p, inside) and p.is_file() else None
+        return str(p) if self._allowed(p, inside, "thumbnail") and p.is_file() else None
 
     def confine(self, media_root: str | Path | None = None) -> None:
         """Check that every video row points inside ``media_root`` (default: the folder holding the
         gallery, where :meth:`add_videos` records videos "beside" it) and every thumbnail inside the
         gallery, all symbolic links resolved; raise :class:`GalleryIndexError` naming the first row
-        that does not. Afterwards only such files are returned (see the class docstring)."""
+        that does not, or that names a file that is not a media file (the gallery's own ``gallery.json``,
+        metadata or feature cache, anything without a video / image suffix). Afterwards only such files are
+        returned (see the class docstring)."""
         root = Path(media_root if media_root is not None else self.root.resolve().parent).resolve()
         if not root.is_dir():
             raise GalleryIndexError(f"media folder {root} does not exist")
@@ -180,6 +195,12 @@ class Gallery:
                         + ("the only folder the app serves videos from (set the media folder — SEDS_MEDIA_ROOT, "
                            "--media-root — to the folder that holds the gallery's videos)" if key == "video"
                            else "thumbnails must lie inside the gallery folder") + "; refusing to serve this gallery")
+                if p is not None and not self._media(p, key):
+                    raise GalleryIndexError(
+                        f"{meta_file}: the {key} of {vid!r} is {self.videos.meta(vid).get(key)!r}, which resolves to "
+                        f"{p}: not a {'video' if key == 'video' else 'thumbnail image'} file ("
+                        f"{', '.join(SERVED_SUFFIXES[key])}) or one of the gallery's own data files; refusing to "
+                        "serve this gallery")
         self.media_root = root
 
     def served_files(self) -> list[str]:
