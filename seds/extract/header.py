@@ -71,4 +71,4 @@ def header_size(path) -> tuple[int, int] | None:
     with open(p, "rb") as f:
         head = f.read(16)
     fmt = _image_format(head)
-    return _image_size(p, fmt) if fmt is not None else _ffprobe_size(p)
+    return (_image_size(p, fmt) if fmt is not None else None) or _ffprobe_size(p)
