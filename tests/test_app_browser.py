@@ -96,7 +96,7 @@ def upload(page, path) -> None:
     before = page.locator("#v2t-status").inner_text()
     page.set_input_files("#video-in input[type=file]", str(path))
     page.wait_for_function("b => { const t = document.querySelector('#v2t-status').innerText; "
-                           "return t !== b && /New video|gallery's videos|already searched|⚠️/.test(t); }", arg=before)
+                           "return t !== b && /New video|gallery's videos|searched this file before|⚠️/.test(t); }", arg=before)
 
 
 def n_rows(page, elem_id: str) -> int:
