@@ -14,9 +14,8 @@ encodes every possible span:
    fine-grained score of *every* span [a, a + ℓ) of the window grid, for every length from ``min_span_s`` to
    ``max_span_s``, is a ratio of prefix sums — the video→text half is the mean over the span's clips of
    ``Σ_j E_ij softmax_j(E_i/τ)_j`` (independent of the span: one cumulative sum), the text→video half per word
-   is ``Σ_i E_ij e^{E_ij/τ} / Σ_i e^{E_ij/τ}`` over the span's clips (two cumulative sums). Exponentials are
-   shifted by the maximum of their block of 2 × the longest span, so cancellation stays bounded. This is the
-   exact score of the timeline features restricted to the span (tested against a loop over every span).
+   is ``Σ_i E_ij e^{E_ij/τ} / Σ_i e^{E_ij/τ}`` over the span's clips (running sums that grow by one clip per
+   length, vectorised over starts: positive additions only, no cancellation). This is the exact score of the timeline features restricted to the span (tested against a loop over every span).
    Spans must lie mostly (``min_signing``) on windows where a signer is seen, overlapping spans are
    suppressed (non-maximum suppression at ``nms_iou``).
 3. **Exact re-scoring** (``rescore`` best per stream, when the recording's features are at hand): each
@@ -246,27 +245,20 @@ def span_score_grid(e: torch.Tensor, word_mask: torch.Tensor, lengths: np.ndarra
     # video → text: each clip's score over the words, mean over the span's clips (one prefix sum)
     per_clip = (e * torch.softmax(e / tau, dim=1)).sum(1)
     c = torch.cat([torch.zeros(1, dtype=torch.float64), per_clip.cumsum(0)])
-    # text → video: per word Σ E e^{E/τ} / Σ e^{E/τ} over the span; exponentials shifted per block
-    w = int(lengths.max())
-    nb = -(-t // w)
-    pad = torch.full(((nb + 1) * w - t, n_words), -torch.inf, dtype=torch.float64)
-    ep = torch.cat([e, pad])                                            # ((nb + 1) w, L)
-    blocks = ep.unfold(0, 2 * w, w)[:nb].transpose(1, 2)                # (nb, 2w, L): block k = rows [kw, kw + 2w)
-    m = blocks.amax(1, keepdim=True)
-    x = torch.exp((blocks - m) / tau)                                   # 0 on padding
-    ex = torch.where(torch.isfinite(blocks), blocks, torch.zeros((), dtype=torch.float64)) * x
-    zero = torch.zeros(nb, 1, n_words, dtype=torch.float64)
-    pden = torch.cat([zero, x.cumsum(1)], 1)                            # (nb, 2w + 1, L)
-    pnum = torch.cat([zero, ex.cumsum(1)], 1)
-    off = torch.arange(w)
-    starts = (torch.arange(nb)[:, None] * w + off).reshape(-1)          # (nb · w,) every start a = kw + o
-    for i, ell in enumerate(lengths.tolist()):                          # a loop over lengths, not over spans
-        den = pden[:, off + ell] - pden[:, off]                         # (nb, w, L)
-        num = pnum[:, off + ell] - pnum[:, off]
-        t2v = (num / den.clamp_min(1e-300)).mean(-1).reshape(-1)
-        v2t = (c[(starts + ell).clamp(max=t)] - c[starts.clamp(max=t)]) / ell
-        ok = starts + ell <= t
-        out[i, starts[ok]] = 0.5 * (t2v[ok] + v2t[ok])
+    # text → video: per word Σ E e^{E/τ} / Σ e^{E/τ} over the span. The sums of every start grow by one clip per
+    # length (additions of positive terms only: no cancellation, unlike differences of prefix sums); cosines
+    # are ≤ 1, so e^{(E − max)/τ} neither overflows nor underflows in float64 for τ > 0.003
+    x = torch.exp((e - e.amax(0, keepdim=True)) / tau)
+    ex = e * x
+    den = torch.zeros_like(e)
+    num = torch.zeros_like(e)
+    want = {int(ell): i for i, ell in enumerate(lengths.tolist())}
+    for ell in range(1, min(int(lengths.max()), t) + 1):              # a loop over lengths, not over spans
+        n = t - ell + 1
+        den[:n] += x[ell - 1:]
+        num[:n] += ex[ell - 1:]
+        if ell in want:
+            out[want[ell], :n] = 0.5 * ((num[:n] / den[:n]).mean(-1) + (c[ell:] - c[:n]) / ell)
     return out
 
 
