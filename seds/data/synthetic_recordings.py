@@ -4,7 +4,8 @@ material of localisation (:mod:`seds.retrieval.localise`) and of ``benchmarks/be
 
 A recording is a :class:`~seds.data.features.VideoFeatures` with ``meta["kind"] == "recording"`` whose
 ``clip_starts`` are 16-frame windows at a fixed ``stride`` along the whole timeline (the layout streaming
-extraction writes). Every sentence is re-made for the recording's signer (:meth:`SyntheticSignData.make_spec`
+extraction writes, ``meta`` ``window`` / ``window_stride`` / ``duration_s`` / ``n_frames`` as there; the per-window
+signer ``presence`` is left to :func:`seds.retrieval.localise.window_presence`). Every sentence is re-made for the recording's signer (:meth:`SyntheticSignData.make_spec`
 with the sentence's words: held-out sentences stay held out), so the body stays in place; each sentence
 starts and ends at the rest pose (its lead and tail holds), and a pause of ``pause_s`` seconds (a hold of the
 last frame with keypoint jitter) separates two sentences. The *signing* span of a sentence runs from the
@@ -48,7 +49,7 @@ class SyntheticRecording:
 
 
 def make_recording(data: SyntheticSignData, specs: list[SentenceSpec], *, signer: int | None = None,
-                   stride: int = 4, pause_s: tuple[float, float] = (0.5, 3.0), seed: int = 0,
+                   stride: int = 8, pause_s: tuple[float, float] = (0.5, 3.0), seed: int = 0,
                    gap_without_signer_s: float = 0.0, id: str = "recording") -> SyntheticRecording:
     """Sentences ``specs`` signed in order by ``signer`` (default: the first spec's), pauses drawn uniformly
     from ``pause_s``; windows every ``stride`` frames."""
@@ -94,6 +95,7 @@ def make_recording(data: SyntheticSignData, specs: list[SentenceSpec], *, signer
     for lo in range(0, len(starts), RGB_BLOCK):
         s = starts[lo:lo + RGB_BLOCK]
         rgb[lo:lo + len(s)] = proxy(fr[s[0]:s[-1] + WINDOW], s - s[0])
-    meta = {"id": id, "kind": "recording", "source": "synthetic", "stride": stride,
+    meta = {"id": id, "kind": "recording", "source": "synthetic", "window": WINDOW, "window_stride": stride,
+            "duration_s": len(kp) / fps, "n_frames": len(kp),
             "signer": data.signers[signer].id if specs else "", "sentences": len(specs)}
     return SyntheticRecording(VideoFeatures(kp, rgb, starts, fps, meta), placed)

@@ -19,8 +19,8 @@ encodes every possible span:
    Spans must lie mostly (``min_signing``) on windows where a signer is seen, overlapping spans are
    suppressed (non-maximum suppression at ``nms_iou``).
 3. **Exact re-scoring** (``rescore`` best per stream, when the recording's features are at hand): each
-   candidate span is encoded *alone* — ≤ ``model.max_clips`` of its windows at equal intervals, as a trained
-   clip is — and scored with the checkpoint's fine-grained score (:func:`seds.similarity.fine_grained_scores`).
+   candidate span is encoded *alone*, sampled as a trained clip is (:func:`span_features`: ≤ ``model.max_clips``
+   windows at equal intervals over every frame of the span) — and scored with the checkpoint's fine-grained score (:func:`seds.similarity.fine_grained_scores`).
 
 The result is data (:class:`Localisation`, :class:`Span`); its ``status`` and ``notes`` are codes
 (:data:`NO_SIGNING`, :data:`NOTE_TRUNCATED`, ...), worded by the caller. A video query (a short clip found in
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seds.clips import WINDOW
+from seds.clips import WINDOW, select_clip_starts
 from seds.data.features import VideoFeatures
 from seds.encode import EncodeError, encode_sentences, encode_videos, is_official
 from seds.keypoints import N_BODY, N_HAND
@@ -49,6 +49,7 @@ NOTE_TRUNCATED = "sentence_truncated"     # the text encoder read only the first
 NOTE_AT_MAX_LENGTH = "best_span_at_max_length"   # the best span is as long as allowed: the sentence may be longer
 NOTE_SHORT_RECORDING = "recording_shorter_than_min_span"
 NOTE_COARSE_ONLY = "coarse_scores_only"   # no features to re-score with: scores are the timeline's
+SIGNING_PRESENCE = 0.5                    # a window shows signing when this fraction of its frames shows a signer
 
 
 class LocaliseError(ValueError):
@@ -128,25 +129,39 @@ class RecordingTimeline:
     def duration_s(self) -> float:
         return float(self.ends_s[-1]) if self.num_windows else 0.0
 
-    def window_rate(self) -> float:
-        """Windows per second (from the median stride)."""
+    @property
+    def window_s(self) -> float:
+        return float(self.ends_s[0] - self.starts_s[0]) if self.num_windows else WINDOW / self.fps
+
+    @property
+    def step_s(self) -> float:
+        """Seconds between window starts (the median stride)."""
         if self.num_windows < 2:
-            return 1.0 / max(float(self.ends_s[0] - self.starts_s[0]), 1e-6)
-        return 1.0 / max(float(np.median(np.diff(self.starts_s))), 1e-6)
+            return self.window_s
+        return max(float(np.median(np.diff(self.starts_s))), 1e-6)
+
+    def span_lengths(self, min_s: float, max_s: float) -> np.ndarray:
+        return span_lengths(self.step_s, self.window_s, self.num_windows, min_s, max_s)
 
 
 # ----------------------------------------------------------------------------------------------------
 # signer presence, chunks, the coarse pass
 # ----------------------------------------------------------------------------------------------------
 
-def signer_windows(feats: VideoFeatures, conf: float = 0.3, min_points: int = 10, min_frames: float = 0.5) -> np.ndarray:
-    """(T,) bool: windows in which at least ``min_frames`` of the frames show a signer (≥ ``min_points``
-    body and hand points at confidence ≥ ``conf``). Prefix sums over frames, no loop."""
+def window_presence(feats: VideoFeatures, conf: float = 0.3) -> np.ndarray:
+    """(T,) fraction of each window's frames that show a signer with a visible hand (≥ 3 body points and ≥ 10
+    points of one hand at confidence ≥ ``conf``, the frame filter's test): ``meta["presence"]`` when extraction
+    stored it, else computed here with prefix sums over frames (no loop)."""
+    stored = feats.meta.get("presence")
+    if stored is not None and len(stored) == feats.num_clips:
+        return np.asarray(stored, dtype=np.float64)
     ok = np.nan_to_num(feats.keypoints[:, :N_BODY + 2 * N_HAND, 2]) >= conf
-    seen = np.concatenate([[0], np.cumsum(ok.sum(1) >= min_points)])
+    hand = np.maximum(ok[:, N_BODY:N_BODY + N_HAND].sum(1), ok[:, N_BODY + N_HAND:].sum(1))
+    frame = (ok[:, :N_BODY].sum(1) >= 3) & (hand >= 10)
+    seen = np.concatenate([[0], np.cumsum(frame)])
     s = feats.clip_starts
     e = np.minimum(s + WINDOW, feats.num_frames)
-    return (seen[e] - seen[s]) >= min_frames * (e - s)
+    return (seen[e] - seen[s]) / np.maximum(e - s, 1)
 
 
 def chunk_starts(n_windows: int, chunk: int) -> np.ndarray:
@@ -176,6 +191,21 @@ def span_windows(first: int, stop: int, max_clips: int) -> np.ndarray:
     if n <= max_clips:
         return np.arange(first, stop, dtype=np.int64)
     return first + np.round(np.linspace(0, n - 1, max_clips)).astype(np.int64)
+
+
+def span_features(feats: VideoFeatures, first: int, stop: int, max_clips: int) -> VideoFeatures:
+    """Windows [first, stop) of a recording as a trained clip is sampled (:func:`seds.clips.select_clip_starts`):
+    ≤ ``max_clips`` 16-frame windows at equal intervals over *every frame* of the span (pose sees them exactly,
+    keypoints exist for every frame); each takes the RGB feature of the stored window nearest to it (≤ half a
+    stride away)."""
+    cs = feats.clip_starts
+    f0, f1 = int(cs[first]), int(min(cs[stop - 1] + WINDOW, feats.num_frames))
+    starts = f0 + select_clip_starts(f1 - f0, max_clips)
+    near = np.clip(np.searchsorted(cs, starts), 1, len(cs) - 1)
+    near = np.where(np.abs(cs[near - 1] - starts) <= np.abs(cs[near] - starts), near - 1, near)
+    near = np.clip(near, first, stop - 1)
+    return VideoFeatures(feats.keypoints[f0:f1], feats.rgb[near], starts - f0, feats.fps,
+                         {"id": str(feats.meta.get("id", ""))})
 
 
 def check_model(model) -> None:
@@ -214,20 +244,21 @@ def encode_recording(model, feats: VideoFeatures, chunk: int = 0, batch_size: in
     fps = float(feats.fps)
     starts_s = feats.clip_starts.astype(np.float64) / fps
     return RecordingTimeline(str(feats.meta.get("id", "")), starts_s, starts_s + WINDOW / fps,
-                             signer_windows(feats), out, fps)
+                             window_presence(feats) >= SIGNING_PRESENCE, out, fps)
 
 
 # ----------------------------------------------------------------------------------------------------
 # boundary refinement: every span of the grid from prefix sums
 # ----------------------------------------------------------------------------------------------------
 
-def span_lengths(rate: float, n_windows: int, min_s: float, max_s: float) -> np.ndarray:
-    """Span lengths in windows covering [min_s, max_s] (every window count in between)."""
-    lo = max(1, int(round(min_s * rate)))
-    hi = max(lo, int(round(max_s * rate)))
+def span_lengths(step_s: float, window_s: float, n_windows: int, min_s: float, max_s: float) -> np.ndarray:
+    """Span lengths in windows whose duration ``(ℓ − 1) · step_s + window_s`` lies in [min_s, max_s] (every window
+    count in between; at least one window; a recording shorter than ``min_s`` gives its own length)."""
+    lo = max(1, int(np.ceil((min_s - window_s) / step_s - 1e-9)) + 1)
+    hi = max(1, int(np.floor((max_s - window_s) / step_s + 1e-9)) + 1)
     if n_windows < lo:
         return np.array([n_windows], dtype=np.int64)
-    return np.arange(lo, min(hi, n_windows) + 1, dtype=np.int64)
+    return np.arange(min(lo, hi), min(hi, n_windows) + 1, dtype=np.int64)
 
 
 def span_score_grid(e: torch.Tensor, word_mask: torch.Tensor, lengths: np.ndarray, tau: float) -> torch.Tensor:
@@ -368,9 +399,9 @@ class Localiser:
     def _localise(self, tl, q, qmask, feats, label, t0) -> Localisation:
         cfg = self.cfg
         timings = {"query": time.perf_counter() - t0}
-        lengths = span_lengths(tl.window_rate(), tl.num_windows, cfg.min_span_s, cfg.max_span_s)
+        lengths = tl.span_lengths(cfg.min_span_s, cfg.max_span_s)
         notes: list[str] = []
-        if tl.num_windows < max(1, int(round(cfg.min_span_s * tl.window_rate()))):
+        if tl.duration_s - tl.starts_s[0] < cfg.min_span_s:
             notes.append(NOTE_SHORT_RECORDING)
         spans: dict[str, list[Span]] = {}
         curve: dict[str, np.ndarray] = {}
@@ -412,7 +443,7 @@ class Localiser:
                      qmask: torch.Tensor) -> dict[str, np.ndarray]:
         """The checkpoint's fine-grained score of each span [first, stop) encoded alone, per stream."""
         mc = self.model.cfg.max_clips
-        parts = [sub_features(feats, span_windows(a, b, mc)) for a, b in windows]
+        parts = [span_features(feats, a, b, mc) for a, b in windows]
         emb, mask = encode_videos(self.model, parts)
         out = {}
         for s in self.streams:
