@@ -167,7 +167,7 @@ def test_exact_rescoring_encodes_each_candidate_alone():
     for stream, spans in res.spans.items():
         assert [s.exact for s in spans] == [True, True, False, False]
         f = span_features(rec.features, spans[0].first, spans[0].stop, model.cfg.max_clips)
-        assert f.num_clips == model.cfg.max_clips and f.clip_starts[-1] + 16 == f.num_frames
+        assert f.num_clips == min(model.cfg.max_clips, f.num_frames - 15) and f.clip_starts[-1] + 16 == f.num_frames
         emb, mask = encode_videos(model, [f])
         want = fine_grained_scores(emb[stream], mask, q[stream][None], qmask[None], tau=model.cfg.tau).mean.item()
         assert spans[0].score == pytest.approx(want, abs=1e-5)
