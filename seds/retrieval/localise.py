@@ -261,6 +261,12 @@ def span_lengths(step_s: float, window_s: float, n_windows: int, min_s: float, m
     return np.arange(min(lo, hi), min(hi, n_windows) + 1, dtype=np.int64)
 
 
+def similarity_matrix(windows, query: torch.Tensor) -> torch.Tensor:
+    """E = windows · queryᵀ of L2-normalised features in float32 (stored windows are float16)."""
+    x = windows.float() if torch.is_tensor(windows) else torch.from_numpy(np.array(windows, dtype=np.float32))
+    return F.normalize(x, dim=-1) @ F.normalize(query.float(), dim=-1).T
+
+
 def span_score_grid(e: torch.Tensor, word_mask: torch.Tensor, lengths: np.ndarray, tau: float) -> torch.Tensor:
     """The fine-grained score ½ (M_t2k + M_k2t) of the timeline clips [a, a + ℓ) for every start ``a`` and
     every ℓ in ``lengths``: (len(lengths), T) float64, −inf where the span leaves the timeline.
@@ -408,7 +414,7 @@ class Localiser:
         cands = {}
         t1 = time.perf_counter()
         for s in self.streams:
-            e = F.normalize(tl.streams[s].float(), dim=-1) @ F.normalize(q[s].float(), dim=-1).T
+            e = similarity_matrix(tl.streams[s], q[s])
             grid = span_score_grid(e, qmask, lengths, self.model.cfg.tau)
             curve[s] = coverage_curve(grid, lengths)
             k = max(cfg.top_k, cfg.rescore)
