@@ -239,7 +239,7 @@ class RecordingArchive:
         p, r = self.parts[pi], self.parts[pi].recordings[self.where[recording][1]]
         a, b = r["offset"], r["offset"] + r["windows"]
         return RecordingTimeline(recording, p.times[a:b, 0].copy(), p.times[a:b, 1].copy(), p.signing[a:b].copy(),
-                                 {s: torch.from_numpy(np.asarray(p.windows[s][a:b], dtype=np.float16))
+                                 {s: torch.from_numpy(np.array(p.windows[s][a:b], dtype=np.float16))
                                   for s in p.streams}, float(r["fps"]))
 
     def search(self, query: dict[str, torch.Tensor], query_mask: torch.Tensor, tau: float, k: int = 10,
