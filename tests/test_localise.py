@@ -66,6 +66,21 @@ def test_span_grid_equals_every_span_scored_alone(scale):
     assert torch.allclose(grid[fin], want[fin], atol=1e-10, rtol=0)
 
 
+def test_span_grid_batched_with_padding_equals_one_by_one():
+    g = torch.Generator().manual_seed(1)
+    e = torch.rand(3, 20, 4, generator=g, dtype=torch.float64) * 2 - 1
+    valid = torch.tensor([20, 13, 5])
+    wm = torch.tensor([True, True, False, True])
+    lengths = np.array([2, 3, 7])
+    grid = span_score_grid(e, wm, lengths, 0.07, valid=valid)
+    for i in range(3):
+        one = span_score_grid(e[i, :valid[i]], wm, lengths, 0.07)
+        fin = torch.isfinite(one)
+        assert torch.equal(fin, torch.isfinite(grid[i, :, :valid[i]]))
+        assert torch.allclose(grid[i, :, :valid[i]][fin], one[fin], atol=1e-12, rtol=0)   # other exp shift
+        assert torch.isinf(grid[i, :, valid[i]:]).all()
+
+
 def test_span_grid_is_stable_with_a_wide_score_range():
     """Cosines of −1 and +1 in one block (e^{±28} apart): the block-shifted prefix sums stay exact to 1e-9."""
     e = torch.tensor([[1.0], [-1.0], [-1.0], [0.9], [-1.0], [-0.99], [1.0]], dtype=torch.float64)

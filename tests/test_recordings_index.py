@@ -18,6 +18,7 @@ from seds.data.store import FeatureStore, save_features
 from seds.data.synthetic_recordings import make_recording
 from seds.index import main as index_main
 from seds.retrieval.gallery import checkpoint_fingerprint
+from seds.similarity import pooled
 from seds.retrieval.localise import LocaliseConfig, Localiser, encode_recording
 from seds.retrieval.recordings import (RecordingArchive, RecordingIndexError, RecordingIndexWriter,
                                        build_recording_index)
@@ -108,6 +109,13 @@ def test_memory_and_layout(built):
     arc = RecordingArchive(root / "whole", fp)
     n = sum(r.features.num_clips for r in recs)
     mem = arc.memory_bytes()
+    part = arc.parts[0]
+    tl = arc.timeline("rec0")
+    for ci in (0, 1, len(part.chunk_windows) - 1):       # chunk vectors = pooled() of their windows
+        a, b = part.chunk_windows[ci]
+        if b <= tl.num_windows:
+            want = pooled(tl.streams["rgb"][a:b].float()[None], torch.ones(1, b - a, dtype=torch.bool))[0]
+            assert torch.allclose(part.chunks["rgb"][ci], want, atol=1e-6)
     assert mem["mapped"] == n * model.cfg.dim * 2 * 3
     assert 0 < arc.hours * 3600 == pytest.approx(sum(r.features.num_frames / 24.0 for r in recs))
     with pytest.raises(RecordingIndexError, match="already holds"):

@@ -267,35 +267,42 @@ def similarity_matrix(windows, query: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1) @ F.normalize(query.float(), dim=-1).T
 
 
-def span_score_grid(e: torch.Tensor, word_mask: torch.Tensor, lengths: np.ndarray, tau: float) -> torch.Tensor:
+def span_score_grid(e: torch.Tensor, word_mask: torch.Tensor, lengths: np.ndarray, tau: float,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
     """The fine-grained score ½ (M_t2k + M_k2t) of the timeline clips [a, a + ℓ) for every start ``a`` and
-    every ℓ in ``lengths``: (len(lengths), T) float64, −inf where the span leaves the timeline.
+    every ℓ in ``lengths``: (..., len(lengths), T) float64, −inf where the span leaves the timeline.
 
-    ``e``: (T, L) clip × word similarities (normalised features), ``word_mask`` (L,) valid words. Equal to
-    :func:`seds.similarity.fine_grained_scores` on the span's rows of ``e`` (tests)."""
-    e = e[:, word_mask.bool()].double()
-    t, n_words = e.shape
+    ``e``: (..., T, L) clip × word similarities (normalised features; leading dimensions = several timelines,
+    e.g. the candidate regions of an index search), ``word_mask`` (L,) valid words, ``valid`` (...,) the number of
+    real rows of each timeline (default T). Equal to :func:`seds.similarity.fine_grained_scores` on the span's
+    rows of ``e`` (tests)."""
+    e = e[..., word_mask.bool()].double()
+    *batch, t, n_words = e.shape
     lengths = np.asarray(lengths, dtype=np.int64)
-    out = torch.full((len(lengths), t), -torch.inf, dtype=torch.float64)
+    out = torch.full((*batch, len(lengths), t), -torch.inf, dtype=torch.float64)
     if t == 0 or n_words == 0 or len(lengths) == 0:
         return out
     # video → text: each clip's score over the words, mean over the span's clips (one prefix sum)
-    per_clip = (e * torch.softmax(e / tau, dim=1)).sum(1)
-    c = torch.cat([torch.zeros(1, dtype=torch.float64), per_clip.cumsum(0)])
+    per_clip = (e * torch.softmax(e / tau, dim=-1)).sum(-1)
+    c = torch.cat([torch.zeros(*batch, 1, dtype=torch.float64), per_clip.cumsum(-1)], -1)
     # text → video: per word Σ E e^{E/τ} / Σ e^{E/τ} over the span. The sums of every start grow by one clip per
     # length (additions of positive terms only: no cancellation, unlike differences of prefix sums); cosines
     # are ≤ 1, so e^{(E − max)/τ} neither overflows nor underflows in float64 for τ > 0.003
-    x = torch.exp((e - e.amax(0, keepdim=True)) / tau)
+    x = torch.exp((e - e.amax(-2, keepdim=True)) / tau)
     ex = e * x
     den = torch.zeros_like(e)
     num = torch.zeros_like(e)
     want = {int(ell): i for i, ell in enumerate(lengths.tolist())}
     for ell in range(1, min(int(lengths.max()), t) + 1):              # a loop over lengths, not over spans
         n = t - ell + 1
-        den[:n] += x[ell - 1:]
-        num[:n] += ex[ell - 1:]
+        den[..., :n, :] += x[..., ell - 1:, :]
+        num[..., :n, :] += ex[..., ell - 1:, :]
         if ell in want:
-            out[want[ell], :n] = 0.5 * ((num[:n] / den[:n]).mean(-1) + (c[ell:] - c[:n]) / ell)
+            out[..., want[ell], :n] = 0.5 * ((num[..., :n, :] / den[..., :n, :]).mean(-1)
+                                             + (c[..., ell:] - c[..., :n]) / ell)
+    if valid is not None:
+        ends = torch.arange(t)[None, :] + torch.from_numpy(lengths)[:, None]          # (n_len, T)
+        out = out.masked_fill(ends > valid.reshape(*batch, 1, 1), -torch.inf)
     return out
 
 
@@ -317,27 +324,33 @@ def nms(first: np.ndarray, stop: np.ndarray, scores: np.ndarray, iou: float, k: 
     return np.asarray(keep, dtype=np.int64)
 
 
-def span_candidates(grid: torch.Tensor, lengths: np.ndarray, signing: np.ndarray, cfg: LocaliseConfig,
-                    k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best ``k`` non-overlapping spans of a score grid that lie mostly on signing → (first, stop, score)."""
-    t = grid.shape[1]
-    g = grid.clone()
-    sig = np.concatenate([[0], np.cumsum(signing.astype(np.int64))])
+def span_candidates(grid: torch.Tensor, lengths: np.ndarray, signing: np.ndarray, cfg: LocaliseConfig, k: int,
+                    keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Best ``k`` non-overlapping spans of a score grid ((R, n_len, T): R timelines, or (n_len, T)) that lie mostly
+    on signing (``signing`` (R, T) or (T,)) → (timeline, first, stop, score). ``keys`` (R,): each timeline's
+    position on one global window axis (timelines must not overlap there; default R · T apart), so that
+    suppression and ties act on global positions. Vectorised: no loop over lengths or spans."""
+    g = grid if grid.dim() == 3 else grid[None]
+    sig = np.asarray(signing, dtype=np.int64).reshape(g.shape[0], -1)
+    r, n_len, t = g.shape
+    prefix = np.concatenate([np.zeros((r, 1), np.int64), np.cumsum(sig, 1)], 1)   # (R, T + 1)
     a = np.arange(t)
-    for i, ell in enumerate(lengths.tolist()):     # signing fraction of every span, one prefix sum per length
-        stop = np.minimum(a + ell, t)
-        bad = (sig[stop] - sig[a]) < cfg.min_signing * ell
-        g[i, torch.from_numpy(bad)] = -torch.inf
-    flat = g.reshape(-1)
-    n = int(torch.isfinite(flat).sum())
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    top = torch.topk(flat, min(cfg.pool, n)).indices.numpy()
-    li, first = np.divmod(top, t)
-    stop = first + lengths[li]
-    sc = flat[top].numpy()
-    keep = nms(first, stop, sc, cfg.nms_iou, k)
-    return first[keep], stop[keep], sc[keep]
+    stop = np.minimum(a[None, :] + lengths[:, None], t)                                 # (n_len, T)
+    inside = prefix[:, stop] - prefix[:, a][:, None, :]                                 # (R, n_len, T)
+    bad = torch.from_numpy(inside < cfg.min_signing * lengths[None, :, None])
+    flat = g.masked_fill(bad, -torch.inf).reshape(-1).numpy()
+    ok = np.nonzero(np.isfinite(flat))[0]
+    empty = np.zeros(0, np.int64)
+    if len(ok) == 0:
+        return empty, empty, empty, np.zeros(0)
+    pool = max(cfg.pool, 20 * k)
+    top = ok[np.argsort(-flat[ok], kind="stable")[:pool]]
+    ri, rest = np.divmod(top, n_len * t)
+    li, first = np.divmod(rest, t)
+    keys = np.arange(r, dtype=np.int64) * (t + 1) if keys is None else np.asarray(keys, dtype=np.int64)
+    gfirst = keys[ri] + first
+    keep = nms(gfirst, gfirst + lengths[li], flat[top], cfg.nms_iou, k)
+    return ri[keep], first[keep], first[keep] + lengths[li[keep]], flat[top][keep]
 
 
 def coverage_curve(grid: torch.Tensor, lengths: np.ndarray) -> np.ndarray:
@@ -418,7 +431,7 @@ class Localiser:
             grid = span_score_grid(e, qmask, lengths, self.model.cfg.tau)
             curve[s] = coverage_curve(grid, lengths)
             k = max(cfg.top_k, cfg.rescore)
-            cands[s] = span_candidates(grid, lengths, tl.signing, cfg, k)
+            cands[s] = span_candidates(grid, lengths, tl.signing, cfg, k)[1:]
         timings["refine"] = time.perf_counter() - t1
         if not tl.signing.any() or all(len(c[0]) == 0 for c in cands.values()):
             timings["total"] = time.perf_counter() - t0

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from seds.data.features import VideoFeatures
 from seds.retrieval.localise import (STREAMS, LocaliseConfig, RecordingTimeline, chunk_starts, check_model,
@@ -99,11 +100,11 @@ class RecordingIndexWriter:
         self.files["signing.u8"].write(tl.signing.astype(np.uint8).tobytes())
         starts = chunk_starts(n, self.chunk)
         size = min(self.chunk, n)
-        member = torch.zeros(len(starts), n, dtype=torch.bool)
-        member[torch.arange(len(starts))[:, None], torch.from_numpy(starts)[:, None] + torch.arange(size)] = True
-        for s in self.streams:
-            x = tl.streams[s].float()
-            vec = pooled(x[None].expand(len(starts), -1, -1), member)          # (C, D)
+        for s in self.streams:      # pooled chunk vectors (seds.similarity.pooled) from one prefix sum
+            x = F.normalize(tl.streams[s].double(), dim=-1)
+            cs = torch.cat([torch.zeros(1, self.dim, dtype=torch.float64), x.cumsum(0)])
+            st = torch.from_numpy(starts)
+            vec = F.normalize(cs[st + size] - cs[st], dim=-1).float()           # (C, D)
             self.files[f"chunks.{s}.f32"].write(vec.numpy().astype("<f4").tobytes())
         self.files["chunks.i64"].write(np.stack([starts + self.n, starts + size + self.n], 1).astype("<i8").tobytes())
         self.recs.append({"id": tl.id, "offset": self.n, "windows": n, "fps": tl.fps,
@@ -259,30 +260,48 @@ class RecordingArchive:
         return out
 
     def _spans(self, stream, q, qmask, top, tau, k, cfg) -> list[RecordingHit]:
-        hits = []
+        """The candidate chunks → regions (± the longest span, merged per recording, ordered by recording id) →
+        one batched span grid over all regions → signing filter, suppression and top-k on one global axis."""
         by_rec: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for ci in top:
             pi, idx, ri = int(self.chunk_part[ci]), int(self.chunk_index[ci]), int(self.chunk_rec[ci])
             a, b = self.parts[pi].chunk_windows[idx]
             by_rec.setdefault((pi, ri), []).append((int(a), int(b)))
+        regions = []                                      # (recording id, part, first window, stop window, offset)
+        lengths = None
         for (pi, ri), spans in by_rec.items():
             p = self.parts[pi]
             lo_r, hi_r = int(p.rec_offsets[ri]), int(p.rec_offsets[ri + 1])
-            rec = p.recordings[ri]
-            step = float(np.median(np.diff(p.times[lo_r:min(hi_r, lo_r + 64), 0]))) if hi_r - lo_r > 1 else 1.0
-            window_s = float(p.times[lo_r, 1] - p.times[lo_r, 0])
-            lengths = span_lengths(step, window_s, hi_r - lo_r, cfg.min_span_s, cfg.max_span_s)
+            if lengths is None:         # the window grid is the same for every recording of an index
+                step = float(np.median(np.diff(p.times[lo_r:min(hi_r, lo_r + 64), 0]))) if hi_r - lo_r > 1 else 1.0
+                lengths = span_lengths(step, float(p.times[lo_r, 1] - p.times[lo_r, 0]), 1 << 40,
+                                       cfg.min_span_s, cfg.max_span_s)
             w = int(lengths.max())
             for a, b in _merge([(max(lo_r, a - w), min(hi_r, b + w)) for a, b in spans]):
-                e = similarity_matrix(np.asarray(p.windows[stream][a:b]), q)
-                ls = lengths[lengths <= b - a] if (lengths <= b - a).any() else np.array([b - a])
-                grid = span_score_grid(e, qmask, ls, tau)
-                first, stop, score = span_candidates(grid, ls, p.signing[a:b], cfg, k)
-                for f, t, v in zip(first, stop, score):
-                    hits.append((-float(v), rec["id"], int(f + a - lo_r), float(p.times[a + f, 0]),
-                                 float(p.times[a + t - 1, 1])))
-        hits.sort()
-        return [RecordingHit(i + 1, h[1], h[3], h[4], -h[0], stream) for i, h in enumerate(hits[:k])]
+                regions.append((p.recordings[ri]["id"], pi, a, b, lo_r))
+        if not regions:
+            return []
+        regions.sort()
+        tmax = max(b - a for _, _, a, b, _ in regions)
+        e = torch.zeros(len(regions), tmax, q.shape[0])
+        sig = np.zeros((len(regions), tmax), dtype=bool)
+        for i, (_, pi, a, b, _) in enumerate(regions):
+            p = self.parts[pi]
+            e[i, :b - a] = similarity_matrix(np.asarray(p.windows[stream][a:b]), q)
+            sig[i, :b - a] = p.signing[a:b]
+        valid = torch.tensor([b - a for _, _, a, b, _ in regions])
+        ls = lengths[lengths <= tmax] if (lengths <= tmax).any() else np.array([tmax])
+        grid = span_score_grid(e, qmask, ls, tau, valid=valid)
+        # a global axis: recordings in id order, each at its own window offset
+        rank = {rid: j for j, rid in enumerate(sorted({r[0] for r in regions}))}
+        keys = np.array([rank[rid] * (1 << 32) + (a - lo) for rid, _, a, _, lo in regions], dtype=np.int64)
+        ri, first, stop, score = span_candidates(grid, ls, sig, cfg, k, keys=keys)
+        hits = []
+        for j, (i, f, t, v) in enumerate(zip(ri, first, stop, score)):
+            rid, pi, a, _, _ = regions[i]
+            times = self.parts[pi].times
+            hits.append(RecordingHit(j + 1, rid, float(times[a + f, 0]), float(times[a + t - 1, 1]), float(v), stream))
+        return hits
 
 
 def build_recording_index(out: str | os.PathLike, model, fingerprint: dict | str, recordings, chunk: int = 0,
