@@ -222,18 +222,15 @@ def main(argv=None):
         fixed_choice[seed] = {s: round((e - 1) * tls[recs["val"][0].features.meta["id"]].step_s + 16 / sc.fps, 2)
                               for s, e in choice.items()}
         methods = {}
-        runs = {}
-        for r in recs["test"]:
-            rid = r.features.meta["id"]
-            runs[rid], _, ref = run_localiser(grid, tls[rid], r)
-            costs["refine_s"] += ref
-        methods["span grid"] = score_runs(runs, recs["test"])
-        runs = {}
-        for r in recs["test"]:
-            rid = r.features.meta["id"]
-            runs[rid], resc, _ = run_localiser(exact, tls[rid], r)
-            costs["rescore_s"] += resc
-        methods["span grid + exact re-score"] = score_runs(runs, recs["test"])
+        for name, loc, key, which in (("span grid", grid, "refine_s", 2), ("span grid + exact re-score", exact,
+                                                                           "rescore_s", 1)):
+            runs = {}
+            for r in recs["test"]:
+                rid = r.features.meta["id"]
+                out = run_localiser(loc, tls[rid], r)
+                runs[rid] = out[0]
+                costs[key] += out[which]
+            methods[name] = score_runs(runs, recs["test"])
         fixed = {}
         for s in STREAMS:
             tl0 = tls[recs["test"][0].features.meta["id"]]
