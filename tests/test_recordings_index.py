@@ -3,9 +3,9 @@ a sentence in the right recording at the right time; a recording's timeline read
 coarse pass; the span search over candidate regions equals exhaustive localisation on every recording; the CLI
 (build --recordings / search --recordings --text / --video-features).
 
-Negative control (planted by hand once): breaking the shard-independent tie order (sorting the chunk table by
-part instead of recording id) leaves the results equal here — float scores rarely tie — so the 1 = 2 shards test
-also compares a case with duplicated recordings (exact ties), which that change fails."""
+Float scores rarely tie, so the 1 = 2 shards comparison is repeated on an index of one recording under three ids
+(every chunk score ties three ways), where an order that depended on how recordings are split into shards would
+differ (this negative control was not run by hand)."""
 from __future__ import annotations
 
 import json
