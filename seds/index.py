@@ -7,6 +7,12 @@
     python -m seds.index build  ... --out GALLERY --shard i/N     # one shard of the videos (or RANK/WORLD_SIZE)
     python -m seds.index merge  ... --out GALLERY                 # the same arguments, after every shard
     python -m seds.index search --checkpoint CKPT --gallery GALLERY (--text "..." | --video FILE) [-k 5]
+
+Recordings (long videos; :mod:`seds.retrieval.recordings`, :mod:`seds.retrieval.localise`)::
+
+    python -m seds.index build  --recordings --checkpoint CKPT --store STORE [--manifest CSV] --out INDEX [--shard i/N]
+    python -m seds.index search --checkpoint CKPT --recordings INDEX (--text "..." | --video FILE | --video-features F)
+                                [--in RECORDING [--store STORE]] [-k 10]
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +39,10 @@ from seds.retrieval.engine import STREAM_TITLES, EngineConfig, QueryError, Searc
 from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprint
 from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
+from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Localiser
+from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index
+from seds.data.store import load_features, read_metadata
+from seds.extract.runner import shard_of
 
 def _load_rows(args):
     m = load_manifest(args.manifest, split=args.split or None, dataset=args.dataset or None)
@@ -126,7 +137,102 @@ def _cmd_build(args, add: bool = False) -> int:
     return 0
 
 
+def _recording_ids(args, store: FeatureStore) -> list[str]:
+    """The recordings to index: the manifest's ids, else every store entry whose meta kind is "recording"."""
+    if args.manifest:
+        ids = [r.id for r in _load_rows(args)]
+        missing = [i for i in ids if not store.has(i)]
+        if missing:
+            raise RecordingIndexError(f"{len(missing)} recording(s) of the manifest are not in {args.store} "
+                                      f"(e.g. {missing[0]!r}): extract them first (python -m seds.extract --recordings)")
+        return ids
+    ids = []
+    for i in store.ids():
+        meta = json.loads(read_metadata(store.path_for(i)).get("meta", "{}"))
+        if meta.get("kind") == "recording":
+            ids.append(i)
+    if not ids:
+        raise RecordingIndexError(f"no recordings (meta kind 'recording') in the feature store {args.store}")
+    return ids
+
+
+def _cmd_build_recordings(args) -> int:
+    if not args.store:
+        raise RecordingIndexError("--recordings reads the recordings' features from --store")
+    shard, count = resolve_shard(args.shard)
+    store = FeatureStore(args.store)
+    ids = [i for i in _recording_ids(args, store) if count == 1 or shard_of(i, count) == shard]
+    model, _, _, _ = load_checkpoint(args.checkpoint, "cpu" if args.device == "auto" and not torch.cuda.is_available()
+                                     else ("cuda" if args.device == "auto" else args.device))
+    out = Path(args.out) / "parts" / f"{shard}-of-{count}" if count > 1 else Path(args.out)
+    hours = []
+
+    def progress(rid, seconds):
+        hours.append(seconds / 3600)
+        print(f"  {rid}: {seconds / 60:.1f} min", file=sys.stderr)
+    build_recording_index(out, model, checkpoint_fingerprint(args.checkpoint), (store[i] for i in ids),
+                          info={"store": str(args.store)}, progress=progress)
+    print(f"wrote {out}: {len(ids)} recording(s), {sum(hours):.2f} h")
+    return 0
+
+
+def _query_features(args, model, mcfg):
+    """A video query's features: a feature file, or a video file extracted with the checkpoint's extractors."""
+    if args.video_features:
+        return load_features(args.video_features)
+    pose = args.pose_backend or (mcfg.data.pose_backend if mcfg.data.pose_backend in ("mediapipe", "rtmpose", "mmpose")
+                                 else "mediapipe")
+    factory = ExtractorFactory(mcfg.data.rgb_features, pose, "cpu", min(args.max_clips, mcfg.model.max_clips),
+                               max_seconds=30.0, trim_long=True)
+    return factory()(args.video)
+
+
+def _cmd_search_recordings(args) -> int:
+    if sum(bool(x) for x in (args.text, args.video, args.video_features)) != 1:
+        raise RecordingIndexError("give exactly one of --text, --video or --video-features")
+    model, _, mcfg, _ = load_checkpoint(args.checkpoint, "cpu")
+    archive = RecordingArchive(args.recordings, checkpoint_fingerprint(args.checkpoint))
+    cfg = LocaliseConfig(top_k=args.k, min_span_s=args.min_span, max_span_s=args.max_span,
+                         rescore=args.rescore if args.store else 0)
+    loc = Localiser(model, cfg)
+    query = None if args.text else _query_features(args, model, mcfg)
+    result: dict = {}
+    if args.within:                                   # one recording: the whole timeline, every span
+        tl = archive.timeline(args.within)
+        feats = FeatureStore(args.store)[args.within] if args.store else None
+        res = loc.localise(tl, args.text, feats) if args.text else loc.localise_video(tl, query, feats)
+        if res.notes:
+            print("notes: " + ", ".join(res.notes))
+        if res.status != "ok":
+            print(f"no spans: {res.status}")
+        for s, spans in res.spans.items():
+            result[s] = [{"rank": i + 1, "recording": args.within, "start_s": sp.start_s, "end_s": sp.end_s,
+                          "score": sp.score, "exact": sp.exact} for i, sp in enumerate(spans)]
+        timings = res.timings
+    else:
+        t0 = time.perf_counter()
+        q, qmask = loc.query_clips(query) if query is not None else loc.query_text(args.text)[:2]
+        hits = archive.search(q, qmask, model.cfg.tau, k=args.k, cfg=cfg)
+        timings = {"total": time.perf_counter() - t0}
+        for s, hs in hits.items():
+            result[s] = [{"rank": h.rank, "recording": h.recording, "start_s": h.start_s, "end_s": h.end_s,
+                          "score": h.score} for h in hs]
+    for s in STREAMS:
+        print(f"\n{STREAM_TITLES.get(s, s)}:")
+        for h in result.get(s, []):
+            print(f"  {h['rank']:2d}. {h['score']:7.4f}  {h['recording']}  {h['start_s']:9.2f}–{h['end_s']:.2f} s")
+    print("\ntimings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"hits": result, "timings": timings,
+                                               "hours_indexed": archive.hours}, indent=2))
+    return 0
+
+
 def _cmd_search(args) -> int:
+    if args.recordings:
+        return _cmd_search_recordings(args)
+    if not args.gallery:
+        raise GalleryIndexError("give --gallery (clips) or --recordings (an index of recordings)")
     if bool(args.text) == bool(args.video):
         raise GalleryIndexError("give exactly one of --text or --video")
     cfg = EngineConfig(checkpoint=args.checkpoint, gallery=args.gallery, device=args.device, top_k=args.k,
@@ -161,7 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   "takes the build's arguments")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json)")
-        p.add_argument("--manifest", required=True, help="manifest CSV, or a dataset's annotations with --dataset")
+        p.add_argument("--manifest", required=name != "build", default=None,
+                       help="manifest CSV, or a dataset's annotations with --dataset (build --recordings: optional, "
+                       "default every recording in --store)")
         p.add_argument("--dataset", default=None, help="annotation adapter (how2sign, how2sign_mini, ...); "
                                                        "default: this project's manifest format")
         p.add_argument("--split", default=None, help="keep one split of the manifest")
@@ -170,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "(without --store, everything is extracted into a temporary store)")
         p.add_argument("--gallery" if name == "add" else "--out", dest="out", required=True, help="gallery folder")
         if name == "build":
+            p.add_argument("--recordings", action="store_true", help="index long recordings (features in --store, "
+                           "meta kind 'recording') for search in time: python -m seds.index search --recordings OUT")
             p.add_argument("--shard", default=None, metavar="I/N", help="encode only shard I of N (0-based; videos "
                            "hashed by id, as in python -m seds.extract) into a part of --out, for a later merge; "
                            "default: torchrun's RANK/WORLD_SIZE or Slurm's SLURM_PROCID/SLURM_NTASKS when set")
@@ -194,9 +304,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         only.add_argument("--sentences-only", action="store_true", help="no video index")
     p = sub.add_parser("search", help="query a gallery with a sentence (→ videos) or a video file (→ sentences)")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--gallery", required=True)
+    p.add_argument("--gallery", default=None)
+    p.add_argument("--recordings", default=None, help="an index of recordings (build --recordings) instead of "
+                   "--gallery: hits are (recording, start_s, end_s, score)")
     p.add_argument("--text", default=None)
     p.add_argument("--video", default=None)
+    p.add_argument("--video-features", default=None, help="with --recordings: a query clip's feature file "
+                   "(.safetensors from python -m seds.extract) instead of --video")
+    p.add_argument("--in", dest="within", default=None, metavar="RECORDING", help="with --recordings: localise "
+                   "in this recording only (its whole timeline)")
+    p.add_argument("--store", default=None, help="with --in: the feature store of the recordings, for the exact "
+                   "re-scoring of the best spans")
+    p.add_argument("--rescore", type=int, default=LocaliseConfig().rescore, help="spans per stream re-scored "
+                   "exactly (needs --store)")
+    p.add_argument("--min-span", type=float, default=LocaliseConfig().min_span_s, help="shortest span (s)")
+    p.add_argument("--max-span", type=float, default=LocaliseConfig().max_span_s, help="longest span (s)")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--rerank", type=int, default=100)
     p.add_argument("--pose-backend", default=None, help="default auto: the checkpoint's training backend when it "
@@ -210,9 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.cmd == "search":
             return _cmd_search(args)
+        if args.cmd == "build" and args.recordings:
+            return _cmd_build_recordings(args)
+        if not args.manifest:
+            raise GalleryIndexError("--manifest is required (except for build --recordings)")
         return _cmd_build(args, add=args.cmd == "add")
     except (GalleryIndexError, CheckpointError, ManifestError, QueryError, EncodeError, ConfigError,
-            FileNotFoundError, ShardError) as e:
+            FileNotFoundError, ShardError, RecordingIndexError, LocaliseError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
