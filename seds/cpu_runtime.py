@@ -20,30 +20,6 @@ _GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
 _KEEP = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2 ** 30}
 
 
-_M_MMAP_THRESHOLD = -3
-
-
-def _mallopt(settings: dict[int, int]) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):     # musl and other C libraries without mallopt
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return all(mallopt(k, v) == 1 for k, v in settings.items())
-
-
-def return_freed_memory(threshold: int = 256 * 1024) -> bool:
-    """The opposite trade for long streaming jobs (a recording extracted chunk by chunk): blocks above
-    ``threshold`` bytes are always ``mmap``-ed and returned on free. glibc's default *raises* its threshold
-    after such frees, so chunk-sized frames then come from the heap, which fragments and grows: measured
-    +430 MB over 5 minutes of 360p video through MediaPipe + the proxy RGB, flat with this (Linux/glibc only;
-    returns whether it was applied)."""
-    return _mallopt({_M_MMAP_THRESHOLD: int(threshold)})
-
-
 def keep_freed_memory(enable: bool = True) -> bool:
     """Make glibc malloc reuse freed large blocks instead of unmapping them (process-wide).
 
@@ -52,4 +28,12 @@ def keep_freed_memory(enable: bool = True) -> bool:
     there: macOS and Windows allocators already cache large blocks), or when the C library has no
     ``mallopt``.
     """
-    return _mallopt(_KEEP if enable else _GLIBC_DEFAULTS)
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):     # musl and other C libraries without mallopt
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all(mallopt(k, v) == 1 for k, v in (_KEEP if enable else _GLIBC_DEFAULTS).items())

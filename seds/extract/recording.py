@@ -49,7 +49,6 @@ from safetensors.numpy import save
 
 from seds.atomic import atomic_write_bytes
 from seds.clips import WINDOW, num_windows
-from seds.cpu_runtime import return_freed_memory
 from seds.data.features import RGB_DIM, STORE_LAYOUT, VideoFeatures
 from seds.data.store import TMP_SUFFIX, FeatureStore, load_features
 from seds.extract.pose import FrameFilter, PoseEstimator, frame_presence
@@ -244,7 +243,6 @@ class RecordingExtractor:
                 progress: ProgressFn | None = None) -> VideoFeatures:
         cfg, report = self.cfg, progress or (lambda stage, frac: None)
         t0 = time.perf_counter()
-        return_freed_memory()      # process-wide: keeps a long run's heap from growing chunk after chunk
         stream = self.open(video_path)
         try:
             return self._extract(stream, Path(video_path), meta or {}, work_dir, report, t0)
