@@ -9,6 +9,10 @@ the video id and a format tag.
 Writes are atomic (temporary file in the same directory, ``fsync``, ``os.replace``), so a killed
 extraction run never leaves a half-written ``.safetensors`` file, only ``*.tmp`` leftovers that
 :meth:`FeatureStore.clean_partial` removes and every reader ignores.
+
+A long recording (:mod:`seds.extract.recording`) is extracted chunk by chunk; its finished chunks wait in
+``<root>/.partial/<stem>/`` (:meth:`FeatureStore.work_dir`, hidden from :meth:`FeatureStore.ids`) until the
+whole recording is written as one ordinary feature file, so a killed run resumes at its last chunk.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ FORMAT_TAG = "seds.video_features"
 FORMAT_VERSION = "1"
 SUFFIX = ".safetensors"
 TMP_SUFFIX = ".tmp"
+WORK_DIR = ".partial"    # per-recording folders of finished chunks (resumable extraction of long recordings)
 _TENSORS = ("keypoints", "rgb", "clip_starts")
 _MAX_STEM = 180          # escaped ids longer than this are shortened and hashed (255-byte name limit)
 _HASH_MARK = "~"         # never produced by the escaping itself, so it marks hashed names
@@ -160,6 +165,10 @@ class FeatureStore:
 
     def path_for(self, video_id: str) -> Path:
         return self.root / (escape_id(video_id) + SUFFIX)
+
+    def work_dir(self, video_id: str) -> Path:
+        """Where the finished chunks of a recording being extracted wait (not created here)."""
+        return self.root / WORK_DIR / escape_id(video_id)
 
     def has(self, video_id: str) -> bool:
         return self.path_for(video_id).is_file()

@@ -4,7 +4,13 @@
         --split val --out features/h2s-mini [--workers 2] [--pose mediapipe] [--i3d kinetics400] \\
         [--device cpu] [--pose-stride 1] [--limit N] [--opt key=value ...]
 
+    python -m seds.extract --recordings --dataset folder --annotations recordings.csv --opt text_col= \\
+        --opt split_col= --out features/recordings [--window-stride 8] [--chunk-seconds 32] [--max-minutes M]
+
 Writes ``<out>/manifest_<split>.csv`` and one ``<id>.safetensors`` per video (:mod:`seds.data.store`).
+``--recordings``: each video is a long recording of any length, streamed in chunks with bounded memory,
+windows every ``--window-stride`` frames along its whole timeline (:mod:`seds.extract.recording`); a killed
+run resumes each recording at its last finished chunk.
 The run is resumable and parallel (:func:`seds.extract.runner.run_extraction`); a video that fails is
 reported in ``<out>/failures_<split>.csv`` with the error and skipped. This module only parses arguments:
 the extractor comes from :class:`seds.extract.factory.ExtractorFactory`.
@@ -18,10 +24,11 @@ from pathlib import Path
 
 from seds.data.manifest import adapter_names, get_adapter, load_manifest, write_manifest
 from seds.data.store import FeatureStore
-from seds.extract.factory import ExtractorFactory, i3d_rgb_features
+from seds.extract.factory import ExtractorFactory, RecordingExtractorFactory, i3d_rgb_features
 from seds.extract.official_export import OfficialExporterFactory, export_manifest
 from seds.extract.pose import PoseError
 from seds.extract.pose_stride import check_stride
+from seds.extract.recording import DEFAULT_WINDOW_STRIDE
 from seds.extract.runner import (ExtractorFactoryFn, ExtractorInitError, ShardError, resolve_shard, run_extraction,
                                 select_shard, verify_extraction, write_failures)
 
@@ -73,6 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="after all shards: report missing/failed/unreadable videos, write the merged "
                         "manifest_<split>.csv and failures_<split>.csv (exit 1 if any video is missing)")
+    p.add_argument("--recordings", action="store_true",
+                   help="the videos are long recordings: stream them in chunks (bounded memory, any length), keep "
+                        "every frame and a window every --window-stride frames, resume at the last finished chunk")
+    p.add_argument("--window-stride", type=_stride, default=DEFAULT_WINDOW_STRIDE, metavar="S",
+                   help=f"--recordings: frames between window starts (default {DEFAULT_WINDOW_STRIDE} = 1/3 s at 24 fps)")
+    p.add_argument("--chunk-seconds", type=float, default=32.0,
+                   help="--recordings: seconds decoded at a time (fewer when a chunk's frames would exceed 256 MiB)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="--recordings: refuse recordings longer than this (default: no limit)")
+    p.add_argument("--max-short-side", type=int, default=360,
+                   help="--recordings: the decoder scales frames down to this shorter side (default 360, the "
+                        "How2Sign-mini training resolution; 0: full resolution)")
+    p.add_argument("--rgb-features", default=None, metavar="NAME",
+                   help="RGB extractor by name instead of --i3d: i3d-kinetics400, i3d:<path>, synthetic-proxy, "
+                        "synthetic-proxy-conv")
     p.add_argument("--format", choices=("store", "official"), default="store", help="official: the SEDS "
                    "authors' keypoint/I3D pickles + annotation pkl (see seds.extract.official_export)")
     return p
@@ -114,8 +136,18 @@ def main(argv: list[str] | None = None, extractor_factory: ExtractorFactoryFn | 
     except (ShardError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    factory = extractor_factory or ExtractorFactory(i3d_rgb_features(args.i3d), args.pose, args.device, args.max_clips,
-                                                    pose_stride=args.pose_stride, i3d_compile=args.i3d_compile)
+    rgb_features = args.rgb_features or i3d_rgb_features(args.i3d)
+    if args.recordings:
+        if args.chunk_seconds <= 0 or (args.max_minutes is not None and args.max_minutes <= 0):
+            print("error: --chunk-seconds and --max-minutes must be positive", file=sys.stderr)
+            return 2
+        factory = extractor_factory or RecordingExtractorFactory(
+            rgb_features, args.pose, args.device, args.window_stride, args.chunk_seconds,
+            None if args.max_minutes is None else 60.0 * args.max_minutes, args.pose_stride, args.i3d_compile,
+            args.max_short_side or None)
+    else:
+        factory = extractor_factory or ExtractorFactory(rgb_features, args.pose, args.device, args.max_clips,
+                                                        pose_stride=args.pose_stride, i3d_compile=args.i3d_compile)
     if count == 1:
         write_manifest(manifest, out / f"manifest_{split}.csv")
         failures_path = out / f"failures_{split}.csv"

@@ -22,6 +22,7 @@ from seds.extract.i3d import I3DFeatureExtractor
 from seds.extract.pipeline import ExtractConfig, Extractor
 from seds.extract.pose import PoseBackendUnavailable, PoseError, make_pose_estimator
 from seds.extract.proxy_rgb import ConvProxyRGBExtractor, ProxyRGBExtractor
+from seds.extract.recording import DEFAULT_WINDOW_STRIDE, RecordingConfig, RecordingExtractor
 
 PROXIES = {"synthetic-proxy": ProxyRGBExtractor, "synthetic-proxy-conv": ConvProxyRGBExtractor}
 
@@ -106,6 +107,29 @@ class ExtractorFactory:
                             max_seconds=self.max_seconds, trim_long=self.trim_long, pose_stride=self.pose_stride)
         return Extractor(cfg, rgb_extractor=make_rgb_extractor(self.rgb_features, self.device,
                                                                i3d_compile=self.i3d_compile))
+
+
+@dataclass(frozen=True)
+class RecordingExtractorFactory:
+    """The picklable factory of streaming extraction for long recordings (``python -m seds.extract
+    --recordings``; :class:`seds.extract.recording.RecordingExtractor`): windows every ``window_stride``
+    frames along the whole timeline, decoded ``chunk_seconds`` at a time, ``max_seconds`` the length limit."""
+    rgb_features: str
+    pose_backend: str = "mediapipe"
+    device: str = "cpu"
+    window_stride: int = DEFAULT_WINDOW_STRIDE
+    chunk_seconds: float = 32.0
+    max_seconds: float | None = None
+    pose_stride: int = 1
+    i3d_compile: bool = False
+    max_short_side: int | None = 360
+
+    def __call__(self):
+        cfg = RecordingConfig(pose_backend=self.pose_backend, window_stride=self.window_stride,
+                              chunk_seconds=self.chunk_seconds, max_seconds=self.max_seconds,
+                              pose_stride=self.pose_stride, max_short_side=self.max_short_side)
+        return RecordingExtractor(cfg, rgb_extractor=make_rgb_extractor(self.rgb_features, self.device,
+                                                                        i3d_compile=self.i3d_compile))
 
 
 # --- which extractors a checkpoint's live queries use -------------------------------------------------

@@ -26,8 +26,8 @@ import numpy as np
 
 from seds.clips import MAX_CLIPS, WINDOW, pad_frames, select_clip_starts
 from seds.data.features import RGB_DIM, VideoFeatures
-from seds.extract.pose import FrameFilter, PoseEstimator, PoseError, make_pose_estimator
-from seds.extract.pose_stride import check_stride, pose_stride_of, with_stride
+from seds.extract.pose import FrameFilter, PoseEstimator, PoseError
+from seds.extract.pose_stride import check_stride, pose_stride_of, strided_backend
 from seds.extract.video import Budget, read_video
 
 # progress(stage, fraction): fraction of the whole extraction done, in [0, 1]; stages in order
@@ -137,9 +137,7 @@ class Extractor:
 
     @property
     def pose(self) -> PoseEstimator:
-        if self._pose is None:
-            self._pose = make_pose_estimator(self.cfg.pose_backend, **self.cfg.pose_options)
-        self._pose = with_stride(self._pose, self.cfg.pose_stride)
+        self._pose = strided_backend(self._pose, self.cfg.pose_backend, self.cfg.pose_options, self.cfg.pose_stride)
         return self._pose
 
     @property

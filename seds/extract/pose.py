@@ -119,16 +119,24 @@ def check_frames(frames) -> np.ndarray:
 class PoseEstimator(abc.ABC):
     """Frames ``uint8 (N, H, W, 3)`` RGB → :class:`PoseResult`.
 
-    One call is one video: tracking backends reset their state at the start of each call.
-    ``progress`` (optional) receives the fraction of frames done, in [0, 1].
+    One call is one video: tracking backends reset their state at the start of each call, except with
+    ``continue_tracking=True``, which continues the previous call's video (a long recording fed in chunks:
+    the chunks together give what one call on all frames gives). ``progress`` (optional) receives the
+    fraction of frames done, in [0, 1].
     """
 
     name: str = "pose"
     layout: str = ""
+    continue_tracking: bool = False   # set for the duration of a call; tracking backends read it
 
-    def __call__(self, frames: np.ndarray, progress: Progress | None = None) -> PoseResult:
+    def __call__(self, frames: np.ndarray, progress: Progress | None = None, *,
+                 continue_tracking: bool = False) -> PoseResult:
         frames = check_frames(frames)
-        kpts = self._estimate(frames, progress)
+        self.continue_tracking = bool(continue_tracking)
+        try:
+            kpts = self._estimate(frames, progress)
+        finally:
+            self.continue_tracking = False
         if progress is not None:
             progress(1.0)
         return PoseResult(sanitize_keypoints(kpts), self.layout, (frames.shape[2], frames.shape[1]),
@@ -223,7 +231,7 @@ class MediaPipeEstimator(PoseEstimator):
     def _graph(self):
         if self._holistic is None:
             self._holistic = self._new_graph()
-        else:
+        elif not self.continue_tracking:
             self._holistic.reset()   # a new video: forget the tracking state
         return self._holistic
 
@@ -506,10 +514,7 @@ def filter_frames(raw_kpts: np.ndarray, require_signer: bool = True, require_han
         raise PoseError(f"min_body_points must be in 1..{N_BODY}, got {min_body_points}")
     if not 1 <= min_hand_points <= N_HAND:
         raise PoseError(f"min_hand_points must be in 1..{N_HAND}, got {min_hand_points}")
-    ok = np.nan_to_num(k[..., 2]) >= conf
-    signer = ok[:, :N_BODY].sum(1) >= min_body_points
-    left = ok[:, N_BODY:N_BODY + N_HAND].sum(1) >= min_hand_points
-    right = ok[:, N_BODY + N_HAND:N_BODY + 2 * N_HAND].sum(1) >= min_hand_points
+    signer, hand = frame_presence(k, conf, min_body_points, min_hand_points)
     keep = np.ones(k.shape[0], bool)
     if require_signer:
         keep &= signer
@@ -517,8 +522,19 @@ def filter_frames(raw_kpts: np.ndarray, require_signer: bool = True, require_han
             raise NoSignerError(f"no signer found in any of the {k.shape[0]} frames (no frame has "
                                 f"{min_body_points} upper-body keypoints with confidence >= {conf})")
     if require_hand:
-        keep &= left | right
+        keep &= hand
         if not keep.any():
             raise NoSignerError(f"no signer found: none of the {k.shape[0]} frames shows a hand "
                                 f"({min_hand_points} hand keypoints with confidence >= {conf})")
     return keep
+
+
+def frame_presence(k: np.ndarray, conf: float = 0.3, min_body_points: int = 3,
+                   min_hand_points: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of store-layout keypoints ``(N, >=49, 3)``: (a signer is there, a hand is visible), both
+    ``(N,)`` bool, by :class:`FrameFilter`'s test; never raises for frames without anyone."""
+    ok = np.nan_to_num(k[..., 2]) >= conf
+    signer = ok[:, :N_BODY].sum(1) >= min_body_points
+    left = ok[:, N_BODY:N_BODY + N_HAND].sum(1) >= min_hand_points
+    right = ok[:, N_BODY + N_HAND:N_BODY + 2 * N_HAND].sum(1) >= min_hand_points
+    return signer, left | right

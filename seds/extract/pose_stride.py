@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seds.extract.pose import PoseError, PoseEstimator, Progress
+from seds.extract.pose import PoseError, PoseEstimator, Progress, make_pose_estimator
 
 
 def check_stride(stride) -> int:
@@ -77,7 +77,7 @@ class StridedPoseEstimator(PoseEstimator):
         n = len(frames)
         idx = stride_indices(n, self.stride)
         sub = frames[::self.stride] if (n - 1) % self.stride == 0 else frames[idx]
-        res = self.inner(sub, progress)
+        res = self.inner(sub, progress, continue_tracking=self.continue_tracking)
         return interpolate_keypoints(res.keypoints, idx, n)
 
     def close(self) -> None:
@@ -98,3 +98,8 @@ def with_stride(estimator: PoseEstimator, stride: int) -> PoseEstimator:
 def pose_stride_of(estimator) -> int:
     """The stride an estimator runs at (1 for a plain backend)."""
     return estimator.stride if isinstance(estimator, StridedPoseEstimator) else 1
+
+
+def strided_backend(estimator: PoseEstimator | None, backend: str, options: dict, stride: int) -> PoseEstimator:
+    """``estimator`` (built from ``backend`` / ``options`` when None) at ``stride``: an extractor's lazy pose backend."""
+    return with_stride(estimator if estimator is not None else make_pose_estimator(backend, **options), stride)

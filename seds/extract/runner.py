@@ -1,7 +1,9 @@
 """The extraction run: fill a feature store from a manifest, in parallel worker processes, resumably.
 
 Videos already in the store are skipped, and since every file is written atomically an interrupted run
-leaves no half files (stray ``*.tmp`` files are removed at start). Each worker process builds its
+leaves no half files (stray ``*.tmp`` files are removed at start). A resumable extractor (a long recording,
+:class:`seds.extract.recording.RecordingExtractor`) gets the recording's chunk folder
+(``FeatureStore.work_dir``): a rerun restarts it at its last finished chunk. Each worker process builds its
 extractor once from a picklable *extractor factory* (a zero-argument callable returning
 ``extractor(video_path, meta=dict) -> VideoFeatures``: :class:`seds.extract.factory.ExtractorFactory`
 for the real pipeline — pose + I3D over the shared 16-frame windows, Sec. 3.1 — or a fast fake one in
@@ -18,6 +20,7 @@ import hashlib
 import logging
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -49,6 +52,7 @@ class Task:
     video: str
     path: str            # output feature file
     meta: dict
+    work_dir: str = ""   # where a resumable extractor keeps finished chunks (FeatureStore.work_dir)
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,19 @@ def extract_one(extractor: Callable, task: Task) -> Outcome:
     t0 = time.perf_counter()
     core = {k: task.meta.get(k, "") for k in MANIFEST_COLUMNS}
     extra = {k: v for k, v in task.meta.items() if k not in core}
+    resumable = bool(getattr(extractor, "resumable", False) and task.work_dir)
     try:
-        feats = extractor(task.video, meta=dict(core))
+        if resumable:   # a long recording: finished chunks survive a killed run (seds.extract.recording)
+            feats = extractor(task.video, meta=dict(core), work_dir=task.work_dir)
+        else:
+            feats = extractor(task.video, meta=dict(core))
         feats.meta = {**extra, **(feats.meta or {}), **core, "id": task.id}
         save_features(task.path, feats, video_id=task.id)
     except Exception as e:  # noqa: BLE001 - a bad video must never stop the run
         msg = f"{type(e).__name__}: {e}".strip().replace("\n", " ")
         return Outcome(task.id, task.video, False, msg, time.perf_counter() - t0)
+    if resumable:       # stored whole: its chunks are no longer needed
+        shutil.rmtree(task.work_dir, ignore_errors=True)
     return Outcome(task.id, task.video, True, "", time.perf_counter() - t0)
 
 
@@ -231,7 +241,7 @@ def run_extraction(manifest: Manifest, store: FeatureStore, factory: ExtractorFa
         elif not os.path.exists(r.video):
             summary.failures.append(Outcome(r.id, r.video, False, f"video not found: {r.video}"))
         else:
-            todo.append(Task(r.id, r.video, str(store.path_for(r.id)), r.as_dict()))
+            todo.append(Task(r.id, r.video, str(store.path_for(r.id)), r.as_dict(), str(store.work_dir(r.id))))
     failure_log = FailureLog(failures_path, summary.failures) if failures_path is not None else None
     bar = tqdm(total=len(todo), unit="video", desc=f"extract {split}", disable=not progress, file=sys.stderr)
 

@@ -18,6 +18,9 @@ Memory: frames that must be downscaled (``max_short_side`` / ``resize_short`` wi
 scaled *by the decoder* (decord's ``width``/``height``), so a 4K upload never exists at full size in
 Python; full-size decode batches are bounded in bytes (``_CHUNK_BYTES``), and ``max_pixels`` refuses
 a video whose *output* would exceed a pixel budget before any frame is decoded.
+
+:class:`VideoStream` decodes a recording of any length piece by piece (the same frames as :func:`read_video`,
+sequentially, into a caller's reusable buffer), for :mod:`seds.extract.recording`.
 """
 from __future__ import annotations
 
@@ -437,6 +440,17 @@ def _source_size(p: Path, vr, header: tuple[int, int] | None = None) -> tuple[in
     return int(w), int(h)
 
 
+def _scaled_reader(p: Path, vr, box, size, crop, width: int, height: int):
+    """(reader, box): downscaling without a crop, a reader whose decoder scales frames to ``size``."""
+    if crop is None and size[0] * size[1] < width * height:
+        del vr
+        vr = _open_decord(p, size)
+        if tuple(vr[0].shape[:2]) != (size[1], size[0]):
+            raise RuntimeError(f"decord returned {tuple(vr[0].shape)} for a {size[0]}x{size[1]} request")
+        return vr, (0, 0, size[0], size[1])
+    return vr, box
+
+
 def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget: Budget,
                  header: tuple[int, int] | None = None) -> DecodedVideo:
     vr = _open_decord(p)
@@ -451,13 +465,7 @@ def _read_decord(p, fps, max_seconds, resize_short, crop, trim_long, budget: Bud
     n_used, trimmed = _limit_frames(p, n_src, src_fps, max_seconds, trim_long)
     idx = resample_indices(n_used, src_fps, fps)
     _check_output_size(p, len(idx), size, budget)
-    if crop is None and size[0] * size[1] < width * height:
-        # downscaling without a crop: the decoder scales each frame as it decodes it
-        del vr
-        vr = _open_decord(p, size)
-        box = (0, 0, size[0], size[1])
-        if tuple(vr[0].shape[:2]) != (size[1], size[0]):
-            raise RuntimeError(f"decord returned {tuple(vr[0].shape)} for a {size[0]}x{size[1]} request")
+    vr, box = _scaled_reader(p, vr, box, size, crop, width, height)
     chunk_len = max(1, min(_CHUNK, _CHUNK_BYTES // (3 * box[2] * box[3]
                                                     if crop is None else 3 * width * height)))
     out = np.empty((len(idx), size[1], size[0], 3), dtype=np.uint8)
@@ -576,3 +584,105 @@ def _read_cv2_by_time(cap, p, fps, max_seconds, box, size, width, height, trim_l
     n_used = len(times)
     return DecodedVideo(out, float(fps or src_fps), src_fps, n_used, n_used / src_fps, width, height,
                         "opencv", idx, trimmed, False)
+
+
+# --- streamed decoding (recordings of any length) ---------------------------------------------------
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.3g} s" if seconds < 120 else f"{seconds / 60:.4g} min"
+
+
+class VideoStream:
+    """A video decoded piece by piece: output frames ``[lo, hi)`` at ``fps`` on demand (:meth:`read`), never
+    the whole video. Frame ``k`` is the same source frame as ``read_video(path, fps, ...).frames[k]``
+    (nearest-frame resampling, :func:`resample_indices`), scaled by the decoder as there. Consecutive reads
+    continue the decoder without seeking; a read elsewhere (a resumed run) seeks. decord only (it knows the
+    frame count up front). A truncated file (fewer frames than the container declares, or frames that do not
+    decode) raises :class:`VideoError` (``allow_partial``: the frames there are used); ``max_seconds``: longer
+    videos are refused before any decoding."""
+
+    def __init__(self, path, fps: float | None = 24.0, max_seconds: float | None = None,
+                 resize_short: int | None = None, crop: tuple[int, int, int, int] | None = None,
+                 budget: Budget | None = None, allow_partial: bool = False):
+        budget = budget or Budget()
+        p = _check_path(path)
+        self.path = p
+        try:
+            vr = _open_decord(p)
+            n_src, src_fps = len(vr), float(vr.get_avg_fps())
+        except Exception as e:  # noqa: BLE001 - decord's errors: name the problem (audio only, corrupt, truncated)
+            detail = (str(e).strip().splitlines() or [repr(e)])[-1][:200]
+            raise _unusable(p, f"or truncated: decord: {detail}") from None
+        if n_src <= 0:
+            raise VideoError(f"{p}: video stream has zero frames")
+        if not (src_fps > 0 and math.isfinite(src_fps)):
+            raise VideoError(f"{p}: video stream reports no valid frame rate ({src_fps})")
+        cap = _open_cv2(p)    # the frame count the container declares: more than decord finds = truncated
+        self.reported_frames = max(0, int(cap.get(7))) if cap is not None else 0   # 7: CAP_PROP_FRAME_COUNT
+        if cap is not None:
+            cap.release()
+        if not allow_partial and n_src < self.reported_frames - max(2, int(0.05 * self.reported_frames)):
+            raise VideoError(f"{p}: corrupt or truncated video: {n_src} of the {self.reported_frames} frames the "
+                             "container declares are there (allow_partial keeps them)")
+        if max_seconds is not None and n_src / src_fps > max_seconds + 1e-6:
+            raise VideoError(f"{p}: the video is {_span(n_src / src_fps)} long, more than the limit of {_span(max_seconds)}")
+        self.width, self.height = _source_size(p, vr)
+        _check_source_size(p, self.width, self.height, budget)
+        box, self.size = _output_geometry(self.width, self.height, crop, resize_short, budget.max_short_side)
+        self._vr, self._box = _scaled_reader(p, vr, box, self.size, crop, self.width, self.height)
+        self._pos, self._keys = None, None    # the source frame the reader's next() returns (None: unknown)
+        self.source_fps, self.source_frames = src_fps, n_src
+        self.fps = float(fps or src_fps)
+        self.indices = resample_indices(n_src, src_fps, fps)   # source frame of every output frame
+
+    @property
+    def num_frames(self) -> int:
+        """Output frames at ``fps``."""
+        return int(len(self.indices))
+
+    @property
+    def duration(self) -> float:
+        return self.source_frames / self.source_fps
+
+    def _goto(self, i: int) -> None:
+        """Position the reader so that its next frame is source frame ``i`` (decord's ``seek_accurate`` can land
+        one frame off: seek to the key frame at or before ``i``, then skip forward)."""
+        if i == self._pos:
+            return
+        if self._pos is None or not self._pos < i <= self._pos + 2 * _CHUNK:
+            keys = self._keys if self._keys is not None else np.asarray(self._vr.get_key_indices(), np.int64)
+            self._keys = keys
+            self._pos = int(keys[max(0, np.searchsorted(keys, i, side="right") - 1)]) if len(keys) else 0
+            self._vr.seek(self._pos)
+        if i > self._pos:
+            self._vr.skip_frames(i - self._pos)
+        self._pos = i
+
+    def read(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Output frames ``[lo, hi)`` as uint8 ``(hi - lo, H, W, 3)`` RGB, decoded one by one (``next``: decord's
+        ``get_batch`` keeps ~1 MB per 720p frame it ever returned). ``out``: a buffer of at least ``hi - lo``
+        frames to fill (its first ``hi - lo`` are returned) — reusing one buffer keeps the process's memory
+        flat, where a fresh 100 MB array per chunk fragments the heap and grows it."""
+        lo, hi = max(0, int(lo)), min(int(hi), self.num_frames)
+        shape = (max(0, hi - lo), self.size[1], self.size[0], 3)
+        if out is None:
+            out = np.empty(shape, dtype=np.uint8)
+        elif out.dtype != np.uint8 or out.shape[1:] != shape[1:] or len(out) < shape[0]:
+            raise ValueError(f"out must be uint8 ({shape[0]}+, {shape[1]}, {shape[2]}, 3), got {out.dtype} {out.shape}")
+        out = out[:shape[0]]
+        last = -1
+        try:
+            for k, i in enumerate(self.indices[lo:hi].tolist()):
+                if i != last:
+                    self._goto(i)
+                    frame = _postprocess(self._vr.next().asnumpy()[None], self._box, self.size)[0]
+                    self._pos, last = i + 1, i
+                out[k] = frame
+        except Exception as e:  # noqa: BLE001 - decord raises StopIteration / its own errors mid-stream
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:160]
+            raise VideoError(f"{self.path}: corrupt or truncated video: frame {lo + k} (of {self.num_frames} the "
+                             f"container reports) does not decode ({msg})") from None
+        return out
+
+    def close(self) -> None:
+        self._vr = None
