@@ -26,7 +26,6 @@ import multiprocessing
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +89,29 @@ def _gather_padded(x: torch.Tensor, dim: int, d: Dist) -> torch.Tensor:
         shape = list(x.shape)
         shape[dim] = int(n) - x.shape[dim]
         x = torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
-    from torch.distributed.nn.functional import all_gather   # differentiable: gradients return to each rank
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(x), 0)
+    return GatherWithGrad.apply(x)
+
+
+class GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` along dim 0 whose backward returns to each rank the sum over ranks of the gradient of its
+    rows (every rank computes the loss of the whole gathered batch). Written out because
+    ``torch.distributed.nn.functional.all_gather`` on gloo scatters into ``empty_like`` copies of the incoming
+    gradients: a non-contiguous gradient (the text features' is) came back with its elements permuted —
+    same norm, wrong direction (found by tests/test_official_training_parity.py)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.contiguous()
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x)
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
+        return torch.cat(out, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.contiguous().clone()
+        dist.all_reduce(g)
+        return g[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
 
 
 def gather_embeddings(v: VideoEmbedding, t: TextEmbedding, d: Dist) -> tuple[VideoEmbedding, TextEmbedding]:
