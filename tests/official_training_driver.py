@@ -295,7 +295,7 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
             inv = {v: k for k, v in kmap.items()}
             named = [(f"model.{n}", p) for n, p in model.named_parameters()] + [("loss.logit_scale", crit.logit_scale)]
             torch.save({inv[n]: p.grad.clone() for n, p in named if p.grad is not None}, out / "our_grads.pt")
-        losses.append(float(terms["loss"]))
+        losses.append(float(terms["loss"].detach()))
         apply_gradients(cfg.train, cfg.loss, opt, sched, params, shards=d.world, logit_scale=crit.logit_scale)
     if d.main:
         inv = {v: k for k, v in kmap.items()}
