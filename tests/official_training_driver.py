@@ -198,26 +198,7 @@ def run_theirs(out: Path, steps: int, t_total: int) -> None:
         return step(*a, **k)
     optimizer.step = recording_step
     mtr.logger = mtr.get_logger()
-    if os.environ.get("PARITY_DUMP") and rank == 0:
-        rec = []
-        def hook(m, i, o):
-            e = {"out": o.detach().clone()}
-            o.register_hook(lambda g: e.__setitem__("grad", g.clone()))
-            rec.append(e)
-        model.clip.ln_final.register_forward_hook(hook)
-    if os.environ.get("PARITY_DUMP") and rank == 0:     # debugging aid: the gradients of the first step
-        clip = torch.nn.utils.clip_grad_norm_
-
-        def dumping_clip(params, *a, **k):
-            params = list(params)
-            if not (out / "their_grads.pt").exists():
-                torch.save({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None},
-                           out / "their_grads.pt")
-            return clip(params, *a, **k)
-        torch.nn.utils.clip_grad_norm_ = dumping_clip
     mtr.train_epoch(0, args, ddp_model, batches, torch.device("cpu"), 1, optimizer, scheduler, 0, local_rank=rank)
-    if os.environ.get("PARITY_DUMP") and rank == 0:
-        torch.save(rec[:2], out / "their_text.pt")
     if rank == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "their_final.pt")
         (out / "theirs.json").write_text(json.dumps({"loss": losses, "lr": lrs}))
@@ -270,13 +251,6 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
     params = list(model.parameters()) + list(crit.parameters())
     model.train()
     losses, lrs = [], []
-    rec = []
-    if os.environ.get("PARITY_DUMP") and d.main:
-        def hook(m, i, o):
-            e = {"out": o.detach().clone()}
-            o.register_hook(lambda g: e.__setitem__("grad", g.clone()))
-            rec.append(e)
-        model.text.backbone.ln_final.register_forward_hook(hook)
     for s in make_batches(steps, d.world):
         b = s[d.rank]
         v = model.encode_batch_video(our_batch(b))
@@ -291,10 +265,6 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
                 dist.all_reduce(p.grad)
                 p.grad /= d.world
         lrs.append([g["lr"] for g in opt.param_groups])
-        if os.environ.get("PARITY_DUMP") and d.main and not losses:
-            inv = {v: k for k, v in kmap.items()}
-            named = [(f"model.{n}", p) for n, p in model.named_parameters()] + [("loss.logit_scale", crit.logit_scale)]
-            torch.save({inv[n]: p.grad.clone() for n, p in named if p.grad is not None}, out / "our_grads.pt")
         losses.append(float(terms["loss"].detach()))
         apply_gradients(cfg.train, cfg.loss, opt, sched, params, shards=d.world, logit_scale=crit.logit_scale)
     if d.main:
@@ -302,8 +272,6 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
         final = {inv[f"model.{k}"]: v.detach().clone() for k, v in model.state_dict().items() if f"model.{k}" in inv}
         final[inv["loss.logit_scale"]] = crit.logit_scale.detach().clone()
         torch.save(final, out / "our_final.pt")
-        if rec:
-            torch.save(rec[:2], out / "our_text.pt")
         groups = [{"name": g["name"], "names": [inv[n] for n in g["names"]]} for g in opt.param_groups]
         (out / "ours.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups}))
     dist.destroy_process_group()
@@ -316,8 +284,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--t-total", type=int, default=25)
     ap.add_argument("overrides", nargs="*")
+    # PARITY_THREADS=2: the same run with another float summation order (measures the chaos floor, see the test)
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("PARITY_THREADS", "1")))
     np.random.seed(0)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.side == "theirs":
