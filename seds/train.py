@@ -210,8 +210,10 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
 def train_batches(cfg: Config, n: int, epoch: int, d: Dist, lengths: list[int] | None) -> list[list[int]]:
     """This rank's item indices of each batch of ``epoch``: the seeded length-bucketed shuffle, or with
     ``train.sampler: official`` the authors' DistributedSampler order over ``d.world`` GPUs."""
-    if cfg.train.sampler == "official":
-        return official_epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d.rank, d.world, d.world)
+    if cfg.train.sampler == "official":     # a last batch too small for a contrastive loss is dropped (theirs keeps
+        # it: with one video per GPU their CGAF raises) — only when the split's size leaves one
+        batches = official_epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d.rank, d.world, d.world)
+        return [b for b in batches if len(b) * d.world >= 2]
     return epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d, lengths)
 
 
