@@ -297,7 +297,7 @@ STEPS = 20
 def _drive(side: str, out: Path, *overrides: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(DRIVER), side, str(out), "--steps", str(STEPS), *overrides]
+           str(DRIVER), side, str(out), *overrides, "--steps", str(STEPS)]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"{side} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
 
