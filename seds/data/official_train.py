@@ -70,7 +70,8 @@ def official_epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank:
 
 def random_swap(text: str, rng: np.random.Generator) -> str:
     """Swap two distinct word positions once (textaugment ``EDA.random_swap``, n = 1); a one-word sentence is
-    returned as is."""
+    returned as is. (EDA draws the second position up to four times until it differs from the first and otherwise
+    leaves the sentence unchanged — for a two-word sentence 1 time in 16; here the two positions always differ.)"""
     words = text.split()
     if len(words) < 2:
         return text
