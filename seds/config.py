@@ -293,6 +293,20 @@ class TrainConfig:
     patience: int = 0                  # early stopping: stop after this many validations without a val
                                        # R-sum gain > min_delta (0: off, train all ``epochs`` — then a cap)
     min_delta: float = 0.0
+    # the optimiser recipe (seds/optim.py): "adam" (paper variant) or "bertadam" (the authors' recipe, set by
+    # configs/official.yaml); betas / eps / weight_decay apply to both
+    optimizer: str = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1.0e-8
+    param_clip: float = 0.0            # bertadam: clip each parameter's gradient to this norm (0: off)
+    schedule: str = "cosine"           # "cosine" (warmup_epochs) or "warmup_cosine" (the authors', warmup_proportion)
+    warmup_proportion: float = 0.1     # warmup_cosine: warm-up as a fraction of all steps
+    grad_scale: str = "global"         # "official": the authors' gradient = global-loss gradient ÷ number of GPUs
+    # the train-time data pipeline: "default" (videos, seeded numpy shuffle, length buckets) or "official" (the
+    # authors': one item per sentence with a random one of its videos, DistributedSampler order; seds/data/official_train.py)
+    sampler: str = "default"
+    text_aug: float = 0.0              # official sampler: probability of a random-swap copy of the sentence (T2I side)
 
     def __post_init__(self):
         _check(self.epochs >= 1, "epochs", "must be ≥ 1")
@@ -304,6 +318,15 @@ class TrainConfig:
         _check(self.max_steps >= 0, "max_steps", "must be ≥ 0")
         _check(self.patience >= 0, "patience", "must be ≥ 0 (0 turns early stopping off)")
         _check(self.min_delta >= 0, "min_delta", "must be ≥ 0")
+        _one_of(self.optimizer, ("adam", "bertadam"), "optimizer")
+        _one_of(self.schedule, ("cosine", "warmup_cosine"), "schedule")
+        _one_of(self.grad_scale, ("global", "official"), "grad_scale")
+        _one_of(self.sampler, ("default", "official"), "sampler")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
+        _check(self.eps >= 0 and self.weight_decay >= 0 and self.param_clip >= 0, "eps/weight_decay/param_clip",
+               "must be ≥ 0")
+        _check(0 <= self.warmup_proportion < 1, "warmup_proportion", "must be in [0, 1)")
+        _check(0 <= self.text_aug <= 1, "text_aug", "is a probability in [0, 1]")
 
 
 @dataclass

@@ -70,8 +70,10 @@ class SEDSLoss(nn.Module):
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
 
-    def forward(self, video, text) -> dict[str, torch.Tensor]:
-        """video: ``VideoEmbedding`` (streams + mask); text: ``TextEmbedding`` (words + mask)."""
+    def forward(self, video, text, text_t2v=None) -> dict[str, torch.Tensor]:
+        """video: ``VideoEmbedding`` (streams + mask); text: ``TextEmbedding`` (words + mask). ``text_t2v``
+        (the authors' training, ``pairs_text_aug``): the sentences the text-to-video scores use instead of
+        ``text`` — an augmented copy of each (``seds.data.official_train``)."""
         scale = self.scale()
         terms: dict[str, torch.Tensor] = {}
         streams = [s for s in ("fused", "pose", "rgb") if s in video.streams]
@@ -81,7 +83,10 @@ class SEDSLoss(nn.Module):
                 continue
             sc = fine_grained_scores(video.streams[s], video.mask, text.words, text.mask, tau=self.tau,
                                      softmax_over_padding=self.opts.softmax_over_padding)
-            terms[f"t-{s}"], terms[f"t2{s}"], terms[f"{s}2t"] = text_video_loss(sc.t2v, sc.v2t, scale,
+            t2v = sc.t2v if text_t2v is None else fine_grained_scores(
+                video.streams[s], video.mask, text_t2v.words, text_t2v.mask, tau=self.tau,
+                softmax_over_padding=self.opts.softmax_over_padding).t2v
+            terms[f"t-{s}"], terms[f"t2{s}"], terms[f"{s}2t"] = text_video_loss(t2v, sc.v2t, scale,
                                                                                  self.opts.dual_mix)
         if single:
             only = [s for s in ("pose", "rgb") if s in video.streams][0]

@@ -2,7 +2,9 @@
 
 Paper settings (Sec. 4.1): Adam, cosine schedule with warm-up, lr 1e-4 for the pose encoder and CGAF,
 1e-5 for the interaction transformers and the text encoder, batch 128, 200 epochs, α = 0.8, β = 0.4,
-T = 64 clips, 32 words. bf16 autocast on CUDA, gradient clipping, seeds. Multi-GPU with
+T = 64 clips, 32 words. bf16 autocast on CUDA, gradient clipping, seeds. The ``official`` configs train with
+the authors' recipe instead (``seds/optim.py``: BertAdam, their groups, schedule and clipping;
+``seds/data/official_train.py``: their sentence items, sampler order and text augmentation). Multi-GPU with
 ``torchrun --nproc_per_node=N -m seds.train ...``: features are gathered across ranks (with gradients)
 so the contrastive batch is the global batch.
 
@@ -20,12 +22,10 @@ import argparse
 import csv
 import io
 import json
-import math
 import multiprocessing
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
 from seds.cpu_runtime import keep_freed_memory
+from seds.data.official_train import OfficialTrainItems, official_epoch_batches, official_train_collate
 from seds.data.synthetic import SyntheticConfig
 from seds.data.synthetic_store import write_synthetic_store
 from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
@@ -46,6 +47,7 @@ from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
 from seds.model.text_encoder import resolve_text_model
+from seds.optim import apply_gradients, build_optimizer
 
 STATE = "train_state.pt"
 
@@ -87,10 +89,29 @@ def _gather_padded(x: torch.Tensor, dim: int, d: Dist) -> torch.Tensor:
         shape = list(x.shape)
         shape[dim] = int(n) - x.shape[dim]
         x = torch.cat([x, torch.zeros(shape, dtype=x.dtype, device=x.device)], dim)
-    from torch.distributed.nn.functional import all_gather   # differentiable: gradients return to each rank
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.cat(all_gather(x), 0)
+    return GatherWithGrad.apply(x)
+
+
+class GatherWithGrad(torch.autograd.Function):
+    """``all_gather`` along dim 0 whose backward returns to each rank the sum over ranks of the gradient of its
+    rows (every rank computes the loss of the whole gathered batch). Written out because
+    ``torch.distributed.nn.functional.all_gather`` on gloo scatters into ``empty_like`` copies of the incoming
+    gradients: a non-contiguous gradient (the text features' is) came back with its elements permuted —
+    same norm, wrong direction (found by tests/test_official_training_parity.py)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.contiguous()
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x)
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
+        return torch.cat(out, 0)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.contiguous().clone()
+        dist.all_reduce(g)
+        return g[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
 
 
 def gather_embeddings(v: VideoEmbedding, t: TextEmbedding, d: Dist) -> tuple[VideoEmbedding, TextEmbedding]:
@@ -101,6 +122,12 @@ def gather_embeddings(v: VideoEmbedding, t: TextEmbedding, d: Dist) -> tuple[Vid
     words = _gather_padded(t.words, 1, d)
     wm = _gather_padded(t.mask.float(), 1, d).bool()
     return VideoEmbedding(streams, vm), TextEmbedding(words, wm)
+
+
+def gather_text(t: TextEmbedding, d: Dist) -> TextEmbedding:
+    if d.world == 1:
+        return t
+    return TextEmbedding(_gather_padded(t.words, 1, d), _gather_padded(t.mask.float(), 1, d).bool())
 
 
 # --- data -------------------------------------------------------------------------------------------
@@ -180,16 +207,17 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
     return [chunks[i][d.rank::d.world].tolist() for i in order]
 
 
-# --- schedule, state --------------------------------------------------------------------------------
+def train_batches(cfg: Config, n: int, epoch: int, d: Dist, lengths: list[int] | None) -> list[list[int]]:
+    """This rank's item indices of each batch of ``epoch``: the seeded length-bucketed shuffle, or with
+    ``train.sampler: official`` the authors' DistributedSampler order over ``d.world`` GPUs."""
+    if cfg.train.sampler == "official":     # a last batch too small for a contrastive loss is dropped (theirs keeps
+        # it: with one video per GPU their CGAF raises) — only when the split's size leaves one
+        batches = official_epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d.rank, d.world, d.world)
+        return [b for b in batches if len(b) * d.world >= 2]
+    return epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d, lengths)
 
-def cosine_with_warmup(total: int, warmup: int):
-    def f(step):
-        if warmup > 0 and step < warmup:
-            return (step + 1) / warmup
-        p = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
-    return f
 
+# --- state ------------------------------------------------------------------------------------------
 
 class EarlyStopping:
     """Stop when the validation score has not improved by more than ``min_delta`` for ``patience``
@@ -362,20 +390,18 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     resolve_text_model(cfg.model.text.model)          # a wrong text model fails now, not after the data
     train_ds, val_ds = prepare_data(cfg, d.main)
     frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
+    train_collate = collate_for(cfg)
+    if cfg.train.sampler == "official":     # one item per sentence, a random one of its videos, text augmentation
+        train_ds, train_collate = OfficialTrainItems(train_ds, cfg.train.text_aug, cfg.train.seed), official_train_collate
 
     model = create_model(cfg.model).to(device)
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
-    groups = model.param_groups(cfg.train.lr_pose, cfg.train.lr_transformer)
-    groups.append({"params": [p for p in crit.parameters() if p.requires_grad], "lr": cfg.train.lr_pose,
-                   "name": "temperature"})
-    groups = [g for g in groups if g["params"]]
-    opt = torch.optim.Adam(groups, weight_decay=cfg.train.weight_decay)
-    lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] if cfg.data.preload else None
-    n_batches = len(epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, 0, d, lengths))
+    lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] \
+        if cfg.data.preload and cfg.train.sampler == "default" else None
+    n_batches = len(train_batches(cfg, len(train_ds), 0, d, lengths))
     if n_batches == 0:
         raise TrainingError(f"the train split has {len(train_ds)} videos: not enough for one batch")
-    total = cfg.train.epochs * n_batches
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(cfg.train.warmup_epochs * n_batches)))
+    opt, sched = build_optimizer(cfg.train, cfg.loss, model, crit, n_batches)
 
     start_epoch, skip_steps, global_step = 0, 0, 0
     stopper = EarlyStopping(cfg.train.patience, cfg.train.min_delta)
@@ -408,7 +434,9 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if stopper.stop:      # a resumed run that had already stopped early
             break
         model.train()
-        batches = epoch_batches(len(train_ds), cfg.train.batch_size, cfg.train.seed, epoch, d, lengths)
+        batches = train_batches(cfg, len(train_ds), epoch, d, lengths)
+        if hasattr(train_ds, "set_epoch"):
+            train_ds.set_epoch(epoch)
         sums: dict[str, float] = {}
         count = 0
         t0 = time.time()
@@ -420,17 +448,19 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         loader = None
         if cfg.data.workers:    # the same batches, read and collated by worker processes ahead of the step;
             # a generator of its own, so that the global RNG (dropout) is not drawn from
-            loader = iter(DataLoader(train_ds, batch_sampler=batches[skip_steps:], collate_fn=collate_for(cfg),
+            loader = iter(DataLoader(train_ds, batch_sampler=batches[skip_steps:], collate_fn=train_collate,
                                      num_workers=cfg.data.workers, generator=torch.Generator(),
                                      multiprocessing_context=worker_context()))
         for k in it:
-            batch = next(loader) if loader is not None else collate_for(cfg)([train_ds[i] for i in batches[k]])
+            batch = next(loader) if loader is not None else train_collate([train_ds[i] for i in batches[k]])
             if pin:
                 batch = {kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 v, t = model.encode_batch_video(batch), model.encode_text(batch["text"])
                 v, t = gather_embeddings(v, t, d)     # global contrastive batch across ranks
-                terms = crit(v, t)
+                # the authors' augmented sentences, seen by the text-to-video side only
+                t_aug = gather_text(model.encode_text(batch["text_aug"]), d) if "text_aug" in batch else None
+                terms = crit(v, t) if t_aug is None else crit(v, t, t_aug)
             bad = [name for name, val in terms.items() if not torch.isfinite(val).all()]
             if bad:
                 raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {k} (global {global_step}): "
@@ -442,11 +472,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
                         p.grad /= d.world
-            if cfg.train.grad_clip > 0:
-                gn = torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(crit.parameters()), cfg.train.grad_clip)
+            gn = apply_gradients(cfg.train, cfg.loss, opt, sched, list(model.parameters()) + list(crit.parameters()),
+                                 shards=d.world, logit_scale=crit.logit_scale)
+            if gn is not None:
                 terms["grad_norm"] = gn.detach()
-            opt.step()
-            sched.step()
             global_step += 1
             count += 1
             for name, val in terms.items():

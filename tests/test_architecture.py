@@ -32,7 +32,7 @@ LAZY_OK = ("mediapipe", "rtmlib", "onnxruntime", "mmpose", "mmcv", "mmdet", "tra
 
 # lower number = lower layer; a module may import modules of its own layer or below
 LAYERS = [
-    (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity", "seds.losses",
+    (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity", "seds.losses", "seds.optim",
          "seds.metrics", "seds.moment_metrics", "seds.weights")),
     (1, ("seds.model", "seds.checkpoint", "seds.params", "seds.convert")),
     (2, ("seds.data", "seds.extract")),
