@@ -293,10 +293,19 @@ class TrainConfig:
     patience: int = 0                  # early stopping: stop after this many validations without a val
                                        # R-sum gain > min_delta (0: off, train all ``epochs`` — then a cap)
     min_delta: float = 0.0
+    global_batch: int = 0              # the global contrastive batch (0: batch_size); with ``chunk``, on one device
+    chunk: int = 0                     # gradient cache (seds.grad_cache): videos per chunk = per-GPU batch of the
+                                       # multi-GPU step it reproduces (global_batch=128 chunk=16: 8 GPUs × 16); 0: off
 
     def __post_init__(self):
         _check(self.epochs >= 1, "epochs", "must be ≥ 1")
         _check(self.batch_size >= 2, "batch_size", "must be ≥ 2 (contrastive loss needs negatives)")
+        _check(self.global_batch == 0 or self.global_batch >= 2, "global_batch",
+               "must be ≥ 2 (contrastive loss needs negatives), or 0 for batch_size")
+        _check(self.chunk >= 0, "chunk", "must be ≥ 0 (0 turns the gradient cache off)")
+        gb = self.global_batch or self.batch_size
+        _check(self.chunk == 0 or (self.chunk <= gb and gb % self.chunk == 0), "chunk",
+               f"must divide the global batch ({gb}) into equal chunks, as GPUs would share it")
         _check(self.lr_pose > 0 and self.lr_transformer > 0, "lr_*", "must be > 0")
         _check(self.warmup_epochs >= 0, "warmup_epochs", "must be ≥ 0")
         _check(self.grad_clip >= 0, "grad_clip", "must be ≥ 0")
@@ -304,6 +313,11 @@ class TrainConfig:
         _check(self.max_steps >= 0, "max_steps", "must be ≥ 0")
         _check(self.patience >= 0, "patience", "must be ≥ 0 (0 turns early stopping off)")
         _check(self.min_delta >= 0, "min_delta", "must be ≥ 0")
+
+    @property
+    def n_chunks(self) -> int:
+        """Chunks of the gradient cache per step (0: off)."""
+        return (self.global_batch or self.batch_size) // self.chunk if self.chunk else 0
 
 
 @dataclass

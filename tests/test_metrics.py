@@ -44,11 +44,13 @@ def brute_query(cands: list[tuple[float, bool]], ties: str, ks=KS) -> tuple[Frac
     return sum(r * pr for r, pr in dist.items()), {k: sum(pr for r, pr in dist.items() if r <= k) for k in ks}
 
 
-def brute_metrics(per_query: list[tuple[Fraction, dict[int, Fraction]]]) -> dict[str, float]:
+def brute_metrics(per_query: list[tuple[Fraction, dict[int, Fraction]]], median: str = "midpoint") -> dict[str, float]:
+    """``median``: "midpoint" (mean of the two middle ranks for even n) or "lower" (the lower of them)."""
     n = len(per_query)
     ranks = sorted(float(r) for r, _ in per_query)
     out = {f"R@{k}": float(100 * sum(h[k] for _, h in per_query) / n) for k in KS}
-    out["MedR"] = ranks[n // 2] if n % 2 else 0.5 * (ranks[n // 2 - 1] + ranks[n // 2])
+    out["MedR"] = ranks[n // 2] if n % 2 else \
+        ranks[n // 2 - 1] if median == "lower" else 0.5 * (ranks[n // 2 - 1] + ranks[n // 2])
     out["MeanR"] = float(sum(r for r, _ in per_query) / n)
     out["n_queries"] = n
     return out
@@ -78,7 +80,8 @@ def check_against_brute(scores: np.ndarray, rel: np.ndarray | None, **kw) -> Non
 
 
 def brute_protocol(scores: np.ndarray, video_to_text: list[int], protocol: str, ties: str) -> dict:
-    """The two protocols by loops: official T2V ranks id groups scored by the max over their videos."""
+    """The two protocols by loops: official T2V ranks id groups scored by the max over their videos; official
+    V2T MedR is the lower middle value for an even number of videos (the authors' torch.median)."""
     n_videos, n_texts = scores.shape
     v2t = [brute_query([(float(scores[v, j]), j == video_to_text[v]) for j in range(n_texts)], ties)
            for v in range(n_videos)]
@@ -90,7 +93,7 @@ def brute_protocol(scores: np.ndarray, video_to_text: list[int], protocol: str, 
         else:
             cands = [(float(scores[v, j]), video_to_text[v] == j) for v in range(n_videos)]
         t2v.append(brute_query(cands, ties))
-    return {"t2v": brute_metrics(t2v), "v2t": brute_metrics(v2t)}
+    return {"t2v": brute_metrics(t2v), "v2t": brute_metrics(v2t, "lower" if protocol == "official" else "midpoint")}
 
 
 def random_relevance(rng, nv, nt, p=0.15) -> np.ndarray:
