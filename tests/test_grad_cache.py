@@ -139,6 +139,31 @@ def test_planted_changes_fail_the_one_step_comparison(monkeypatch):
     assert float((grads(2, chunks) - want).abs().max()) > 1e-3
 
 
+def test_random_streams_survive_a_resume():
+    """state_dict / load_state_dict (saved in train_state.pt): a resumed cache draws chunk 1's next masks as the
+    uninterrupted one does."""
+    def run(steps, resume_from=None):
+        torch.manual_seed(0)
+        m = Toy().train()
+        scale = torch.nn.Parameter(torch.tensor(5.0))
+        gc = GradientCache(m, toy_loss(scale), m, n_chunks=2, seed=7, device=torch.device("cpu"))
+        if resume_from is not None:
+            gc.load_state_dict(resume_from[0])
+            torch.set_rng_state(resume_from[1])
+        for _ in range(steps):
+            m.zero_grad()
+            gc.forward(toy_chunks())
+            gc.backward()
+        return gc, m
+    whole, m = run(2)
+    first, _ = run(1)
+    resumed, m2 = run(1, (first.state_dict(), torch.get_rng_state()))
+    assert torch.equal(whole.streams[1]["cpu"], resumed.streams[1]["cpu"])
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(m.parameters(), m2.parameters()))
+    with pytest.raises(ValueError, match="3 chunks, this run 2"):
+        resumed.load_state_dict({"streams": [None, None]})
+
+
 def test_seeded_rng_state_is_manual_seed():
     torch.manual_seed(123)
     want = torch.get_rng_state()
