@@ -4,8 +4,9 @@ of one training step, plain (the whole global batch in one graph) vs gradient ca
     python benchmarks/bench_grad_cache.py                        # CPU: tiny and official-small sizes
     python benchmarks/bench_grad_cache.py --device cuda --sizes official --batch 128 --chunk 16
 
-Every (size, mode) runs in a fresh process (CPU: the peak resident memory of a process only grows); the figure
-is the peak above the memory held before the first step (model, optimizer state after one warm-up step, batch).
+Every (size, mode) runs in a fresh process; the figure is the peak (CPU: resident set, VmHWM reset before the first
+step; CUDA: max allocated) above what is held before the first step (model, optimizer state, gradients' absence,
+batch) — activations, gradients and the gradient cache's features.
 Writes benchmarks/results/grad_cache.md and .json (``--out`` chooses the stem).
 """
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,12 +31,12 @@ from seds.grad_cache import GradientCache  # noqa: E402
 from seds.losses import SEDSLoss  # noqa: E402
 from seds.model import create_model  # noqa: E402
 
-SMALL_TOWERS = {"pose_transformer": {"width": 64, "layers": 1, "heads": 2},
-                "rgb_transformer": {"width": 64, "layers": 1, "heads": 2}}
-SIZES = {   # model config, clips T, words
-    "tiny": ({"preset": "tiny"}, 8, 8),
-    "official-small": ({"preset": "official", **SMALL_TOWERS}, 16, 32),     # the authors' variant, 1-layer towers
-    "official": ({"preset": "official"}, 64, 32),
+SMALL_TOWERS = [f"{t}_transformer.{k}={v}" for t in ("pose", "rgb") for k, v in (("width", 64), ("layers", 1),
+                                                                                   ("heads", 2))]
+SIZES = {   # model preset, overrides, clips T, words
+    "tiny": ("tiny", [], 8, 8),
+    "official-small": ("official", SMALL_TOWERS, 16, 32),     # the authors' variant with 1-layer token towers
+    "official": ("official", [], 64, 32),
 }
 VOCAB = "the a sign weather tomorrow rain north south wind cold warm sun cloud snow".split()
 
@@ -75,12 +75,17 @@ def split(batch: dict, n: int) -> list[dict]:
 
 def make_step(size: str, device: torch.device, batch_size: int, chunk: int, amp: bool):
     """One optimizer step of ``size`` at global batch ``batch_size``: plain (chunk 0) or gradient cache."""
-    over, t, words = SIZES[size]
-    cfg = model_config(over["preset"], {k: v for k, v in over.items() if k != "preset"})
+    preset, over, t, words = SIZES[size]
+    cfg = model_config(preset, over)
     torch.manual_seed(0)
     model = create_model(cfg).to(device).train()
     crit = SEDSLoss(tau=cfg.tau, opts=cfg.options).to(device)
-    opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=1e-5)
+    params = list(model.parameters()) + list(crit.parameters())
+    opt = torch.optim.Adam(params, lr=1e-5)
+    for p in params:        # the optimizer's state exists before any measurement (a zero gradient moves nothing)
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
     batch = synthetic_batch(cfg, batch_size, t, words, device)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)     # noqa: E731
     encode = lambda b: (model.encode_batch_video(b), model.encode_text(b["text"]))          # noqa: E731
@@ -103,9 +108,15 @@ def make_step(size: str, device: torch.device, batch_size: int, chunk: int, amp:
     return step, setting
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mib(field: str = "VmRSS") -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its peak since the last :func:`reset_peak`) from /proc, in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:       # Linux ≥ 4.0: VmHWM restarts from the current RSS
+        f.write("5")
 
 
 def measure(size: str, device: torch.device, batch_size: int, chunk: int, amp: bool, steps: int) -> dict:
@@ -114,13 +125,14 @@ def measure(size: str, device: torch.device, batch_size: int, chunk: int, amp: b
         keep_freed_memory()
     step, setting = make_step(size, device, batch_size, chunk, amp)
     cuda = device.type == "cuda"
-    step()                                   # warm-up: optimizer state exists from here
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         held = torch.cuda.memory_allocated() / 2**20
     else:
-        held = rss_mb()
+        reset_peak()
+        held = rss_mib()
+    step()                                   # warm-up (inside the peak: freed blocks stay mapped for reuse)
     times = []
     for _ in range(steps):
         t = time.perf_counter()
@@ -128,7 +140,7 @@ def measure(size: str, device: torch.device, batch_size: int, chunk: int, amp: b
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mib("VmHWM")
     return {"ms_per_step": 1000 * statistics.median(times), "step_peak_mib": peak - held, "held_mib": held,
             "setting": setting}
 
@@ -137,7 +149,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", default="tiny,official-small")
-    ap.add_argument("--batch", type=int, default=16, help="global batch")
+    ap.add_argument("--batch", type=int, default=32, help="global batch")
     ap.add_argument("--chunk", type=int, default=4, help="gradient cache chunk (per-GPU batch it reproduces)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--one", nargs=2, metavar=("SIZE", "CHUNK"), help=argparse.SUPPRESS)   # child process

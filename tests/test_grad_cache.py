@@ -18,6 +18,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from seds.config import from_dict
+from seds.data.synthetic import SyntheticConfig
+from seds.data.synthetic_store import write_synthetic_store
 from seds.grad_cache import GradientCache, join_padded, rebuild, seeded_rng_state, tensors_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,20 +193,21 @@ K = 5           # optimizer steps (48 videos / global batch 8: 6 per epoch; no v
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from seds.config import from_dict
-    from seds.data.synthetic import SyntheticConfig
-    from seds.data.synthetic_store import write_synthetic_store
+    """48 / 8 / 8 synthetic sentences, 16 clips per video."""
     root = tmp_path_factory.mktemp("synthetic") / "store"
     write_synthetic_store(root, from_dict(SyntheticConfig, TINY_DATA), workers=1)
     return root
 
 
-def overrides(store, out, **train):
-    t = {"epochs": 1, "batch_size": 8, "max_steps": K, "lr_pose": 2e-3, "lr_transformer": 2e-3, "warmup_epochs": 0,
-         "log_every": 1, "out": str(out), "seed": 0, "device": "cpu"}
-    t.update(train)
-    return (["model.preset=tiny", "data.dataset=synthetic", f"data.store={store}", "data.rgb_features=synthetic-proxy",
-             "model.fusion.dropout=0.2", "model.pose.dropout=0.2"] + [f"train.{k}={v}" for k, v in t.items()])
+RUN = ("model.preset=tiny model.fusion.dropout=0.2 model.pose.dropout=0.2 data.dataset=synthetic "
+       "data.rgb_features=synthetic-proxy train.epochs=1 train.batch_size=8 train.lr_pose=0.002 "
+       "train.lr_transformer=0.002 train.warmup_epochs=0 train.log_every=1 train.seed=0 train.device=cpu "
+       f"train.max_steps={K}").split()
+
+
+def overrides(store, out, **train) -> list[str]:
+    """The compared runs: the tiny model with dropout 0.2, global batch 8, K steps; ``train`` adds train.* keys."""
+    return RUN + [f"data.store={store}", f"train.out={out}"] + [f"train.{k}={v}" for k, v in train.items()]
 
 
 def one_process(store, out, **train):
