@@ -41,11 +41,11 @@ from seds.model import SEDS  # noqa: E402
 
 SIZES = {  # gpu / cpu-tiny
     "gpu": {"amp": True, "preset": "paper", "batch": 128, "clips": 64, "words": 32, "steps": 10, "i3d_windows": 512,
-            "official": "official", "chunk": 16,
+            "official": "official", "official_batch": 128, "chunk": 16,
             "app": ["--clips", "64", "--repeats", "3"], "index": ["--sizes", "100000", "--queries", "50",
                                                                 "--rerank", "100,1000"]},
     "cpu-tiny": {"amp": False, "preset": "tiny", "batch": 8, "clips": 4, "words": 8, "steps": 2, "i3d_windows": 2,
-                 "official": "official-small", "chunk": 4,
+                 "official": "official-tiny", "official_batch": 4, "chunk": 2,
                  "app": ["--clips", "4", "--repeats", "1", "--seconds", "2"],
                  "index": ["--sizes", "1000", "--queries", "5", "--rerank", "50", "--clips", "16"]},
 }
@@ -103,7 +103,7 @@ def time_steps(step, steps: int, cuda: bool) -> dict:
 def official_step(device: torch.device, s: dict, chunk: int) -> dict:
     """The official variant's training step at the global batch: one graph (chunk 0) or the gradient cache."""
     from bench_grad_cache import make_step
-    step, setting = make_step(s["official"], device, s["batch"], chunk, s["amp"])
+    step, setting = make_step(s["official"], device, s["official_batch"], chunk, s["amp"])
     return {**time_steps(step, s["steps"], device.type == "cuda"), "setting": setting}
 
 
