@@ -307,10 +307,19 @@ class TrainConfig:
     # authors': one item per sentence with a random one of its videos, DistributedSampler order; seds/data/official_train.py)
     sampler: str = "default"
     text_aug: float = 0.0              # official sampler: probability of a random-swap copy of the sentence (T2I side)
+    global_batch: int = 0              # the global contrastive batch (0: batch_size); with ``chunk``, on one device
+    chunk: int = 0                     # gradient cache (seds.grad_cache): videos per chunk = per-GPU batch of the
+                                       # multi-GPU step it reproduces (global_batch=128 chunk=16: 8 GPUs × 16); 0: off
 
     def __post_init__(self):
         _check(self.epochs >= 1, "epochs", "must be ≥ 1")
         _check(self.batch_size >= 2, "batch_size", "must be ≥ 2 (contrastive loss needs negatives)")
+        _check(self.global_batch == 0 or self.global_batch >= 2, "global_batch",
+               "must be ≥ 2 (contrastive loss needs negatives), or 0 for batch_size")
+        _check(self.chunk >= 0, "chunk", "must be ≥ 0 (0 turns the gradient cache off)")
+        gb = self.global_batch or self.batch_size
+        _check(self.chunk == 0 or (self.chunk <= gb and gb % self.chunk == 0), "chunk",
+               f"must divide the global batch ({gb}) into equal chunks, as GPUs would share it")
         _check(self.lr_pose > 0 and self.lr_transformer > 0, "lr_*", "must be > 0")
         _check(self.warmup_epochs >= 0, "warmup_epochs", "must be ≥ 0")
         _check(self.grad_clip >= 0, "grad_clip", "must be ≥ 0")
@@ -327,6 +336,11 @@ class TrainConfig:
                "must be ≥ 0")
         _check(0 <= self.warmup_proportion < 1, "warmup_proportion", "must be in [0, 1)")
         _check(0 <= self.text_aug <= 1, "text_aug", "is a probability in [0, 1]")
+
+    @property
+    def n_chunks(self) -> int:
+        """Chunks of the gradient cache per step (0: off)."""
+        return (self.global_batch or self.batch_size) // self.chunk if self.chunk else 0
 
 
 @dataclass

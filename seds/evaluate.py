@@ -31,8 +31,8 @@ from seds.checkpoint import load_checkpoint
 from seds.data.dataset import FeatureDataset, collate
 from seds.data.official import OfficialDataset, official_collate
 from seds.keypoints import KeypointLayout
-from seds.metrics import (PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table, group_labels,
-                          protocol_metrics)
+from seds.metrics import (MEDIAN_NOTE, MEDIANS, PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table,
+                          group_labels, protocol_metrics)
 from seds.similarity import fine_grained_scores
 
 
@@ -128,9 +128,11 @@ def score_matrices(enc: EncodedSplit, tau: float, device="cpu", chunk_size: int 
 
 
 def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PROTOCOLS,
-                       ties: str = "expected", softmax_over_padding: bool = False) -> dict[str, dict[str, dict]]:
+                       ties: str = "expected", softmax_over_padding: bool = False,
+                       median: str = "protocol") -> dict[str, dict[str, dict]]:
     """protocol → stream → ``{"t2v", "v2t"}`` metrics; the scores are computed once, with one column
-    per sentence id (official) or distinct sentence (distinct)."""
+    per sentence id (official) or distinct sentence (distinct). ``median``: the MedR convention
+    (:func:`seds.metrics.protocol_metrics`; default: the protocol's own)."""
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         raise ValueError(f"unknown protocol(s) {bad}; choose from {', '.join(PROTOCOLS)}")
@@ -142,7 +144,7 @@ def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PR
     out = {}
     for p, (video_to_text, rep) in grouped.items():
         take = torch.as_tensor([where[int(i)] for i in rep], dtype=torch.long)
-        out[p] = {s: protocol_metrics(scores[s][:, take], video_to_text, protocol=p, ties=ties)
+        out[p] = {s: protocol_metrics(scores[s][:, take], video_to_text, protocol=p, ties=ties, median=median)
                   for s in ("fused", "pose", "rgb")
                   if s in scores and not (s == "fused" and len(enc.video) == 2)}  # single stream: fused is an alias
     return out
@@ -203,6 +205,9 @@ def main(argv=None):
                     help="primary repeated-sentence protocol (the other is printed beside it)")
     ap.add_argument("--ties", choices=TIES, default="expected",
                     help="tie convention (default: expected rank under random tie-breaking)")
+    ap.add_argument("--median", choices=("protocol",) + MEDIANS, default="protocol",
+                    help="MedR convention (default: the protocol's; official = the authors' metrics.py: V2T lower "
+                         "middle value, T2V mean of the two middle)")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model, _, cfg, info = load_checkpoint(args.checkpoint, device)
@@ -214,10 +219,11 @@ def main(argv=None):
     enc = encode_split(model, ds, args.batch_size, amp=amp, progress=True, collate_fn=collate_for(cfg))
     order = [args.protocol] + [p for p in PROTOCOLS if p != args.protocol]
     results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties,
-                                 cfg.model.options.softmax_over_padding)
+                                 cfg.model.options.softmax_over_padding, args.median)
     n_ids, n_distinct = len(set(enc.sentence_ids)), len(set(enc.sentences))
     print(f"{args.split}: {len(ds)} videos, {n_ids} sentence ids, {n_distinct} distinct sentences")
     print(TIES_NOTE[args.ties])
+    print(MEDIAN_NOTE[args.median])
     for p in order:
         print(f"\n{PROTOCOL_NOTE[p]}{' [primary]' if p == args.protocol else ''}")
         print(format_table(results[p]))
@@ -225,7 +231,8 @@ def main(argv=None):
     out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "n_sentence_ids": n_ids,
                                "n_distinct_sentences": n_distinct, "checkpoint": str(args.checkpoint),
                                "checkpoint_info": info, "ties": args.ties, "ties_note": TIES_NOTE[args.ties],
-                               "protocol": args.protocol,
+                               "protocol": args.protocol, "median": args.median,
+                               "median_note": MEDIAN_NOTE[args.median],
                                "protocol_notes": {p: PROTOCOL_NOTE[p] for p in order},
                                "results": results}, indent=2))
     print(f"wrote {out}")

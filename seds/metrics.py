@@ -43,6 +43,15 @@ and ``video_to_text`` names each video's sentence (a sentence may have several v
   per distinct sentence, every video of that sentence relevant, ranked among all videos. V2T: one
   query per video, its sentence counted once, ranked among the distinct sentences.
 
+Median rank
+-----------
+``median="midpoint"``: the mean of the two middle ranks when the number of queries is even (``np.median``);
+``median="lower"``: the lower of the two (``torch.median``). The authors' ``metrics.py`` uses both: their
+video-to-text figure (``tensor_text_to_video_metrics``) takes ``torch.median``, their text-to-video one
+(``compute_metrics``) ``np.median``. Under ``protocol="official"`` V2T MedR is therefore the lower middle
+value and T2V MedR the midpoint (4 videos with V2T ranks 1, 1, 2, 3: MedR 1, not 1.5); ``"distinct"`` takes
+the midpoint in both directions; ``median=`` names one convention for both directions instead.
+
 Everything is vectorised over queries and processed in chunks of queries so memory stays bounded;
 ``scores`` may be a numpy array or a torch tensor (on any device). float16/bfloat16 scores are
 upcast exactly, so they give the same ranks and ties as the same values in float32.
@@ -58,13 +67,21 @@ import torch
 KS = (1, 5, 10)
 TIES = ("expected", "pessimistic", "optimistic")
 PROTOCOLS = ("official", "distinct")
+MEDIANS = ("midpoint", "lower")
+PROTOCOL_MEDIANS = {"official": {"t2v": "midpoint", "v2t": "lower"}, "distinct": {"t2v": "midpoint", "v2t": "midpoint"}}
+MEDIAN_NOTE = {"protocol": "MedR as the protocol defines it (official: V2T lower middle value, torch.median, "
+                           "T2V mean of the two middle values, np.median — as the authors' metrics.py; "
+                           "distinct: mean of the two middle values)",
+               "midpoint": "MedR: mean of the two middle ranks (np.median), both directions",
+               "lower": "MedR: lower middle rank (torch.median), both directions"}
 TIES_NOTE = {
     "expected": "ties: expected rank under random tie-breaking (fractional ranks; R@K = probability rank ≤ K)",
     "pessimistic": "ties: pessimistic (tied non-relevant items ranked first)",
     "optimistic": "ties: OPTIMISTIC (tied non-relevant items ranked after the match; a constant model scores perfect)",
 }
 PROTOCOL_NOTE = {
-    "official": "protocol: official (authors' eval_epoch: V2T over sentence ids, T2V over id groups by max score)",
+    "official": "protocol: official (authors' eval_epoch: V2T over sentence ids, T2V over id groups by max score; "
+                "MedR as their metrics.py: V2T lower middle value, T2V mean of the two middle)",
     "distinct": "protocol: distinct (one T2V query per distinct sentence, all its videos relevant; "
                 "V2T over distinct sentences)",
 }
@@ -246,14 +263,24 @@ def query_ranks(scores, relevance=None, *, queries: str = "texts", ties: str = "
     return rank_counts(scores, relevance, queries=queries, chunk_size=chunk_size).ranks(ties)
 
 
-def metrics_from_counts(counts: TieCounts, ties: str = "expected", ks: Sequence[int] = KS) -> dict[str, float]:
-    """R@K (percent; mean hit probability), MedR and MeanR (of the ranks) and ``n_queries``."""
+def median_rank(ranks, median: str = "midpoint") -> float:
+    """The median of 1-D ranks: ``"midpoint"`` (np.median) or ``"lower"`` (torch.median; module docstring)."""
+    if median not in MEDIANS:
+        raise ValueError(f"median must be one of {', '.join(MEDIANS)}, got {median!r}")
+    r = np.asarray(ranks, dtype=np.float64)
+    return float(np.median(r)) if median == "midpoint" else float(np.sort(r)[(r.size - 1) // 2])
+
+
+def metrics_from_counts(counts: TieCounts, ties: str = "expected", ks: Sequence[int] = KS,
+                        median: str = "midpoint") -> dict[str, float]:
+    """R@K (percent; mean hit probability), MedR (``median``: module docstring) and MeanR (of the ranks) and
+    ``n_queries``."""
     if len(counts) == 0:
         raise ValueError("no queries")
     r = counts.ranks(ties)
     # rounded to 10 decimals: the products of tie fractions leave ~1e-15 noise (2.0000000000000018)
     out = {f"R@{k}": round(float(100.0 * counts.hit_probability(k, ties).mean()), 10) for k in ks}
-    out["MedR"] = float(np.median(r))
+    out["MedR"] = median_rank(r, median)
     out["MeanR"] = float(r.mean())
     out["n_queries"] = int(r.size)
     return out
@@ -292,15 +319,20 @@ def retrieval_metrics(scores, query_to_targets=None, *, ties: str = "expected",
 
 
 def protocol_metrics(scores, video_to_text, *, protocol: str = "official", ties: str = "expected",
-                     ks: Sequence[int] = KS, chunk_size: int | None = None) -> dict[str, dict[str, float]]:
+                     ks: Sequence[int] = KS, chunk_size: int | None = None,
+                     median: str = "protocol") -> dict[str, dict[str, float]]:
     """T2V and V2T metrics of one repeated-sentence protocol (module docstring).
 
     ``scores`` (n_videos, n_texts): one column per sentence (per sentence *id* for ``"official"``,
     per distinct sentence for ``"distinct"``); ``video_to_text``: each video's column. Every column
-    needs at least one video.
+    needs at least one video. ``median``: ``"protocol"`` (the protocol's MedR convention,
+    :data:`PROTOCOL_MEDIANS`) or one of :data:`MEDIANS` for both directions.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if median not in ("protocol",) + MEDIANS:
+        raise ValueError(f"median must be 'protocol' or one of {', '.join(MEDIANS)}, got {median!r}")
+    medians = PROTOCOL_MEDIANS[protocol] if median == "protocol" else {"t2v": median, "v2t": median}
     _check_ties(ties)
     s = _score_tensor(scores)
     n_videos, n_texts = s.shape
@@ -323,7 +355,8 @@ def protocol_metrics(scores, video_to_text, *, protocol: str = "official", ties:
         t2v = rank_counts(groups, None, queries="texts", **kw)
     else:
         t2v = rank_counts(s, rel, queries="texts", **kw)
-    return {"t2v": metrics_from_counts(t2v, ties, ks), "v2t": metrics_from_counts(v2t, ties, ks)}
+    return {"t2v": metrics_from_counts(t2v, ties, ks, medians["t2v"]),
+            "v2t": metrics_from_counts(v2t, ties, ks, medians["v2t"])}
 
 
 def _fmt(v: float) -> str:

@@ -43,6 +43,7 @@ from seds.data.official_train import OfficialTrainItems, official_epoch_batches,
 from seds.data.synthetic import SyntheticConfig
 from seds.data.synthetic_store import write_synthetic_store
 from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
+from seds.grad_cache import GradientCache
 from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
@@ -187,13 +188,13 @@ def worker_context() -> str | None:
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
-                  lengths: list[int] | None = None, bucket: int = 8) -> list[list[int]]:
+                  lengths: list[int] | None = None, bucket: int = 8, min_len: int = 2) -> list[list[int]]:
     """Deterministic shuffled batches of one epoch (global batch split across ranks).
 
     With ``lengths`` (frames per video), videos are grouped by length inside windows of ``bucket``
     batches before cutting, which cuts padding (and CPU time) without fixing the batch composition;
     batch order is shuffled again. The last partial batch is dropped when it would hold fewer than
-    2 videos.
+    ``min_len`` (≥ 2) videos or fewer than one per rank.
     """
     g = np.random.default_rng([seed, epoch])
     perm = g.permutation(n)
@@ -202,19 +203,33 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
         span = batch_size * bucket
         perm = np.concatenate([c[np.argsort(lens[c], kind="stable")] for c in np.split(perm, range(span, n, span))])
     chunks = [perm[s:s + batch_size] for s in range(0, n, batch_size)]
-    chunks = [c for c in chunks if len(c) >= max(2, d.world)]
+    chunks = [c for c in chunks if len(c) >= max(2, min_len, d.world)]
     order = g.permutation(len(chunks)) if lengths is not None and bucket > 1 else range(len(chunks))
     return [chunks[i][d.rank::d.world].tolist() for i in order]
 
 
-def train_batches(cfg: Config, n: int, epoch: int, d: Dist, lengths: list[int] | None) -> list[list[int]]:
-    """This rank's item indices of each batch of ``epoch``: the seeded length-bucketed shuffle, or with
-    ``train.sampler: official`` the authors' DistributedSampler order over ``d.world`` GPUs."""
+def train_batches(cfg: Config, n: int, epoch: int, d: Dist, lengths: list[int] | None) -> list[list[list[int]]]:
+    """This rank's steps of ``epoch``, each a list of parts (item indices): one part, or with the gradient cache
+    (``train.chunk``) one per chunk = what each of ``n_chunks`` GPUs would get. The order is the seeded
+    length-bucketed shuffle, or with ``train.sampler: official`` the authors' DistributedSampler order."""
+    n_chunks, global_batch = cfg.train.n_chunks, cfg.train.global_batch or cfg.train.batch_size
     if cfg.train.sampler == "official":     # a last batch too small for a contrastive loss is dropped (theirs keeps
         # it: with one video per GPU their CGAF raises) — only when the split's size leaves one
-        batches = official_epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d.rank, d.world, d.world)
-        return [b for b in batches if len(b) * d.world >= 2]
-    return epoch_batches(n, cfg.train.batch_size, cfg.train.seed, epoch, d, lengths)
+        if n_chunks:
+            per = [official_epoch_batches(n, global_batch, cfg.train.seed, epoch, c, n_chunks, n_chunks)
+                   for c in range(n_chunks)]
+            steps = [list(parts) for parts in zip(*per)]
+        else:
+            steps = [[b] for b in official_epoch_batches(n, global_batch, cfg.train.seed, epoch, d.rank, d.world,
+                                                         d.world)]
+        return [s for s in steps if sum(map(len, s)) * (1 if n_chunks else d.world) >= 2]
+    batches = epoch_batches(n, global_batch, cfg.train.seed, epoch, d, lengths, min_len=n_chunks)
+    return [split_chunks(b, n_chunks) for b in batches]
+
+
+def split_chunks(ids: list[int], n_chunks: int) -> list[list[int]]:
+    """A global batch in the gradient cache's chunks: chunk c = what rank c of ``n_chunks`` ranks would get."""
+    return [ids[c::n_chunks] for c in range(n_chunks)] if n_chunks else [ids]
 
 
 # --- state ------------------------------------------------------------------------------------------
@@ -261,7 +276,7 @@ def set_rng_state(st: dict) -> None:
 
 
 def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_step: int,
-               stopper: EarlyStopping, model, cfg, loss) -> None:
+               stopper: EarlyStopping, model, cfg, loss, grad_cache: GradientCache | None = None) -> None:
     best = stopper.best
     save_checkpoint(folder, model, cfg, loss, info={"epoch": epoch, "step_in_epoch": step_in_epoch,
                                                       "global_step": global_step, "best_val": best})
@@ -271,6 +286,8 @@ def save_state(folder: Path, opt, sched, epoch: int, step_in_epoch: int, global_
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
              "step_in_epoch": step_in_epoch, "global_step": global_step, "best": best,
              "early_stopping": stopper.state(), "rng": rng_state()}
+    if grad_cache is not None:
+        state["grad_cache"] = grad_cache.state_dict()
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(folder / STATE, buf.getvalue())
@@ -380,7 +397,7 @@ def check_output_dir(out: Path) -> None:
 
 def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     d = init_distributed()
-    torch.manual_seed(cfg.train.seed + d.rank)
+    torch.manual_seed(cfg.train.seed)    # the same initial weights on every rank (as DDP's broadcast gives)
     device = resolve_device(cfg.train.device, d)
     if device.type == "cpu":
         keep_freed_memory()     # reuse freed activations instead of re-faulting them in every step
@@ -398,6 +415,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
     lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] \
         if cfg.data.preload and cfg.train.sampler == "default" else None
+    if d.rank:     # each rank its own dropout stream from here (rank 0 keeps the global one; = GradientCache's chunks)
+        torch.manual_seed(cfg.train.seed + d.rank)
+    n_chunks = cfg.train.n_chunks
+    if n_chunks and d.world > 1:
+        raise TrainingError("train.chunk (the gradient cache) runs in one process; use it without torchrun")
+    if n_chunks and cfg.train.text_aug > 0:
+        raise TrainingError("train.chunk (the gradient cache) does not take the augmented sentences yet: "
+                            "add train.text_aug=0")
     n_batches = len(train_batches(cfg, len(train_ds), 0, d, lengths))
     if n_batches == 0:
         raise TrainingError(f"the train split has {len(train_ds)} videos: not enough for one batch")
@@ -423,6 +448,13 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         print(f"--resume: no checkpoint in {out / 'last'}; starting fresh", flush=True)
 
     use_amp = device.type == "cuda" and cfg.train.amp in ("auto", "bf16") or cfg.train.amp == "bf16"
+    gc = None
+    if n_chunks:    # the step of n_chunks GPUs with cfg.train.chunk videos each, on this one device
+        gc = GradientCache(lambda b: (model.encode_batch_video(b), model.encode_text(b["text"])), crit, model,
+                           n_chunks, cfg.train.seed, device,
+                           lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp))
+        if resume and (out / "last" / STATE).exists() and "grad_cache" in st:
+            gc.load_state_dict(st["grad_cache"])
     log = Logger(out, d.main, resume)
     if d.main:
         (out).mkdir(parents=True, exist_ok=True)
@@ -448,32 +480,41 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         loader = None
         if cfg.data.workers:    # the same batches, read and collated by worker processes ahead of the step;
             # a generator of its own, so that the global RNG (dropout) is not drawn from
-            loader = iter(DataLoader(train_ds, batch_sampler=batches[skip_steps:], collate_fn=train_collate,
+            chunked = [c for parts in batches[skip_steps:] for c in parts]
+            loader = iter(DataLoader(train_ds, batch_sampler=chunked, collate_fn=train_collate,
                                      num_workers=cfg.data.workers, generator=torch.Generator(),
                                      multiprocessing_context=worker_context()))
         for k in it:
-            batch = next(loader) if loader is not None else train_collate([train_ds[i] for i in batches[k]])
+            parts = [next(loader) if loader is not None else train_collate([train_ds[i] for i in ids])
+                     for ids in batches[k]]
             if pin:
-                batch = {kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                v, t = model.encode_batch_video(batch), model.encode_text(batch["text"])
-                v, t = gather_embeddings(v, t, d)     # global contrastive batch across ranks
-                # the authors' augmented sentences, seen by the text-to-video side only
-                t_aug = gather_text(model.encode_text(batch["text_aug"]), d) if "text_aug" in batch else None
-                terms = crit(v, t) if t_aug is None else crit(v, t, t_aug)
+                parts = [{kk: (vv.pin_memory() if torch.is_tensor(vv) else vv) for kk, vv in b.items()} for b in parts]
+            if gc is not None:
+                terms = gc.forward(parts)     # the global batch's features without graph, and the loss on them
+            else:
+                batch = parts[0]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    v, t = model.encode_batch_video(batch), model.encode_text(batch["text"])
+                    v, t = gather_embeddings(v, t, d)     # global contrastive batch across ranks
+                    # the authors' augmented sentences, seen by the text-to-video side only
+                    t_aug = gather_text(model.encode_text(batch["text_aug"]), d) if "text_aug" in batch else None
+                    terms = crit(v, t) if t_aug is None else crit(v, t, t_aug)
             bad = [name for name, val in terms.items() if not torch.isfinite(val).all()]
             if bad:
                 raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {k} (global {global_step}): "
                                     f"term(s) {', '.join(bad)}")
             opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            if gc is not None:
+                gc.backward()     # the loss's gradient w.r.t. the features, then each chunk again with its share
+            else:
+                terms["loss"].backward()
             if d.world > 1:     # every rank saw the global loss; average its local contributions
                 for p in model.parameters():
                     if p.grad is not None:
                         dist.all_reduce(p.grad)
                         p.grad /= d.world
             gn = apply_gradients(cfg.train, cfg.loss, opt, sched, list(model.parameters()) + list(crit.parameters()),
-                                 shards=d.world, logit_scale=crit.logit_scale)
+                                 shards=n_chunks or d.world, logit_scale=crit.logit_scale)
             if gn is not None:
                 terms["grad_norm"] = gn.detach()
             global_step += 1
@@ -488,11 +529,11 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
                        **{f"lr_{g['name']}": g["lr"] for g in opt.param_groups}}
                 log.log(rec, global_step)
             if d.main and cfg.train.save_every_steps and global_step % cfg.train.save_every_steps == 0:
-                save_state(out / "last", opt, sched, epoch, k + 1, global_step, stopper, model, cfg, crit)
+                save_state(out / "last", opt, sched, epoch, k + 1, global_step, stopper, model, cfg, crit, gc)
             if cfg.train.max_steps and global_step >= cfg.train.max_steps:
                 stopped = True
                 if d.main:
-                    save_state(out / "last", opt, sched, epoch, k + 1, global_step, stopper, model, cfg, crit)
+                    save_state(out / "last", opt, sched, epoch, k + 1, global_step, stopper, model, cfg, crit, gc)
                 break
         skip_steps = 0
         if bar is not None:
@@ -517,7 +558,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
             model.train()
         if d.main:
             rec["epochs_since_best"] = stopper.since_best
-            save_state(out / "last", opt, sched, epoch + 1, 0, global_step, stopper, model, cfg, crit)
+            save_state(out / "last", opt, sched, epoch + 1, 0, global_step, stopper, model, cfg, crit, gc)
             log.log(rec, global_step)
             history.append(rec)
             if progress:

@@ -38,7 +38,7 @@ LAYERS = [
     (2, ("seds.data", "seds.extract")),
     (3, ("seds.encode",)),
     (4, ("seds.retrieval", "seds.index")),
-    (5, ("seds.train", "seds.evaluate")),
+    (5, ("seds.train", "seds.evaluate", "seds.grad_cache")),
     (6, ("seds.experiments",)),
 ]
 

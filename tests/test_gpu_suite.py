@@ -23,8 +23,11 @@ def test_gpu_suite_runs_in_cpu_tiny_mode(tmp_path, shared_data):
     assert doc["mode"] == "cpu-tiny" and "FAILED" not in md
     sec = doc["sections"]
     assert set(sec) == {"train step, eager", "train step, torch.compile", "I3D windows/s", "pose backend on GPU",
-                        "app, 5-s clip end to end", "index query"}
+                        "app, 5-s clip end to end", "index query", "train step, official, one graph",
+                        "train step, official, gradient cache"}
     assert sec["train step, eager"]["ms_per_step"] > 0
+    assert sec["train step, official, one graph"]["ms_per_step"] > 0
+    assert "in chunks of 2" in sec["train step, official, gradient cache"]["setting"]
     assert sec["I3D windows/s"]["windows_per_s"] > 0
     assert sec["app, 5-s clip end to end"]["seconds"] > 0
     assert "ms/query" in sec["index query"]["summary"]

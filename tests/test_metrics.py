@@ -44,11 +44,13 @@ def brute_query(cands: list[tuple[float, bool]], ties: str, ks=KS) -> tuple[Frac
     return sum(r * pr for r, pr in dist.items()), {k: sum(pr for r, pr in dist.items() if r <= k) for k in ks}
 
 
-def brute_metrics(per_query: list[tuple[Fraction, dict[int, Fraction]]]) -> dict[str, float]:
+def brute_metrics(per_query: list[tuple[Fraction, dict[int, Fraction]]], median: str = "midpoint") -> dict[str, float]:
+    """``median``: "midpoint" (mean of the two middle ranks for even n) or "lower" (the lower of them)."""
     n = len(per_query)
     ranks = sorted(float(r) for r, _ in per_query)
     out = {f"R@{k}": float(100 * sum(h[k] for _, h in per_query) / n) for k in KS}
-    out["MedR"] = ranks[n // 2] if n % 2 else 0.5 * (ranks[n // 2 - 1] + ranks[n // 2])
+    out["MedR"] = ranks[n // 2] if n % 2 else \
+        ranks[n // 2 - 1] if median == "lower" else 0.5 * (ranks[n // 2 - 1] + ranks[n // 2])
     out["MeanR"] = float(sum(r for r, _ in per_query) / n)
     out["n_queries"] = n
     return out
@@ -78,7 +80,8 @@ def check_against_brute(scores: np.ndarray, rel: np.ndarray | None, **kw) -> Non
 
 
 def brute_protocol(scores: np.ndarray, video_to_text: list[int], protocol: str, ties: str) -> dict:
-    """The two protocols by loops: official T2V ranks id groups scored by the max over their videos."""
+    """The two protocols by loops: official T2V ranks id groups scored by the max over their videos; official
+    V2T MedR is the lower middle value for an even number of videos (the authors' torch.median)."""
     n_videos, n_texts = scores.shape
     v2t = [brute_query([(float(scores[v, j]), j == video_to_text[v]) for j in range(n_texts)], ties)
            for v in range(n_videos)]
@@ -90,7 +93,7 @@ def brute_protocol(scores: np.ndarray, video_to_text: list[int], protocol: str, 
         else:
             cands = [(float(scores[v, j]), video_to_text[v] == j) for v in range(n_videos)]
         t2v.append(brute_query(cands, ties))
-    return {"t2v": brute_metrics(t2v), "v2t": brute_metrics(v2t)}
+    return {"t2v": brute_metrics(t2v), "v2t": brute_metrics(v2t, "lower" if protocol == "official" else "midpoint")}
 
 
 def random_relevance(rng, nv, nt, p=0.15) -> np.ndarray:
@@ -317,6 +320,55 @@ def test_official_protocol_matches_the_authors_metrics(seed):
             assert ours[d][f"R@{k}"] == pytest.approx(theirs[f"R{k}"]), (d, k)
         assert ours[d]["MedR"] == pytest.approx(theirs["MedianR"]) and ours[d]["MeanR"] == pytest.approx(theirs["MeanR"])
     assert ours["v2t"]["n_queries"] == len(groups) and ours["t2v"]["n_queries"] == n_ids
+
+
+def their_metrics(off, scores: np.ndarray, groups: np.ndarray) -> tuple[dict, dict]:
+    """eval_epoch's layout (videos grouped by sentence id, -inf padded) through the authors' V2T and T2V."""
+    n_ids = scores.shape[1]
+    sizes = np.bincount(groups, minlength=n_ids)
+    padded = np.full((n_ids, int(sizes.max()), n_ids), -np.inf)
+    for g in range(n_ids):
+        padded[g, : sizes[g]] = scores[groups == g]
+    return (off.tensor_text_to_video_metrics(torch.tensor(padded)),
+            off.compute_metrics(off.tensor_video_to_text_sim(torch.tensor(padded)).numpy()))
+
+
+@pytest.mark.parametrize("n_ids, per_id", [(4, 1), (5, 1), (6, 2), (7, 2), (10, 1), (11, 1), (9, 3)])
+def test_official_median_rank_is_the_authors_on_even_and_odd_sizes(n_ids, per_id):
+    """Issue 27: their V2T MedR is torch.median (the lower middle rank), their T2V MedR np.median (the mean of
+    the two middle ranks). Even and odd numbers of videos (n_ids × per_id) and of ids; scores chosen so the two
+    middle ranks differ. The midpoint stays available by name — and differs from theirs where it should."""
+    off = load_official_metrics()
+    rng = np.random.default_rng(n_ids * 10 + per_id)
+    groups = np.repeat(np.arange(n_ids), per_id)
+    for trial in range(20):
+        scores = rng.normal(size=(len(groups), n_ids)) + 0.8 * (groups[:, None] == np.arange(n_ids)[None])
+        their_v2t, their_t2v = their_metrics(off, scores, groups)
+        ours = protocol_metrics(scores, groups)
+        assert ours["v2t"]["MedR"] == their_v2t["MedianR"] and ours["t2v"]["MedR"] == their_t2v["MedianR"]
+        mid = protocol_metrics(scores, groups, median="midpoint")["v2t"]["MedR"]
+        if mid != their_v2t["MedianR"]:
+            break
+    if len(groups) % 2:     # odd: one middle value, every convention agrees
+        assert mid == their_v2t["MedianR"]
+    else:                   # even: some trial has two different middle ranks, where only "lower" is theirs
+        assert mid > their_v2t["MedianR"]      # the old official MedR (np.median) would fail the check above
+        assert protocol_metrics(scores, groups, median="lower")["v2t"]["MedR"] == their_v2t["MedianR"]
+
+
+def test_official_median_on_a_four_video_store():
+    """The issue's case: 4 videos, V2T ranks 1, 1, 2, 3 → MedR 1 (theirs), not 1.5 (the midpoint)."""
+    s = np.array([[0.9, 0.1, 0.0, 0.0],      # video 0: rank 1
+                  [0.2, 0.8, 0.1, 0.0],      # video 1: rank 1
+                  [0.0, 0.5, 0.4, 0.1],      # video 2: rank 2
+                  [0.3, 0.2, 0.1, 0.05]])    # video 3: rank 4
+    s[3] = [0.3, 0.2, 0.0, 0.1]              # video 3: rank 3
+    res = protocol_metrics(s, [0, 1, 2, 3])
+    assert res["v2t"]["MedR"] == 1.0
+    assert protocol_metrics(s, [0, 1, 2, 3], median="midpoint")["v2t"]["MedR"] == 1.5
+    assert protocol_metrics(s, [0, 1, 2, 3], protocol="distinct")["v2t"]["MedR"] == 1.5
+    with pytest.raises(ValueError, match="median must be"):
+        protocol_metrics(s, [0, 1, 2, 3], median="mean")
 
 
 H2S_TEST = SHARED / "data" / "annotations" / "how2sign_realigned_test.csv"

@@ -210,6 +210,12 @@ def test_evaluate_cli(ref_run, tmp_path, capsys):
     assert out["results"]["distinct"]["fused"]["v2t"]["n_queries"] == out["n_videos"] == 16
     printed = capsys.readouterr().out
     assert "protocol: official" in printed and "protocol: distinct" in printed and "fractional ranks" in printed
+    assert out["median"] == "protocol" and "torch.median" in out["median_note"]     # the authors' V2T MedR
+    main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "m.json"),
+          "--median", "midpoint"])
+    mid = json.loads((tmp_path / "m.json").read_text())
+    assert mid["median"] == "midpoint"
+    assert mid["results"]["official"]["fused"]["v2t"]["MedR"] >= out["results"]["official"]["fused"]["v2t"]["MedR"]
 
 
 def zero_weights(model) -> None:
