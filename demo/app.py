@@ -30,6 +30,7 @@ import gradio as gr  # noqa: E402
 from demo.backend import (MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
                           explanation_figure, load_app_config)
 from demo.live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
+from demo.memory import return_large_buffers_to_os  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
     import spaces
@@ -408,6 +409,7 @@ def warm_up(be: AppBackend) -> None:
 
 
 def main(argv=None) -> int:
+    return_large_buffers_to_os()       # an idle app gives a live extraction's frame buffers back (demo/memory.py)
     try:
         cfg, _ = parse_args(argv)
         print("loading the checkpoint and the gallery …", flush=True)
