@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -108,6 +109,12 @@ def test_gradio_variables_sit_below_the_apps_own_settings(tmp_path):
 COMMANDS = ["seds", "seds-train", "seds-evaluate", "seds-extract", "seds-index", "seds-convert", "seds-hub", "seds-app"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run(cmd, cwd, env, timeout=300) -> subprocess.CompletedProcess:
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"{cmd} → {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
@@ -155,7 +162,8 @@ def test_wheel_installs_and_every_command_runs_outside_the_repository(tmp_path):
     run([str(bin_ / "seds-train"), "--config", "quickstart_cpu", "--no-progress", *ov], work, env, timeout=600)
     run([str(bin_ / "seds-evaluate"), "--checkpoint", "run/best", "--split", "test", "--device", "cpu"], work, env)
     card = run([str(bin_ / "seds"), "hub", "card", "run/best"], work, env).stdout.strip()
-    assert "library_name: seds" in Path(card).read_text() and "| test | fused (CGAF) |" in Path(card).read_text()
+    text = (work / card).read_text()
+    assert "library_name: seds" in text and "| test | fused (CGAF) | text → video |" in text
     run([str(bin_ / "seds-index"), "build", "--checkpoint", "run/best", "--manifest", "store/manifest_test.csv",
          "--store", "store", "--out", "gallery", "--no-thumbnails"], work, env)
     sentence = (work / "store" / "manifest_test.csv").read_text().splitlines()[1]
@@ -167,7 +175,7 @@ def test_wheel_installs_and_every_command_runs_outside_the_repository(tmp_path):
     assert int(tok) >= 1                          # the CLIP BPE merges, package data of the wheel
     assert run([str(bin_ / "seds-convert"), "--help"], work, env).stdout
     app = subprocess.Popen([str(bin_ / "seds-app"), "--checkpoint", "run/best", "--gallery", "gallery", "--no-preview"],
-                           cwd=work, env={**env, "GRADIO_SERVER_PORT": "0", "GRADIO_SERVER_NAME": "127.0.0.1",
+                           cwd=work, env={**env, "GRADIO_SERVER_PORT": str(free_port()), "GRADIO_SERVER_NAME": "127.0.0.1",
                                           "SEDS_I3D_COMPILE": "false"},
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
