@@ -347,7 +347,8 @@ Point the app at a real checkpoint and gallery (README: "Hugging Face Spaces" an
 
 
 def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
-    ap = argparse.ArgumentParser(prog="python demo/app.py", description="SEDS sign language retrieval app")
+    ap = argparse.ArgumentParser(prog="seds-app" if __package__ == "seds_app" else "python demo/app.py",
+                                 description="SEDS sign language retrieval app")
     ap.add_argument("--config", default=str(DEMO_CONFIG), help="YAML with an 'app' section")
     ap.add_argument("--checkpoint", help="checkpoint folder (env SEDS_CHECKPOINT)")
     ap.add_argument("--gallery", help="gallery folder from `python -m seds.index build` (env SEDS_GALLERY)")
