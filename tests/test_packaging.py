@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -129,9 +130,16 @@ def test_wheel_installs_and_every_command_runs_outside_the_repository(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
                PIP_DISABLE_PIP_VERSION_CHECK="1")
-    # the wheel, built from the checkout by setuptools (no build isolation: no index needed)
+    # the wheel, built by setuptools (no build isolation: no index needed) from a copy of the files the build reads,
+    # so that no build/ folder is left in the checkout and none left there before can leak stale modules into it
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("seds", "configs", "demo"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(dist), str(ROOT)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+                            "-w", str(dist), str(src)], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
     wheel = next(dist.glob("seds-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

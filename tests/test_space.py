@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,21 +22,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+from tests.test_app_browser import CHROME_ARGS, CHROMIUM, free_port  # noqa: E402 - after the skip above
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")]
 ARTIFACTS = ROOT / "test-artifacts" / "space"
 TIMEOUT = 240_000                    # ms: a shared 2-core CPU can be slow
 REAL_CLIP = "--8pSDeC-fg_7-5-rgb_front.mp4"      # 2 s of How2Sign-mini (../shared, not in the repository)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(**extra) -> dict:
@@ -165,32 +156,20 @@ def test_space_from_requirements_alone_answers_in_a_browser_with_and_without_spa
     clip = ROOT.parent / "shared" / "data" / "how2sign-mini" / "clips" / REAL_CLIP
     clip = clip if clip.is_file() else None           # without ../shared: the text query only
     with sync_playwright() as pw:
-        proc, url, log = start_space(venv, tmp_path / "plain")
-        try:
-            got = text_and_video_queries(pw, url, clip, "space_requirements_only")
-        finally:
-            stop(proc)
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, text[-3000:]
-        assert "pose: MediaPipe" in got["banner"] or "mediapipe" in got["banner"].lower(), got["banner"]
-        assert "#1" in got["captions"], got["captions"]
-        if clip is not None:
-            assert got["v2t_rows"] >= 1 and "⚠️" not in got["v2t_status"], got
-        print(f"Space (requirements only): text query {got['text_s']:.1f} s"
-              + (f", real clip {got['video_s']:.1f} s" if clip is not None else ", no real clip (../shared absent)"))
-
-        # ZeroGPU's package: on CPU its decorator must let the app start and its decorated handlers answer
-        pip(venv, "install", "-q", "spaces")
-        assert has_module(venv, "spaces")
-        proc, url, log = start_space(venv, tmp_path / "spaces")
-        try:
-            got = text_and_video_queries(pw, url, clip, "space_with_spaces_package")
-        finally:
-            stop(proc)
-        text = log.read_text(errors="replace")
-        assert "Traceback" not in text, text[-3000:]
-        assert "#1" in got["captions"]
-        if clip is not None:
-            assert got["v2t_rows"] >= 1 and "⚠️" not in got["v2t_status"], got
-        print(f"Space (+ spaces): text query {got['text_s']:.1f} s"
-              + (f", real clip {got['video_s']:.1f} s" if clip is not None else ""))
+        for phase in ("requirements_only", "with_spaces_package"):
+            if phase == "with_spaces_package":      # ZeroGPU's package: on CPU its decorator must let the app
+                pip(venv, "install", "-q", "spaces")   # start and its decorated handlers answer
+                assert has_module(venv, "spaces")
+            proc, url, log = start_space(venv, tmp_path / phase)
+            try:
+                got = text_and_video_queries(pw, url, clip, f"space_{phase}")
+            finally:
+                stop(proc)
+            text = log.read_text(errors="replace")
+            assert "Traceback" not in text, text[-3000:]
+            assert "mediapipe" in got["banner"].lower(), got["banner"]      # no rtmlib: MediaPipe for live queries
+            assert "#1" in got["captions"], got["captions"]
+            if clip is not None:
+                assert got["v2t_rows"] >= 1 and "⚠️" not in got["v2t_status"], got
+            print(f"Space ({phase}): text query {got['text_s']:.1f} s"
+                  + (f", real clip {got['video_s']:.1f} s" if clip is not None else ", no real clip (../shared absent)"))

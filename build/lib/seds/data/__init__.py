@@ -1,1 +1,0 @@
-"""Data: typed per-video features, the feature store, dataset adapters, batching, synthetic data."""

@@ -1,1 +1,0 @@
-"""Per-video feature extraction: RGB (I3D) and pose backends that fill ``seds.data.features.VideoFeatures``."""
