@@ -166,7 +166,14 @@ def test_space_from_requirements_alone_answers_in_a_browser_with_and_without_spa
             finally:
                 stop(proc)
             text = log.read_text(errors="replace")
-            assert "Traceback" not in text, text[-3000:]
+            # Gradio on a Space starts a hot-reload watcher thread that needs `spaces` (which Spaces preinstall):
+            # without it that thread alone fails at start and the server serves on. With `spaces`, event loops of
+            # that watcher are garbage-collected with closed pipes ("Exception ignored in: ... BaseEventLoop.__del__",
+            # printed, not raised). Any other traceback is a failure.
+            watcher = text.count("`spaces` package is required to run hot-reloading in Spaces")
+            ignored = text.count("Exception ignored in: <function BaseEventLoop.__del__")
+            assert watcher == (phase == "requirements_only"), text[-3000:]
+            assert text.count("Traceback") == watcher + ignored, text[-3000:]
             assert "mediapipe" in got["banner"].lower(), got["banner"]      # no rtmlib: MediaPipe for live queries
             assert "#1" in got["captions"], got["captions"]
             if clip is not None:
