@@ -152,13 +152,13 @@ class AppBackend(SearchEngine):
         cfg, m = self.model_cfg, self.model_cfg.model
         text = {"hash": "hashed words (trained from scratch)"}.get(m.text.model, m.text.model)
         if self.is_synthetic:
-            ck = (f"{self.checkpoint_path} — demo model trained on the synthetic signing benchmark "
+            ck = (f"{self.checkpoint_name} — demo model trained on the synthetic signing benchmark "
                   "(cartoon signers, proxy RGB features). Its results on real signing are not meaningful.")
         elif self.ckpt_info.get("converted_from"):
-            ck = (f"{self.checkpoint_path} — the authors' released SEDS weights ({self.ckpt_info.get('source_file', '?')},"
+            ck = (f"{self.checkpoint_name} — the authors' released SEDS weights ({self.ckpt_info.get('source_file', '?')},"
                   f" model.variant {m.variant}), trained on {cfg.data.dataset}")
         else:
-            ck = f"{self.checkpoint_path} — trained on {cfg.data.dataset} (model.variant {m.variant})"
+            ck = f"{self.checkpoint_name} — trained on {cfg.data.dataset} (model.variant {m.variant})"
         g = self.gallery
         threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
         dev = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")

@@ -163,6 +163,7 @@ def test_gallery_from_the_hub_cache_answers_like_the_local_one(assets, tmp_path,
     remote = SearchEngine(EngineConfig(checkpoint="seds-test/seds-tiny", gallery="hf-hub:seds-test/tiny-gallery",
                                        device="cpu"))
     assert remote.gallery.root.parent.parent.name == "datasets--seds-test--tiny-gallery"
+    assert remote.checkpoint_name == "seds-test/seds-tiny" and local.checkpoint_name == str(assets.checkpoint)
     ha, hb = local.query_text(text).hits, remote.query_text(text).hits
     assert ha.keys() == hb.keys() and ha["fused"]
     assert all([(h.id, h.score) for h in ha[s]] == [(h.id, h.score) for h in hb[s]] for s in ha)

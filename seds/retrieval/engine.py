@@ -46,7 +46,7 @@ from seds.extract.official_export import OfficialExporter, OfficialQueryExtracto
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
 from seds.extract.video import Budget, VideoError, probe, read_video
-from seds.hub import resolve_checkpoint, resolve_gallery
+from seds.hub import parse_spec, resolve_checkpoint, resolve_gallery
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
@@ -220,6 +220,8 @@ class SearchEngine:
         except (CheckpointError, FileNotFoundError) as e:
             raise QueryError(f"cannot load the checkpoint {ckpt}: {e}") from e
         self.checkpoint_path = ckpt
+        # what the header names: the repo as given for a Hub checkpoint (its cached folder is a commit hash)
+        self.checkpoint_name = str(self.cfg.checkpoint) if parse_spec(self.cfg.checkpoint) else str(ckpt)
         self.fingerprint = checkpoint_fingerprint(ckpt)
         self.plan, probed = plan_extractors(self.model_cfg, self.ckpt_info, self.cfg.pose_backend,
                                             self.cfg.i3d_weights or None,
