@@ -22,15 +22,17 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:          # `python demo/app.py` from a checkout, without installing
-    sys.path.insert(0, str(ROOT))
+if not __package__:                    # `python demo/app.py` (a checkout, a Space), not installed: the repository
+    if str(ROOT) not in sys.path:      # root on sys.path and, as PEP 366 describes, this script's package named, so
+        sys.path.insert(0, str(ROOT))  # that its imports are the package's (`seds-app` runs the installed seds_app)
+    __package__ = "demo"
 
 import gradio as gr  # noqa: E402
 
-from demo.backend import (MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
-                          explanation_figure, load_app_config)
-from demo.live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
-from demo.memory import return_large_buffers_to_os  # noqa: E402
+from .backend import (DEMO_CONFIG, MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
+                      explanation_figure, load_app_config)
+from .live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
+from .memory import return_large_buffers_to_os  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
     import spaces
@@ -346,8 +348,9 @@ Point the app at a real checkpoint and gallery (README: "Hugging Face Spaces" an
 
 
 def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
-    ap = argparse.ArgumentParser(prog="python demo/app.py", description="SEDS sign language retrieval app")
-    ap.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"), help="YAML with an 'app' section")
+    ap = argparse.ArgumentParser(prog="seds-app" if __package__ == "seds_app" else "python demo/app.py",
+                                 description="SEDS sign language retrieval app")
+    ap.add_argument("--config", default=str(DEMO_CONFIG), help="YAML with an 'app' section")
     ap.add_argument("--checkpoint", help="checkpoint folder (env SEDS_CHECKPOINT)")
     ap.add_argument("--gallery", help="gallery folder from `python -m seds.index build` (env SEDS_GALLERY)")
     ap.add_argument("--pose-backend", dest="pose_backend", help="auto | mediapipe | rtmpose | mmpose (env SEDS_POSE_BACKEND;"
@@ -362,7 +365,7 @@ def parse_args(argv=None) -> tuple[AppConfig, argparse.Namespace]:
                          "1.76x less CPU per window, benchmarks/results/i3d.md)")
     ap.add_argument("--device", help="auto | cpu | cuda | cuda:N (env SEDS_DEVICE)")
     ap.add_argument("--host", help="server address, e.g. 0.0.0.0 (env SEDS_HOST or GRADIO_SERVER_NAME)")
-    ap.add_argument("--port", type=int, help="server port (env SEDS_PORT); 0 picks a free one")
+    ap.add_argument("--port", type=int, help="server port (env SEDS_PORT or GRADIO_SERVER_PORT); 0 picks a free one")
     ap.add_argument("--share", action="store_true", default=None, help="public Gradio share link (env SEDS_SHARE)")
     ap.add_argument("--top-k", dest="top_k", type=int, help="results per encoder (env SEDS_TOP_K)")
     ap.add_argument("--max-clips", dest="max_clips", type=int, help="windows per live query (env SEDS_MAX_CLIPS)")

@@ -21,7 +21,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from seds.clips import WINDOW
-from seds.config import ConfigError, from_dict, read_yaml_mapping
+from seds.config import CONFIG_DIR, ConfigError, from_dict, read_yaml_mapping
 from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
@@ -32,7 +32,7 @@ from seds.retrieval.engine import (MAX_TEXT_CHARS, PREVIEW_SHORT_SIDE, STREAM_OR
 from seds.encode import clip_times  # noqa: F401 - re-exported for the app's callers
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
+DEMO_CONFIG = CONFIG_DIR / "demo.yaml"     # configs/ in a checkout, the installed package's copy otherwise
 
 AppError = QueryError   # a problem with a user's input or with the app's setup, worded for the UI
 PREVIEW_MAX_AGE_S = 3600.0          # previews older than this are deleted by the next query
@@ -72,6 +72,9 @@ ENV_VARS = {  # environment variable → AppConfig field
     "SEDS_MAX_LIVE_QUERIES": "max_live_queries", "SEDS_I3D_WEIGHTS": "i3d_weights",
     "SEDS_I3D_COMPILE": "i3d_compile",
 }
+# Gradio's own variables (Spaces set GRADIO_SERVER_NAME=0.0.0.0), read as in any Gradio app: above the config file,
+# below the SEDS_* variables and the flags
+GRADIO_ENV_VARS = {"GRADIO_SERVER_NAME": "host", "GRADIO_SERVER_PORT": "port"}
 
 
 def _parse_env(name: str, raw: str, hint):
@@ -97,14 +100,15 @@ def _parse_env(name: str, raw: str, hint):
 
 def load_app_config(path: str | os.PathLike | None = DEMO_CONFIG, overrides: dict | None = None,
                     env: dict | None = None) -> AppConfig:
-    """``app`` section of ``path`` (may be None), then ``SEDS_*`` variables of ``env`` (default:
-    ``os.environ``), then ``overrides`` (values that are None are ignored)."""
+    """``app`` section of ``path`` (may be None), then Gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``,
+    then ``SEDS_*`` variables of ``env`` (default: ``os.environ``), then ``overrides`` (values that are None are
+    ignored)."""
     data: dict = {}
     if path is not None:
         data = dict(read_yaml_mapping(path, "demo config").get("app") or {})
     env = os.environ if env is None else env
     hints = typing.get_type_hints(AppConfig)
-    for var, name in ENV_VARS.items():
+    for var, name in {**GRADIO_ENV_VARS, **ENV_VARS}.items():
         if env.get(var, "") != "":
             hint = hints[name]
             base = bool if hint is bool else int if hint is int else float if hint is float else str
@@ -148,13 +152,13 @@ class AppBackend(SearchEngine):
         cfg, m = self.model_cfg, self.model_cfg.model
         text = {"hash": "hashed words (trained from scratch)"}.get(m.text.model, m.text.model)
         if self.is_synthetic:
-            ck = (f"{self.checkpoint_path} — demo model trained on the synthetic signing benchmark "
+            ck = (f"{self.checkpoint_name} — demo model trained on the synthetic signing benchmark "
                   "(cartoon signers, proxy RGB features). Its results on real signing are not meaningful.")
         elif self.ckpt_info.get("converted_from"):
-            ck = (f"{self.checkpoint_path} — the authors' released SEDS weights ({self.ckpt_info.get('source_file', '?')},"
+            ck = (f"{self.checkpoint_name} — the authors' released SEDS weights ({self.ckpt_info.get('source_file', '?')},"
                   f" model.variant {m.variant}), trained on {cfg.data.dataset}")
         else:
-            ck = f"{self.checkpoint_path} — trained on {cfg.data.dataset} (model.variant {m.variant})"
+            ck = f"{self.checkpoint_name} — trained on {cfg.data.dataset} (model.variant {m.variant})"
         g = self.gallery
         threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
         dev = str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})" if self.device.type == "cuda" else "")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from demo.backend import AppBackend, AppError, VideoQuery
+from .backend import AppBackend, AppError, VideoQuery
 from seds.clips import WINDOW, pad_frames, select_clip_starts
 from seds.retrieval.engine import QueryTimeout
 from seds.retrieval.gallery import file_sha256

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# the presets: the repository's configs/ in a checkout, seds/configs/ in an installed wheel (pyproject.toml)
+CONFIG_DIR = next((d for d in (Path(__file__).resolve().parent / "configs", Path(__file__).resolve().parents[1] / "configs")
+                   if d.is_dir()), Path(__file__).resolve().parents[1] / "configs")
 
 
 class ConfigError(ValueError):

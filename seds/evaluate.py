@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from seds.checkpoint import load_checkpoint
+from seds.hub import resolve_checkpoint
 from seds.data.dataset import FeatureDataset, collate
 from seds.data.official import OfficialDataset, official_collate
 from seds.keypoints import KeypointLayout
@@ -194,7 +195,8 @@ def build_dataset(cfg, split: str, store: str | None = None, manifest: str | Non
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m seds.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    ap.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json) or a Hub "
+                    "model repo: org/name[@revision] (cached; HF_HUB_OFFLINE=1 uses the cache only)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--store", default=None, help="feature store (default: the checkpoint's data.store)")
     ap.add_argument("--manifest", default=None)
@@ -210,7 +212,8 @@ def main(argv=None):
                          "middle value, T2V mean of the two middle)")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model, _, cfg, info = load_checkpoint(args.checkpoint, device)
+    ckpt = resolve_checkpoint(args.checkpoint)     # a local folder or a Hub repo (its cached snapshot)
+    model, _, cfg, info = load_checkpoint(ckpt, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)
     amp = device.startswith("cuda")
     if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
@@ -227,7 +230,8 @@ def main(argv=None):
     for p in order:
         print(f"\n{PROTOCOL_NOTE[p]}{' [primary]' if p == args.protocol else ''}")
         print(format_table(results[p]))
-    out = Path(args.out) if args.out else Path(args.checkpoint) / f"eval_{args.split}.json"
+    # next to a local checkpoint; a Hub checkpoint's cached snapshot is not ours to write into: the working directory
+    out = Path(args.out) if args.out else (ckpt if ckpt == Path(args.checkpoint) else Path()) / f"eval_{args.split}.json"
     out.write_text(json.dumps({"split": args.split, "n_videos": len(ds), "n_sentence_ids": n_ids,
                                "n_distinct_sentences": n_distinct, "checkpoint": str(args.checkpoint),
                                "checkpoint_info": info, "ties": args.ties, "ties_note": TIES_NOTE[args.ties],

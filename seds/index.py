@@ -43,6 +43,7 @@ from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Loca
 from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index
 from seds.data.store import load_features, read_metadata
 from seds.extract.runner import shard_of
+from seds.hub import resolve_checkpoint
 
 def _load_rows(args):
     m = load_manifest(args.manifest, split=args.split or None, dataset=args.dataset or None)
@@ -266,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ("merge", "assemble the parts of a sharded build (build --shard i/N) into the gallery; "
                                   "takes the build's arguments")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json)")
+        p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json) or a "
+                       "Hub model repo org/name[@revision]")
         p.add_argument("--manifest", required=name != "build", default=None,
                        help="manifest CSV, or a dataset's annotations with --dataset (build --recordings: optional, "
                        "default every recording in --store)")
@@ -303,8 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         only.add_argument("--videos-only", action="store_true", help="no sentence index")
         only.add_argument("--sentences-only", action="store_true", help="no video index")
     p = sub.add_parser("search", help="query a gallery with a sentence (→ videos) or a video file (→ sentences)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--gallery", default=None)
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder or Hub model repo org/name[@revision]")
+    p.add_argument("--gallery", default=None, help="gallery folder or Hub dataset repo org/name[@revision]")
     p.add_argument("--recordings", default=None, help="an index of recordings (build --recordings) instead of "
                    "--gallery: hits are (recording, start_s, end_s, score)")
     p.add_argument("--text", default=None)
@@ -330,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the hits to this JSON file")
     args = ap.parse_args(argv)
     try:
+        args.checkpoint = str(resolve_checkpoint(args.checkpoint))     # a local folder or a Hub repo's cached snapshot
         if args.cmd == "search":
             return _cmd_search(args)
         if args.cmd == "build" and args.recordings:

@@ -44,6 +44,7 @@ from seds.data.synthetic import SyntheticConfig
 from seds.data.synthetic_store import write_synthetic_store
 from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
 from seds.grad_cache import GradientCache
+from seds.hub import resolve_init
 from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
@@ -411,7 +412,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     if cfg.train.sampler == "official":     # one item per sentence, a random one of its videos, text augmentation
         train_ds, train_collate = OfficialTrainItems(train_ds, cfg.train.text_aug, cfg.train.seed), official_train_collate
 
-    model = create_model(cfg.model).to(device)
+    model = create_model(cfg.model, hand_init=resolve_init(cfg.model.pose.hand_init)).to(device)   # local or Hub
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
     lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] \
         if cfg.data.preload and cfg.train.sampler == "default" else None

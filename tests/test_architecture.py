@@ -35,10 +35,10 @@ LAYERS = [
     (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity", "seds.losses", "seds.optim",
          "seds.metrics", "seds.moment_metrics", "seds.weights")),
     (1, ("seds.model", "seds.checkpoint", "seds.params", "seds.convert")),
-    (2, ("seds.data", "seds.extract")),
+    (2, ("seds.data", "seds.extract", "seds.hub")),
     (3, ("seds.encode",)),
     (4, ("seds.retrieval", "seds.index")),
-    (5, ("seds.train", "seds.evaluate", "seds.grad_cache")),
+    (5, ("seds.train", "seds.evaluate", "seds.grad_cache", "seds.cli")),
     (6, ("seds.experiments",)),
 ]
 

@@ -410,7 +410,7 @@ class RTMPoseEstimator(PoseEstimator):
 # --- MMPose (optional extra) ---------------------------------------------------------------------
 
 MMPOSE_INSTALL = ("the 'mmpose' pose backend needs the optional mmpose extra: pip install -U openmim && "
-                  "mim install mmengine 'mmcv>=2.0.1' 'mmdet>=3.1.0' 'mmpose>=1.1.0' "
+                  "mim install mmengine 'mmcv>=2.0.1,<2.2.0' 'mmdet>=3.1.0' 'mmpose>=1.1.0' "
                   "(or use pose_backend='mediapipe' / 'rtmpose')")
 
 

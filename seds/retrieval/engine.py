@@ -46,6 +46,7 @@ from seds.extract.official_export import OfficialExporter, OfficialQueryExtracto
 from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
 from seds.extract.video import Budget, VideoError, probe, read_video
+from seds.hub import parse_spec, resolve_checkpoint, resolve_gallery
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
@@ -212,12 +213,15 @@ class SearchEngine:
         self.cfg = cfg or EngineConfig()
         self.device = resolve_device(self.cfg.device)
         t0 = time.perf_counter()
-        ckpt = self.resolve_path(self.cfg.checkpoint)
-        try:
+        ckpt = self.cfg.checkpoint
+        try:        # a local folder, or a Hub model repo (its cached snapshot)
+            ckpt = resolve_checkpoint(self.resolve_path(ckpt))
             self.model, _, self.model_cfg, self.ckpt_info = load_checkpoint(ckpt, self.device)
         except (CheckpointError, FileNotFoundError) as e:
             raise QueryError(f"cannot load the checkpoint {ckpt}: {e}") from e
         self.checkpoint_path = ckpt
+        # what the header names: the repo as given for a Hub checkpoint (its cached folder is a commit hash)
+        self.checkpoint_name = str(self.cfg.checkpoint) if parse_spec(self.cfg.checkpoint) else str(ckpt)
         self.fingerprint = checkpoint_fingerprint(ckpt)
         self.plan, probed = plan_extractors(self.model_cfg, self.ckpt_info, self.cfg.pose_backend,
                                             self.cfg.i3d_weights or None,
@@ -232,10 +236,11 @@ class SearchEngine:
         if weights not in (None, "kinetics400") and not Path(weights).expanduser().is_file():
             raise QueryError(f"the RGB extractor's I3D weights {weights} do not exist (the checkpoint's "
                              "data.rgb_features, or --i3d-weights / SEDS_I3D_WEIGHTS): no live query could be answered")
-        gpath = self.resolve_path(self.cfg.gallery)
-        try:
+        gpath = self.cfg.gallery
+        try:        # a local folder, or a Hub dataset repo (its cached snapshot)
+            gpath = resolve_gallery(self.resolve_path(gpath))
             self.gallery = Gallery.load(gpath, device=self.device)
-        except (GalleryIndexError, FileNotFoundError) as e:
+        except (GalleryIndexError, CheckpointError, FileNotFoundError) as e:
             raise QueryError(f"cannot load the gallery {gpath}: {e}") from e
         try:
             self.gallery.check_checkpoint(self.fingerprint)
