@@ -211,6 +211,28 @@ def test_bad_input_clear_messages_and_nothing_left(video, tmp_path):
     assert 0 < part.extract(cut).meta["n_frames"] < 203
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                    reason="ffmpeg/ffprobe make and read the H.264 input")
+def test_huge_frames_are_refused_from_the_header_before_any_decoding(tmp_path, monkeypatch):
+    """An 8000×8000 one-frame H.264 file (a few KB) is refused by VideoStream — and by the extractor's default
+    limit — from the file's headers, before decord or OpenCV open it (they decode the first frame at full size)."""
+    from seds.extract import video as V
+    from tests.hostile_files import huge_h264
+    f = huge_h264(tmp_path / "huge.mp4", 8000, 8000)
+
+    def decoded(*a, **k):
+        raise AssertionError("a decoder opened the file")
+    monkeypatch.setattr(V, "_open_decord", decoded)
+    monkeypatch.setattr(V, "_open_cv2", decoded)
+    monkeypatch.setattr(cv2, "VideoCapture", decoded)
+    with pytest.raises(VideoError, match="frames of 8000x8000 are larger than the limit of 9.44 megapixels"):
+        V.VideoStream(f, budget=Budget(max_frame_pixels=4096 * 2304))
+    ex = RecordingExtractor(RecordingConfig(), pose_estimator=StubPose(), rgb_extractor=StubRGB())
+    with pytest.raises(VideoError, match="frames of 8000x8000 are larger than the limit"):
+        ex.extract(f, work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
 def test_bad_settings():
     for kw in ({"window_stride": 0}, {"chunk_seconds": 0}, {"max_seconds": -1}, {"pose_stride": 0}):
         with pytest.raises(ValueError):

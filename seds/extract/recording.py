@@ -58,6 +58,7 @@ from seds.extract.video import Budget, VideoError, VideoStream
 DEFAULT_WINDOW_STRIDE = 8      # frames between window starts (1/3 s at 24 fps)
 PRESENT = 0.5                  # a window "shows signing" when at least this fraction of its frames does
 CHUNK_FORMAT = "seds.recording_chunk"
+MAX_FRAME_PIXELS = 4096 * 2304   # source frames (width × height) above 4K are refused before decoding
 STAGES = ("pose", "rgb", "done")
 ProgressFn = Callable[[str, float], None]
 
@@ -83,7 +84,7 @@ class RecordingConfig:
     resize_short: int | None = None
     crop: tuple[int, int, int, int] | None = None
     max_short_side: int | None = 360   # frames with a larger shorter side are scaled down by the decoder
-    max_frame_pixels: int | None = None
+    max_frame_pixels: int | None = MAX_FRAME_PIXELS   # larger source frames are refused from the headers
     filter: FrameFilter = field(default_factory=FrameFilter)   # the presence test (frames are never dropped)
 
     def __post_init__(self):

@@ -599,7 +599,8 @@ class VideoStream:
     continue the decoder without seeking; a read elsewhere (a resumed run) seeks. decord only (it knows the
     frame count up front). A truncated file (fewer frames than the container declares, or frames that do not
     decode) raises :class:`VideoError` (``allow_partial``: the frames there are used); ``max_seconds``: longer
-    videos are refused before any decoding."""
+    videos are refused before any decoding, and so are frames over ``budget.max_frame_pixels``, read from the
+    file's headers (:func:`seds.extract.header.header_size`) before a decoder opens it."""
 
     def __init__(self, path, fps: float | None = 24.0, max_seconds: float | None = None,
                  resize_short: int | None = None, crop: tuple[int, int, int, int] | None = None,
@@ -607,6 +608,9 @@ class VideoStream:
         budget = budget or Budget()
         p = _check_path(path)
         self.path = p
+        header = _header_size(p)      # frames over the limit are refused before any decoder opens the file
+        if header is not None:
+            _check_source_size(p, header[0], header[1], budget)
         try:
             vr = _open_decord(p)
             n_src, src_fps = len(vr), float(vr.get_avg_fps())
@@ -626,7 +630,7 @@ class VideoStream:
                              "container declares are there (allow_partial keeps them)")
         if max_seconds is not None and n_src / src_fps > max_seconds + 1e-6:
             raise VideoError(f"{p}: the video is {_span(n_src / src_fps)} long, more than the limit of {_span(max_seconds)}")
-        self.width, self.height = _source_size(p, vr)
+        self.width, self.height = _source_size(p, vr, header)
         _check_source_size(p, self.width, self.height, budget)
         box, self.size = _output_geometry(self.width, self.height, crop, resize_short, budget.max_short_side)
         self._vr, self._box = _scaled_reader(p, vr, box, self.size, crop, self.width, self.height)
