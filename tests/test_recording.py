@@ -142,6 +142,25 @@ def test_streaming_equals_whole_video_with_decoder_scaling(video):
     np.testing.assert_array_equal(feats.rgb, rgb)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg makes the H.264 input")
+def test_stream_reads_of_inter_coded_video_equal_whole_video_decoding(tmp_path):
+    """After every read VideoStream drops decord's decoded-ahead backlog (a seek to the key frame before the next
+    frame; the next read skips forward from there). On H.264 with B-frames and key frames every 30 frames, reads
+    of 25 frames — boundaries inside GOPs, at 24 fps from a 30 fps source — give exactly read_video's frames,
+    scaled by the decoder or not. Negative control: landing one frame past the key frame fails it."""
+    from seds.extract.video import VideoStream
+    path = tmp_path / "gop.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=128x96:r=30:d=5", "-c:v", "libx264",
+                    "-g", "30", "-bf", "2", "-pix_fmt", "yuv420p", str(path)], check=True)
+    for budget in (Budget(), Budget(max_short_side=48)):
+        whole = read_video(path, fps=FPS, budget=budget).frames
+        stream = VideoStream(path, FPS, budget=budget)
+        got = np.concatenate([stream.read(lo, lo + 25) for lo in range(0, stream.num_frames, 25)])
+        stream.close()
+        assert len(whole) == len(got) == 120
+        np.testing.assert_array_equal(got, whole)
+
+
 def test_resume_restarts_at_the_last_finished_chunk(video, tmp_path):
     cfg = small_chunks()
     work = tmp_path / "work"
