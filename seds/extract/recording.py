@@ -25,7 +25,8 @@ Memory is bounded by one chunk of decoded frames (``chunk_mb``, 256 MiB by defau
 plus the backends plus the features themselves (≈ 135 MB per hour at stride 8: 87 × 3 floats per frame,
 1024 per window); the decoder holds nothing between chunks (:class:`~seds.extract.video.VideoStream` drops
 decord's decoded-ahead backlog after every read, which otherwise grew with the recording: 2.7 GB at 5 minutes
-of 720p). Measured: ``benchmarks/results/recording_extract.md``. Time limits (``max_seconds``) are checked from the header before any decoding.
+of 720p). Measured: ``benchmarks/results/recording_extract.md``. Time limits (``max_seconds``) and the frame
+size (``max_frame_pixels``) are checked from the headers before any decoding.
 
 **Resumable**: with a ``work_dir`` (the runner gives ``FeatureStore.work_dir(id)``) every finished chunk is
 written there atomically; a killed run restarts at the first missing chunk, and chunks of another version of
