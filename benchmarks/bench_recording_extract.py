@@ -28,6 +28,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "how2sign-mini"
 
@@ -59,6 +61,46 @@ def make_recording(work: Path, minutes: float) -> Path:
     return out
 
 
+def _rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def watch(pid: int, store: Path, log: Path, interval: float = 0.5) -> list[float]:
+    """The extraction's RSS (MB) each time a chunk is finished (its file appears in the store's work folder),
+    sampled every ``interval`` s until the process exits (left for ``os.wait4`` to reap); also appended to
+    ``log`` as it goes, so a run cut short still shows its timeline."""
+    per_chunk, seen = [], 0
+    with open(log, "w") as fh:
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            n = sum(1 for _ in store.rglob("chunk_*.safetensors")) if store.is_dir() else 0
+            rss = _rss_mb(pid)
+            if n > seen and rss is not None:
+                per_chunk.extend([round(rss, 1)] * (n - seen))
+                seen = n
+                fh.write(json.dumps({"chunks": n, "rss_mb": round(rss, 1)}) + "\n")
+                fh.flush()
+            time.sleep(interval)
+    return per_chunk
+
+
+def growth(per_chunk: list[float], chunk_s: float, skip_s: float = 120.0) -> float | None:
+    """Least-squares slope of RSS over recording time (MB per recording minute) after the first ``skip_s``
+    seconds (the backends' warm-up); None with fewer than 4 chunks there."""
+    k0 = int(skip_s // chunk_s)
+    y = np.asarray(per_chunk[k0:], np.float64)
+    if len(y) < 4:
+        return None
+    x = (np.arange(len(y)) + k0) * chunk_s / 60.0
+    return float(np.polyfit(x, y, 1)[0])
+
+
 def run_one(rec: Path, work: Path, args) -> dict:
     store = work / f"store_{rec.stem}_{args.tag or 'default'}"
     shutil.rmtree(store, ignore_errors=True)
@@ -73,6 +115,7 @@ def run_one(rec: Path, work: Path, args) -> dict:
     t0 = time.perf_counter()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        chunk_rss = watch(proc.pid, store, work / f"{rec.stem}.rss.jsonl")
         _, status, ru = os.wait4(proc.pid, 0)     # this process's own peak RSS and CPU time
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
@@ -88,7 +131,9 @@ def run_one(rec: Path, work: Path, args) -> dict:
            "chunks": m["chunks"], "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "wall_s": round(wall, 1),
            "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
            "x_realtime": round(m["duration_s"] / wall, 2), "store_mb": round(size / 2**20, 1),
-           "stage_s": m["timings_s"], "signing_windows": m["signing_windows"], "load_end": os.getloadavg()[0]}
+           "stage_s": m["timings_s"], "signing_windows": m["signing_windows"], "load_end": os.getloadavg()[0],
+           "rss_per_chunk_mb": chunk_rss,
+           "growth_mb_per_min": growth(chunk_rss, m["chunk_frames"] / m["fps"])}
     shutil.rmtree(store, ignore_errors=True)
     return row
 
@@ -126,15 +171,28 @@ def main() -> None:
              + (f"with the shorter side scaled to {args.max_short_side} px by the decoder" if args.max_short_side
                 else "at full resolution") + ". Recordings: How2Sign-mini clips scaled to 1280×720, looped (made by "
              "the script with ffmpeg).\n",
-             "| minutes | frames (24 fps) | windows | chunk frames | chunks | peak RSS (MB) | wall (s) | CPU (s) | × real time | store (MB) | load at end |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| minutes | frames (24 fps) | windows | chunk frames | chunks | peak RSS (MB) | RSS at first / last chunk (MB) "
+             "| RSS growth after 2 min (MB per recording minute) | wall (s) | CPU (s) | × real time | store (MB) | load at end |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        c = r["rss_per_chunk_mb"]
+        g = r["growth_mb_per_min"]
         lines.append(f"| {r['minutes']:g} | {r['frames']:,} | {r['windows']:,} | {r['chunk_frames']} | {r['chunks']} | "
-                     f"{r['peak_rss_mb']:,.0f} | {r['wall_s']:,.0f} | {r['cpu_s']:,.0f} | {r['x_realtime']:.2f} | "
-                     f"{r['store_mb']:.1f} | {r['load_end']:.2f} |")
+                     f"{r['peak_rss_mb']:,.0f} | " + (f"{c[0]:,.0f} / {c[-1]:,.0f}" if c else "–") + " | "
+                     + ("–" if g is None else f"{g:+.1f}") + f" | {r['wall_s']:,.0f} | {r['cpu_s']:,.0f} | "
+                     f"{r['x_realtime']:.2f} | {r['store_mb']:.1f} | {r['load_end']:.2f} |")
     lines.append("\nStage seconds per run (decode / pose / rgb / write): " + "; ".join(
         f"{r['minutes']:g} min: " + " / ".join(f"{r['stage_s'].get(k, 0):.0f}" for k in ("decode", "pose", "rgb", "write"))
-        for r in rows) + ". Wall times are on a 2-core machine shared with other jobs; peak RSS is not distorted by that.")
+        for r in rows) + ". Wall times are on a 2-core machine shared with other jobs; RSS is not distorted by that.")
+    lines.append("\nRSS per chunk: the extraction process's resident memory each time a chunk's file appears in the store's "
+                 "work folder (sampled every 0.5 s; `rss_per_chunk_mb` in the JSON). Growth: least-squares slope of those "
+                 "samples against recording time, after the first 2 minutes (the backends' warm-up).")
+    longest = max(rows, key=lambda r: r["minutes"])
+    if longest["minutes"] < 60 and longest["growth_mb_per_min"] is not None:
+        est = longest["peak_rss_mb"] + max(0.0, longest["growth_mb_per_min"]) * (60 - longest["minutes"])
+        lines.append(f"\n**60 minutes: not measured.** Extrapolated from the {longest['minutes']:g}-minute run (its peak "
+                     f"plus its growth rate, if positive, over the remaining {60 - longest['minutes']:g} minutes): "
+                     f"≈ {est:,.0f} MB (goal ≤ 2,500 MB).")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.md')}")
 

@@ -142,6 +142,25 @@ def test_streaming_equals_whole_video_with_decoder_scaling(video):
     np.testing.assert_array_equal(feats.rgb, rgb)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg makes the H.264 input")
+def test_stream_reads_of_inter_coded_video_equal_whole_video_decoding(tmp_path):
+    """After every read VideoStream drops decord's decoded-ahead backlog (a seek to the key frame before the next
+    frame; the next read skips forward from there). On H.264 with B-frames and key frames every 30 frames, reads
+    of 25 frames — boundaries inside GOPs, at 24 fps from a 30 fps source — give exactly read_video's frames,
+    scaled by the decoder or not. Negative control: landing one frame past the key frame fails it."""
+    from seds.extract.video import VideoStream
+    path = tmp_path / "gop.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=128x96:r=30:d=5", "-c:v", "libx264",
+                    "-g", "30", "-bf", "2", "-pix_fmt", "yuv420p", str(path)], check=True)
+    for budget in (Budget(), Budget(max_short_side=48)):
+        whole = read_video(path, fps=FPS, budget=budget).frames
+        stream = VideoStream(path, FPS, budget=budget)
+        got = np.concatenate([stream.read(lo, lo + 25) for lo in range(0, stream.num_frames, 25)])
+        stream.close()
+        assert len(whole) == len(got) == 120
+        np.testing.assert_array_equal(got, whole)
+
+
 def test_resume_restarts_at_the_last_finished_chunk(video, tmp_path):
     cfg = small_chunks()
     work = tmp_path / "work"
@@ -209,6 +228,28 @@ def test_bad_input_clear_messages_and_nothing_left(video, tmp_path):
     assert not work.exists()
     part = RecordingExtractor(small_chunks(allow_partial=True), pose_estimator=StubPose(), rgb_extractor=StubRGB())
     assert 0 < part.extract(cut).meta["n_frames"] < 203
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
+                    reason="ffmpeg/ffprobe make and read the H.264 input")
+def test_huge_frames_are_refused_from_the_header_before_any_decoding(tmp_path, monkeypatch):
+    """An 8000×8000 one-frame H.264 file (a few KB) is refused by VideoStream — and by the extractor's default
+    limit — from the file's headers, before decord or OpenCV open it (they decode the first frame at full size)."""
+    from seds.extract import video as V
+    from tests.hostile_files import huge_h264
+    f = huge_h264(tmp_path / "huge.mp4", 8000, 8000)
+
+    def decoded(*a, **k):
+        raise AssertionError("a decoder opened the file")
+    monkeypatch.setattr(V, "_open_decord", decoded)
+    monkeypatch.setattr(V, "_open_cv2", decoded)
+    monkeypatch.setattr(cv2, "VideoCapture", decoded)
+    with pytest.raises(VideoError, match="frames of 8000x8000 are larger than the limit of 9.44 megapixels"):
+        V.VideoStream(f, budget=Budget(max_frame_pixels=4096 * 2304))
+    ex = RecordingExtractor(RecordingConfig(), pose_estimator=StubPose(), rgb_extractor=StubRGB())
+    with pytest.raises(VideoError, match="frames of 8000x8000 are larger than the limit"):
+        ex.extract(f, work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
 
 
 def test_bad_settings():

@@ -23,7 +23,10 @@ Frames are scaled by the decoder to a shorter side of at most ``max_short_side``
 frame size, and I3D sees a 224² crop anyway); ``None`` keeps the full resolution.
 Memory is bounded by one chunk of decoded frames (``chunk_mb``, 256 MiB by default, whatever the resolution)
 plus the backends plus the features themselves (≈ 135 MB per hour at stride 8: 87 × 3 floats per frame,
-1024 per window). Time limits (``max_seconds``) are checked from the header before any decoding.
+1024 per window); the decoder holds nothing between chunks (:class:`~seds.extract.video.VideoStream` drops
+decord's decoded-ahead backlog after every read, which otherwise grew with the recording: 2.7 GB at 5 minutes
+of 720p). Measured: ``benchmarks/results/recording_extract.md``. Time limits (``max_seconds``) and the frame
+size (``max_frame_pixels``) are checked from the headers before any decoding.
 
 **Resumable**: with a ``work_dir`` (the runner gives ``FeatureStore.work_dir(id)``) every finished chunk is
 written there atomically; a killed run restarts at the first missing chunk, and chunks of another version of
@@ -58,6 +61,7 @@ from seds.extract.video import Budget, VideoError, VideoStream
 DEFAULT_WINDOW_STRIDE = 8      # frames between window starts (1/3 s at 24 fps)
 PRESENT = 0.5                  # a window "shows signing" when at least this fraction of its frames does
 CHUNK_FORMAT = "seds.recording_chunk"
+MAX_FRAME_PIXELS = 4096 * 2304   # source frames (width × height) above 4K are refused before decoding
 STAGES = ("pose", "rgb", "done")
 ProgressFn = Callable[[str, float], None]
 
@@ -83,7 +87,7 @@ class RecordingConfig:
     resize_short: int | None = None
     crop: tuple[int, int, int, int] | None = None
     max_short_side: int | None = 360   # frames with a larger shorter side are scaled down by the decoder
-    max_frame_pixels: int | None = None
+    max_frame_pixels: int | None = MAX_FRAME_PIXELS   # larger source frames are refused from the headers
     filter: FrameFilter = field(default_factory=FrameFilter)   # the presence test (frames are never dropped)
 
     def __post_init__(self):

@@ -599,7 +599,8 @@ class VideoStream:
     continue the decoder without seeking; a read elsewhere (a resumed run) seeks. decord only (it knows the
     frame count up front). A truncated file (fewer frames than the container declares, or frames that do not
     decode) raises :class:`VideoError` (``allow_partial``: the frames there are used); ``max_seconds``: longer
-    videos are refused before any decoding."""
+    videos are refused before any decoding, and so are frames over ``budget.max_frame_pixels``, read from the
+    file's headers (:func:`seds.extract.header.header_size`) before a decoder opens it."""
 
     def __init__(self, path, fps: float | None = 24.0, max_seconds: float | None = None,
                  resize_short: int | None = None, crop: tuple[int, int, int, int] | None = None,
@@ -607,6 +608,9 @@ class VideoStream:
         budget = budget or Budget()
         p = _check_path(path)
         self.path = p
+        header = _header_size(p)      # frames over the limit are refused before any decoder opens the file
+        if header is not None:
+            _check_source_size(p, header[0], header[1], budget)
         try:
             vr = _open_decord(p)
             n_src, src_fps = len(vr), float(vr.get_avg_fps())
@@ -626,11 +630,12 @@ class VideoStream:
                              "container declares are there (allow_partial keeps them)")
         if max_seconds is not None and n_src / src_fps > max_seconds + 1e-6:
             raise VideoError(f"{p}: the video is {_span(n_src / src_fps)} long, more than the limit of {_span(max_seconds)}")
-        self.width, self.height = _source_size(p, vr)
+        self.width, self.height = _source_size(p, vr, header)
         _check_source_size(p, self.width, self.height, budget)
         box, self.size = _output_geometry(self.width, self.height, crop, resize_short, budget.max_short_side)
         self._vr, self._box = _scaled_reader(p, vr, box, self.size, crop, self.width, self.height)
-        self._pos, self._keys = None, None    # the source frame the reader's next() returns (None: unknown)
+        self._pos, self._keys = 0, None    # the source frame the reader's next() returns (None: unknown)
+        self._drop_read_ahead()            # what the size checks above decoded
         self.source_fps, self.source_frames = src_fps, n_src
         self.fps = float(fps or src_fps)
         self.indices = resample_indices(n_src, src_fps, fps)   # source frame of every output frame
@@ -644,19 +649,40 @@ class VideoStream:
     def duration(self) -> float:
         return self.source_frames / self.source_fps
 
+    def _key_before(self, i: int) -> int:
+        """The last key frame at or before source frame ``i``."""
+        if self._keys is None:
+            self._keys = np.asarray(self._vr.get_key_indices(), np.int64)
+        keys = self._keys
+        return int(keys[max(0, np.searchsorted(keys, i, side="right") - 1)]) if len(keys) else 0
+
     def _goto(self, i: int) -> None:
         """Position the reader so that its next frame is source frame ``i`` (decord's ``seek_accurate`` can land
         one frame off: seek to the key frame at or before ``i``, then skip forward)."""
         if i == self._pos:
             return
         if self._pos is None or not self._pos < i <= self._pos + 2 * _CHUNK:
-            keys = self._keys if self._keys is not None else np.asarray(self._vr.get_key_indices(), np.int64)
-            self._keys = keys
-            self._pos = int(keys[max(0, np.searchsorted(keys, i, side="right") - 1)]) if len(keys) else 0
+            self._pos = self._key_before(i)
             self._vr.seek(self._pos)
         if i > self._pos:
             self._vr.skip_frames(i - self._pos)
         self._pos = i
+
+    def _drop_read_ahead(self) -> None:
+        """Discard what decord's decoder thread holds beyond the last frame returned. Its ``next()`` queues one
+        more packet whenever no decoded frame is ready yet, and a frame is never taken without queueing one, so
+        the backlog only grows — by however far the decoder thread fell behind (a busy CPU) — and all of it is
+        decoded into full frames while the caller works on the chunk it read (≈ 1 GB after 5 minutes of 720p
+        under MediaPipe). A seek stops that thread and empties its queues; the next read skips forward from
+        the key frame at or before its first frame (less than one GOP decoded again)."""
+        if self._pos is None:
+            return
+        try:
+            key = self._key_before(self._pos)
+            self._vr.seek(key)
+            self._pos = key
+        except Exception:  # noqa: BLE001 - decord's errors: the next read seeks afresh (or names the problem)
+            self._pos = None
 
     def read(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
         """Output frames ``[lo, hi)`` as uint8 ``(hi - lo, H, W, 3)`` RGB, decoded one by one (``next``: decord's
@@ -682,6 +708,7 @@ class VideoStream:
             msg = (str(e).strip().splitlines() or [type(e).__name__])[-1][:160]
             raise VideoError(f"{self.path}: corrupt or truncated video: frame {lo + k} (of {self.num_frames} the "
                              f"container reports) does not decode ({msg})") from None
+        self._drop_read_ahead()     # memory flat with length: nothing is decoded while the caller works
         return out
 
     def close(self) -> None:
