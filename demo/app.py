@@ -30,6 +30,7 @@ import gradio as gr  # noqa: E402
 from demo.backend import (MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
                           explanation_figure, load_app_config)
 from demo.live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
+from demo.recordings_tab import recordings_tab  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
     import spaces
@@ -183,6 +184,7 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
                                      elem_id="t2v-pair")
                 t_plot = gr.Plot(label="clip × word similarity E", elem_id="t2v-heatmap")
 
+            recordings_tab(be, live)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
 
