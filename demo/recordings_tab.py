@@ -88,7 +88,7 @@ class RecordingsService:
 
     def __init__(self, be: AppBackend, live: LiveQueries | None = None, folder: str | os.PathLike | None = None,
                  max_minutes: float | None = None, *, pose_estimator=None, rgb_extractor=None,
-                 cfg: LocaliseConfig = LocaliseConfig(top_k=5, rescore=3)):
+                 cfg: LocaliseConfig = LocaliseConfig(top_k=5, rescore=5)):
         self.be, self.live = be, live
         self.max_minutes = max_minutes or _env_float("SEDS_RECORDING_MAX_MINUTES", DEFAULT_MAX_MINUTES)
         self.folder = Path(folder or os.environ.get("SEDS_RECORDINGS") or DEFAULT_FOLDER)
@@ -273,7 +273,7 @@ class RecordingsService:
         hits = rescore_hits(self.localiser, hits, q, qmask,
                             lambda rid: store[rid] if store is not None and store.has(rid) else None, self.cfg.rescore)
         return [[h.rank, self.manifest.get(h.recording, {}).get("title") or h.recording, f"{h.start_s:.1f} s",
-                 f"{h.end_s:.1f} s", f"{h.score:.3f}"] for h in hits[stream]]
+                 f"{h.end_s:.1f} s", f"{h.score:.3f}", "exact" if h.exact else "timeline"] for h in hits[stream]]
 
     def explanation(self, rec: Recording, text: str, first: int, stop: int):
         """The clip × word matrices of span [first, stop) (encoded alone, as its exact score) and the sentence."""
@@ -338,8 +338,10 @@ def status_text(loc: Localisation, rec: Recording, cfg: LocaliseConfig) -> str:
     if loc.status == NO_SIGNING:
         return ("**No signing found** in this recording: no part of it shows a signer with a visible hand, so there "
                 "are no spans to show.")
-    lines = [f"**{rec.label}**: top spans of 1–{cfg.max_span_s:g} s per stream in "
-             f"{loc.timings.get('total', 0.0):.2f} s (best {cfg.rescore} per stream re-scored exactly)."]
+    exact = "every span re-scored exactly" if cfg.rescore >= cfg.top_k else f"best {cfg.rescore} re-scored exactly"
+    lines = [f"**{rec.label}**: top {cfg.top_k} spans of {cfg.min_span_s:g}–{cfg.max_span_s:g} s per stream in "
+             f"{loc.timings.get('total', 0.0):.2f} s ({exact}; the band #1 on the timeline is the fused stream's "
+             "best span, lighter bands its others)."]
     if NOTE_TRUNCATED in loc.notes:
         lines.append(f"ℹ️ The text encoder reads only the first {loc.words_read} of your {loc.words_given} words.")
     if NOTE_AT_MAX_LENGTH in loc.notes:
@@ -353,8 +355,8 @@ def status_text(loc: Localisation, rec: Recording, cfg: LocaliseConfig) -> str:
 
 
 def span_rows(loc: Localisation, streams) -> list[list]:
-    return [[i + 1, STREAM_TITLES.get(s, s), f"{sp.start_s:.1f} s", f"{sp.end_s:.1f} s", f"{sp.score:.3f}"]
-            for s in streams for i, sp in enumerate(loc.spans.get(s, []))]
+    return [[i + 1, STREAM_TITLES.get(s, s), f"{sp.start_s:.1f} s", f"{sp.end_s:.1f} s", f"{sp.score:.3f}",
+             "exact" if sp.exact else "timeline"] for s in streams for i, sp in enumerate(loc.spans.get(s, []))]
 
 
 def span_choices(loc: Localisation, streams) -> list[tuple[str, str]]:
@@ -386,8 +388,8 @@ def timeline_figure(loc: Localisation, rec: Recording, text: str, height: int = 
                                  line={"color": COLOURS.get(s), "width": 2},
                                  hovertemplate="%{x:.1f} s: %{y:.3f}<extra>" + STREAM_TITLES.get(s, s) + "</extra>"))
     for i, sp in enumerate(loc.spans.get("fused", [])):
-        fig.add_vrect(x0=sp.start_s, x1=sp.end_s, fillcolor=COLOURS["fused"], opacity=0.28 if i == 0 else 0.12,
-                      line_width=0, annotation_text=f"#{i + 1}", annotation_position="top left")
+        fig.add_vrect(x0=sp.start_s, x1=sp.end_s, fillcolor=COLOURS["fused"], opacity=0.3 if i == 0 else 0.1,
+                      line_width=0, **({"annotation_text": "#1", "annotation_position": "top left"} if i == 0 else {}))
     for s, spans in loc.spans.items():
         if spans:
             sp = spans[0]
@@ -444,7 +446,7 @@ def recordings_tab(be: AppBackend, live: LiveQueries | None = None, service: Rec
         plot = gr.Plot(label="score over time", elem_id="rec-timeline")
         with gr.Row():
             with gr.Column(scale=3):
-                table = gr.Dataframe(headers=["#", "stream", "from", "to", "score"], label="Top spans per stream",
+                table = gr.Dataframe(headers=["#", "stream", "from", "to", "score", "scored on"], label="Top spans per stream",
                                      interactive=False, elem_id="rec-spans")
             with gr.Column(scale=2):
                 which = gr.Dropdown(label="Play span", choices=[], elem_id="rec-span-pick")
@@ -453,7 +455,7 @@ def recordings_tab(be: AppBackend, live: LiveQueries | None = None, service: Rec
         gr.Markdown("### Why? Clip × word similarity of the chosen span")
         heat = gr.Plot(label="clip × word similarity E", elem_id="rec-heatmap")
         gr.Markdown("### The sentence in every indexed recording")
-        all_table = gr.Dataframe(headers=["#", "recording", "from", "to", "score"], interactive=False,
+        all_table = gr.Dataframe(headers=["#", "recording", "from", "to", "score", "scored on"], interactive=False,
                                  label="Fused stream, best spans over all indexed recordings", elem_id="rec-all")
 
         outputs = [state, status, plot, table, which, clip, heat, all_table]
