@@ -98,7 +98,7 @@ class RecordingsService:
             self.localiser = Localiser(be.model, cfg)
         except LocaliseError as e:
             self.localiser, self.unavailable = None, str(e)
-        self.archive, self.store, self.manifest = None, None, {}
+        self.archive, self.store, self.manifest, self.gallery_note = None, None, {}, ""
         if self.localiser is not None:
             self._load_gallery()
         self.uploads = RecentQueries(4)          # extracted uploads by SHA-256 + settings (shared, content-keyed)
@@ -121,11 +121,11 @@ class RecordingsService:
             return
         if (f / "features").is_dir():
             self.store = FeatureStore(f / "features")
-        doc = json.loads((f / "recordings.json").read_text()) if (f / "recordings.json").is_file() else {}
+        try:
+            doc = json.loads((f / "recordings.json").read_text()) if (f / "recordings.json").is_file() else {}
+        except (OSError, ValueError):
+            doc = {}                             # titles and true spans are optional
         self.manifest = {r["id"]: r for r in doc.get("recordings", []) if r.get("id") in self.archive.where}
-        self.gallery_note = ""
-
-    gallery_note = ""
 
     def choices(self) -> list[tuple[str, str]]:
         if self.archive is None:
