@@ -480,7 +480,7 @@ def how2sign_mini_report(args, model, cfg, grid: Localiser, exact: Localiser) ->
           f"Checkpoint: `{args.checkpoint}`. Load average at the end: "
           + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + " (2-core CPU shared with other jobs; no GPU figure yet). "
           "Ties: expected values under random tie-breaking."]
-    md += how2sign_mini_md(h2s, cfg.data.rgb_features)[1:]
+    md += how2sign_mini_md(h2s, cfg.data.rgb_features)
     path = write_report(args.out, f"{args.stem}_how2sign_mini", md,
                         {"command": cmd, "checkpoint": args.checkpoint, "synthetic_checkpoint": True,
                          "metrics": {"ties": "expected", "moment": list(MOMENT), "alignment": list(ALIGN)},
@@ -499,7 +499,7 @@ def how2sign_mini_md(h2s: dict, rgb_features: str) -> list[str]:
            f"in their source video, each source made into one recording: every clip's frames from its realigned start "
            f"second for the clip's own length (cut where the next clip starts), black frames without a signer between "
            f"them. Recordings: {recs}. Streaming extraction (MediaPipe Holistic, pose on 1 frame in "
-           f"{h2s['pose_stride']}, RGB: {rgb_features}), then the same localisation and metrics as above; the truth of "
+           f"{h2s['pose_stride']}, RGB: {rgb_features}), then the same localisation and metrics as the synthetic recordings of recordings.md; the truth of "
            f"a sentence is where its clip's frames lie. {h2s['queries']} queries, one run. **The checkpoint was trained "
            "on synthetic cartoon signing with proxy RGB only: these numbers say that real recordings go through "
            "extraction, the coarse pass, localisation and scoring end to end — not how well real signing is "
