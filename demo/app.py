@@ -33,6 +33,7 @@ from .backend import (DEMO_CONFIG, MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, Ap
                       explanation_figure, load_app_config)
 from .live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
 from .memory import return_large_buffers_to_os  # noqa: E402
+from .recordings_tab import recordings_tab  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
     import spaces
@@ -186,6 +187,7 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
                                      elem_id="t2v-pair")
                 t_plot = gr.Plot(label="clip × word similarity E", elem_id="t2v-heatmap")
 
+            recordings_tab(be, live)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
 

@@ -12,7 +12,7 @@ Recordings (long videos; :mod:`seds.retrieval.recordings`, :mod:`seds.retrieval.
 
     python -m seds.index build  --recordings --checkpoint CKPT --store STORE [--manifest CSV] --out INDEX [--shard i/N]
     python -m seds.index search --checkpoint CKPT --recordings INDEX (--text "..." | --video FILE | --video-features F)
-                                [--in RECORDING [--store STORE]] [-k 10]
+                                [--in RECORDING] [--store STORE [--rescore 4]] [-k 10]
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprin
 from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
 from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Localiser
-from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index
+from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index, rescore_hits
 from seds.data.store import load_features, read_metadata
 from seds.extract.runner import shard_of
 from seds.hub import resolve_checkpoint
@@ -214,10 +214,16 @@ def _cmd_search_recordings(args) -> int:
         t0 = time.perf_counter()
         q, qmask = loc.query_clips(query) if query is not None else loc.query_text(args.text)[:2]
         hits = archive.search(q, qmask, model.cfg.tau, k=args.k, cfg=cfg)
-        timings = {"total": time.perf_counter() - t0}
+        timings = {"search": time.perf_counter() - t0}
+        if args.store and cfg.rescore:
+            t1 = time.perf_counter()
+            store = FeatureStore(args.store)
+            hits = rescore_hits(loc, hits, q, qmask, lambda rid: store[rid] if store.has(rid) else None, cfg.rescore)
+            timings["rescore"] = time.perf_counter() - t1
+        timings["total"] = time.perf_counter() - t0
         for s, hs in hits.items():
             result[s] = [{"rank": h.rank, "recording": h.recording, "start_s": h.start_s, "end_s": h.end_s,
-                          "score": h.score} for h in hs]
+                          "score": h.score, "exact": h.exact} for h in hs]
     for s in STREAMS:
         print(f"\n{STREAM_TITLES.get(s, s)}:")
         for h in result.get(s, []):
@@ -315,8 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "(.safetensors from python -m seds.extract) instead of --video")
     p.add_argument("--in", dest="within", default=None, metavar="RECORDING", help="with --recordings: localise "
                    "in this recording only (its whole timeline)")
-    p.add_argument("--store", default=None, help="with --in: the feature store of the recordings, for the exact "
-                   "re-scoring of the best spans")
+    p.add_argument("--store", default=None, help="with --recordings: the feature store of the recordings, for the "
+                   "exact re-scoring of the best spans (with --in, or over the whole index)")
     p.add_argument("--rescore", type=int, default=LocaliseConfig().rescore, help="spans per stream re-scored "
                    "exactly (needs --store)")
     p.add_argument("--min-span", type=float, default=LocaliseConfig().min_span_s, help="shortest span (s)")

@@ -19,9 +19,11 @@ from seds.data.synthetic_recordings import make_recording
 from seds.index import main as index_main
 from seds.retrieval.gallery import checkpoint_fingerprint
 from seds.similarity import pooled
-from seds.retrieval.localise import LocaliseConfig, Localiser, encode_recording
+from seds.encode import encode_videos
+from seds.retrieval.localise import LocaliseConfig, Localiser, encode_recording, span_features
 from seds.retrieval.recordings import (RecordingArchive, RecordingIndexError, RecordingIndexWriter,
-                                       build_recording_index)
+                                       build_recording_index, rescore_hits)
+from seds.similarity import fine_grained_scores
 
 from conftest import REPO
 from test_localise import demo, iou
@@ -126,6 +128,35 @@ def test_memory_and_layout(built):
         RecordingArchive(root / "half")
 
 
+def test_index_wide_exact_rescoring(built):
+    """The best n hits of each stream get the fine-grained score of their span encoded alone (checked against
+    encoding each span here), come first by that score; hits of a recording without features keep their timeline
+    score (the negative control: with no features nothing changes)."""
+    model, recs, root, fp = built
+    arc = RecordingArchive(root / "whole", fp)
+    loc = Localiser(model, LocaliseConfig(rescore=0))
+    feats = {r.features.meta["id"]: r.features for r in recs}
+    q, qmask, *_ = loc.query_text(recs[1].sentences[1].text)
+    hits = arc.search(q, qmask, model.cfg.tau, k=6)
+    same = rescore_hits(loc, hits, q, qmask, lambda rid: None, n=3)
+    assert same == {s: list(hs) for s, hs in hits.items()}
+    out = rescore_hits(loc, hits, q, qmask, lambda rid: feats.get(rid) if rid != "rec6" else None, n=3)
+    for s, hs in out.items():
+        assert [h.rank for h in hs] == list(range(1, len(hs) + 1)) and len(hs) == len(hits[s])
+        ex = [h for h in hs if h.exact]
+        want = [h for h in hits[s][:3] if h.recording != "rec6"]
+        assert len(ex) == len(want) and hs[:len(ex)] == ex
+        assert [h.score for h in ex] == sorted((h.score for h in ex), reverse=True)
+        for h in ex:
+            f = feats[h.recording]
+            assert (f.clip_starts[h.first] / f.fps, (f.clip_starts[h.stop - 1] + 16) / f.fps) == \
+                pytest.approx((h.start_s, h.end_s))
+            emb, mask = encode_videos(model, [span_features(f, h.first, h.stop, model.cfg.max_clips)])
+            ref = fine_grained_scores(emb[s], mask, q[s][None], qmask[None], tau=model.cfg.tau).mean[0, 0]
+            assert h.score == pytest.approx(float(ref), abs=1e-5) and h.coarse != h.score
+        assert all(not h.exact and h.score == h.coarse for h in hs[len(ex):])
+
+
 def test_cli_build_and_search(tmp_path, capsys):
     model, data = demo()
     store = FeatureStore(tmp_path / "store", create=True)
@@ -142,6 +173,11 @@ def test_cli_build_and_search(tmp_path, capsys):
     top = doc["hits"]["fused"][0]
     ps = recs[1].sentences[0]
     assert top["recording"] == "rec3" and iou(top["start_s"], top["end_s"], ps.start_s, ps.end_s) >= 0.5
+    assert not top["exact"] and "rescore" not in doc["timings"]
+    assert index_main(["search", *args, "--recordings", str(tmp_path / "idx"), "--text", ps.text, "-k", "3",
+                       "--rescore", "2", "--json", str(tmp_path / "e.json")]) == 0     # --store: exact re-scoring
+    doc = json.loads((tmp_path / "e.json").read_text())
+    assert [h["exact"] for h in doc["hits"]["fused"]] == [True, True, False] and "rescore" in doc["timings"]
     assert index_main(["search", "--checkpoint", str(CKPT), "--recordings", str(tmp_path / "idx"),
                        "--video-features", str(tmp_path / "q.safetensors"), "-k", "3",
                        "--json", str(tmp_path / "v.json")]) == 0

@@ -42,6 +42,7 @@ class PlacedSentence:
 class SyntheticRecording:
     features: VideoFeatures
     sentences: list[PlacedSentence]
+    frames: np.ndarray | None = None     # (F, H, W, 3) uint8 rendered frames, with ``keep_frames``
 
     @property
     def duration_s(self) -> float:
@@ -50,9 +51,11 @@ class SyntheticRecording:
 
 def make_recording(data: SyntheticSignData, specs: list[SentenceSpec], *, signer: int | None = None,
                    stride: int = 8, pause_s: tuple[float, float] = (0.5, 3.0), seed: int = 0,
-                   gap_without_signer_s: float = 0.0, id: str = "recording") -> SyntheticRecording:
+                   gap_without_signer_s: float = 0.0, id: str = "recording",
+                   keep_frames: bool = False) -> SyntheticRecording:
     """Sentences ``specs`` signed in order by ``signer`` (default: the first spec's), pauses drawn uniformly
-    from ``pause_s``; windows every ``stride`` frames."""
+    from ``pause_s``; windows every ``stride`` frames; ``keep_frames``: also return the rendered frames (to write
+    the recording as a video)."""
     if not specs and gap_without_signer_s <= 0:
         raise SyntheticError("a recording needs sentences or a gap without a signer")
     if stride < 1:
@@ -98,4 +101,4 @@ def make_recording(data: SyntheticSignData, specs: list[SentenceSpec], *, signer
     meta = {"id": id, "kind": "recording", "source": "synthetic", "window": WINDOW, "window_stride": stride,
             "duration_s": len(kp) / fps, "n_frames": len(kp),
             "signer": data.signers[signer].id if specs else "", "sentences": len(specs)}
-    return SyntheticRecording(VideoFeatures(kp, rgb, starts, fps, meta), placed)
+    return SyntheticRecording(VideoFeatures(kp, rgb, starts, fps, meta), placed, fr if keep_frames else None)

@@ -17,7 +17,8 @@ not depend on how recordings are split into shards); (2) the best ``candidates``
 longest span on both sides, merged per recording; (3) in each region the span grid of
 :func:`seds.retrieval.localise.span_score_grid` (every span of ``min_span_s`` … ``max_span_s`` scored by the
 checkpoint's fine-grained score on the stored window features), signing filter and non-maximum suppression;
-(4) the top-k of all regions. Memory: chunk vectors in RAM (3 streams × 4 B × D per ``chunk / 2`` windows);
+(4) the top-k of all regions; (5) optionally (:func:`rescore_hits`, when the recordings' features are at hand)
+the exact re-scoring of the best few spans, each encoded alone. Memory: chunk vectors in RAM (3 streams × 4 B × D per ``chunk / 2`` windows);
 window features on disk, read for the candidate regions only. :meth:`RecordingArchive.timeline` gives one
 recording's whole timeline for :class:`seds.retrieval.localise.Localiser`.
 """
@@ -26,15 +27,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from seds.data.features import VideoFeatures
-from seds.retrieval.localise import (STREAMS, LocaliseConfig, RecordingTimeline, chunk_starts, check_model,
+from seds.retrieval.localise import (STREAMS, LocaliseConfig, Localiser, RecordingTimeline, chunk_starts, check_model,
                                      encode_recording, similarity_matrix, span_candidates, span_lengths,
                                      span_score_grid)
 from seds.similarity import pooled
@@ -54,8 +56,12 @@ class RecordingHit:
     recording: str
     start_s: float
     end_s: float
-    score: float
+    score: float                 # the exact score when ``exact``, else the timeline's (coarse) score
     stream: str
+    first: int = -1              # the span's windows [first, stop) in its recording
+    stop: int = -1
+    coarse: float = float("nan")  # the timeline's score
+    exact: bool = False
 
 
 def _raw(path: Path, dtype, shape: tuple[int, ...], mmap: bool):
@@ -298,10 +304,43 @@ class RecordingArchive:
         ri, first, stop, score = span_candidates(grid, ls, sig, cfg, k, keys=keys)
         hits = []
         for j, (i, f, t, v) in enumerate(zip(ri, first, stop, score)):
-            rid, pi, a, _, _ = regions[i]
+            rid, pi, a, _, lo = regions[i]
             times = self.parts[pi].times
-            hits.append(RecordingHit(j + 1, rid, float(times[a + f, 0]), float(times[a + t - 1, 1]), float(v), stream))
+            hits.append(RecordingHit(j + 1, rid, float(times[a + f, 0]), float(times[a + t - 1, 1]), float(v), stream,
+                                     int(a - lo + f), int(a - lo + t), float(v)))
         return hits
+
+
+def rescore_hits(localiser: Localiser, hits: dict[str, list[RecordingHit]], query: dict[str, torch.Tensor],
+                 query_mask: torch.Tensor, features: Callable[[str], VideoFeatures | None],
+                 n: int = 4) -> dict[str, list[RecordingHit]]:
+    """Exact re-scoring of an index-wide search (stage 3 of :mod:`seds.retrieval.localise`): the best ``n`` hits
+    of each stream, each span encoded alone from its recording's features (``features(recording id)``, None when
+    not at hand: those hits keep their timeline score), scored by the checkpoint's fine-grained score. Per stream
+    the re-scored hits come first by exact score, then the rest in their order; ranks renumbered. One recording's
+    features in memory at a time."""
+    want: dict[str, set[tuple[int, int]]] = {}
+    for s, hs in hits.items():
+        for h in hs[:n]:
+            want.setdefault(h.recording, set()).add((h.first, h.stop))
+    exact: dict[tuple[str, str, int, int], float] = {}
+    for rid in sorted(want):
+        feats = features(rid) if n > 0 else None
+        if feats is None:
+            continue
+        spans = sorted(want[rid])
+        sc = localiser.exact_scores(feats, spans, query, query_mask)
+        for s in sc:
+            for i, (a, b) in enumerate(spans):
+                exact[(s, rid, a, b)] = float(sc[s][i])
+        del feats
+    out = {}
+    for s, hs in hits.items():
+        new = [replace(h, score=exact[(s, h.recording, h.first, h.stop)], exact=True)
+               if i < n and (s, h.recording, h.first, h.stop) in exact else h for i, h in enumerate(hs)]
+        new.sort(key=lambda h: (not h.exact, -h.score if h.exact else 0.0))     # stable: the rest keep their order
+        out[s] = [replace(h, rank=r + 1) for r, h in enumerate(new)]
+    return out
 
 
 def build_recording_index(out: str | os.PathLike, model, fingerprint: dict | str, recordings, chunk: int = 0,
