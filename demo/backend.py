@@ -29,7 +29,7 @@ from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.engine import (MAX_TEXT_CHARS, PREVIEW_SHORT_SIDE, STREAM_ORDER,  # noqa: F401
                                    STREAM_TITLES, EngineConfig, Explanation, QueryError, short_label,
                                    SearchEngine, TextQuery, VideoQuery, hand_presence, log, resolve_device)
-from seds.encode import clip_times  # noqa: F401 - re-exported for the app's callers
+from seds.clips import clip_times  # noqa: F401 - re-exported for the app's callers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"
@@ -171,8 +171,10 @@ class AppBackend(SearchEngine):
                         f"{len(g.sentences) if g.sentences else 0} sentences"
                         + (f", {len(self.cache)} cached feature files" if len(self.cache) else "")),
             "device": dev + threads,
-            "limits": (("live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing chooses)"
-                        if self.official else f"live queries use T ≤ {self.max_clips} windows of {WINDOW} frames")
+            "limits": ({"authors": "live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing "
+                                   "chooses)",
+                        "max_clips": f"live queries use T ≤ {self.max_clips} windows of {WINDOW} frames"}
+                       [self.variant.live_windows]
                        + f"; uploads longer than {self.cfg.max_seconds:g} s are trimmed; uploads ≤ "
                        f"{self.cfg.max_upload_mb:g} MB, frames ≤ {self.cfg.max_frame_pixels / 1e6:.1f} megapixels, "
                        f"decoded at ≤ {self.cfg.max_short_side} px (shorter side)"),

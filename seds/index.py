@@ -41,6 +41,7 @@ from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
 from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Localiser
 from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index
+from seds.variants import variant_of
 from seds.data.store import load_features, read_metadata
 from seds.extract.runner import shard_of
 
@@ -63,12 +64,11 @@ def _feature_source(args, model_cfg, rows, device: str, shared_store: bool = Fal
         atexit.register(shutil.rmtree, root, True)
     store = FeatureStore(root, create=True)
     missing = [r for r in rows if not store.has(r.id)]
-    if missing and model_cfg.model.variant == "official":
+    variant = variant_of(model_cfg)
+    if missing and not variant.store_extracts:
         raise GalleryIndexError(
             f"{len(missing)} of {len(rows)} videos are not in the feature store {args.store or '(none given)'} "
-            f"(e.g. {missing[0].id!r}). An official-variant checkpoint reads features in the authors' layout: "
-            "import their files (python -m seds.data.official import ... --out STORE) or extract with "
-            "python -m seds.extract ... --format official and import that, then pass --store STORE")
+            f"(e.g. {missing[0].id!r}). {variant.store_hint}")
     if missing and args.store and not args.extract:
         raise GalleryIndexError(f"{len(missing)} of {len(rows)} videos are not in the feature store {args.store} "
                                 f"(e.g. {missing[0].id!r}); pass --extract to extract them")

@@ -17,7 +17,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from demo.backend import ROOT, AppBackend, AppConfig, AppError, explanation_figure, load_app_config  # noqa: E402
 from seds.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from seds.encode import clip_times, features_to_item  # noqa: E402
+from seds.clips import clip_times  # noqa: E402
+from seds.variants.paper import features_to_item  # noqa: E402
 from seds.extract.factory import RGBFeaturesError, make_rgb_extractor, rgb_weights  # noqa: E402
 from seds.extract.proxy_rgb import ProxyRGBExtractor  # noqa: E402
 from seds.extract.writer import write_video  # noqa: E402

@@ -3,7 +3,7 @@
 * every module imports in a fresh interpreter;
 * no import cycle in the package's import graph — module-level *and* function-level imports count, so a
   function-local import cannot hide a cycle;
-* layers import only downward (primitives → model → data/extract → encode → retrieval → runners →
+* layers import only downward (primitives → model → data/extract → variants → encode → retrieval → runners →
   experiments), nothing in the library imports ``seds.experiments``, and nothing in ``seds`` imports the
   app (``demo``);
 * no module imports another module's private (``_name``) names;
@@ -36,10 +36,11 @@ LAYERS = [
          "seds.metrics", "seds.moment_metrics", "seds.weights")),
     (1, ("seds.model", "seds.checkpoint", "seds.params", "seds.convert")),
     (2, ("seds.data", "seds.extract")),
-    (3, ("seds.encode",)),
-    (4, ("seds.retrieval", "seds.index")),
-    (5, ("seds.train", "seds.evaluate", "seds.grad_cache")),
-    (6, ("seds.experiments",)),
+    (3, ("seds.variants",)),
+    (4, ("seds.encode",)),
+    (5, ("seds.retrieval", "seds.index")),
+    (6, ("seds.train", "seds.evaluate", "seds.grad_cache")),
+    (7, ("seds.experiments",)),
 ]
 
 

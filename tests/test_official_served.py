@@ -19,7 +19,8 @@ from seds.data.features import VideoFeatures
 from seds.data.official import OfficialDataset, official_collate
 from seds.data.official_batch import official_sample
 from seds.data.official_synthetic import synthetic_keypoints
-from seds.encode import EncodeError, encode_videos, official_item
+from seds.encode import EncodeError, encode_videos
+from seds.variants.official import official_item
 from seds.evaluate import encode_split, score_matrices
 from seds.evaluate import main as evaluate_main
 from seds.extract.factory import BSL1K, ExtractorPlan, plan_extractors
@@ -42,7 +43,7 @@ def no_rtmpose(name):
 def test_plan_for_the_authors_weights_names_the_substitutes():
     cfg = Config(model=model_config("official"))
     plan, est = plan_extractors(cfg, CONVERTED, "auto", None, probe=no_rtmpose)
-    assert est is None and (plan.trained_pose, plan.trained_rgb) == ("rtmpose", BSL1K) and plan.official_layout
+    assert est is None and (plan.trained_pose, plan.trained_rgb) == ("rtmpose", BSL1K)
     assert (plan.pose_backend, plan.rgb_features) == ("mediapipe", "i3d-kinetics400")
     assert not plan.pose_matches and not plan.rgb_matches
     d = plan.describe()
@@ -67,7 +68,7 @@ def test_plan_of_a_project_checkpoint_follows_its_data_section():
     cfg = Config(model=model_config("tiny"))
     cfg.data.pose_backend, cfg.data.rgb_features = "mediapipe", "i3d-kinetics400"
     plan, _ = plan_extractors(cfg, {}, "auto", None, probe=lambda n: pytest.fail("no probe for mediapipe"))
-    assert plan == ExtractorPlan("mediapipe", "i3d-kinetics400", "mediapipe", "i3d-kinetics400", False)
+    assert plan == ExtractorPlan("mediapipe", "i3d-kinetics400", "mediapipe", "i3d-kinetics400")
     assert plan.pose_matches and plan.rgb_matches
     cfg.data.pose_backend = "synthetic"
     plan, _ = plan_extractors(cfg, {}, "auto", None)

@@ -227,7 +227,8 @@ def zero_weights(model) -> None:
 def test_constant_model_scores_at_chance(ref_run, tmp_path):
     """Zero weights → every score equal → chance level (R@K = K/N, MedR = (N+1)/2), not 100 %."""
     from seds.checkpoint import load_checkpoint
-    from seds.evaluate import build_dataset, evaluate_model
+    from seds.evaluate import evaluate_model
+    from seds.variants import build_dataset
     model, _, cfg, _ = load_checkpoint(ref_run / "best", "cpu")
     zero_weights(model)
     ds = build_dataset(cfg, "test")

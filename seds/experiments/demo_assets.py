@@ -41,12 +41,13 @@ from seds.data.manifest import ManifestRow
 from seds.data.store import FeatureStore
 from seds.data.synthetic import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticSignData
 from seds.data.synthetic_store import write_chunk_manifests
-from seds.evaluate import build_dataset, evaluate_model
+from seds.evaluate import evaluate_model
 from seds.extract.proxy_rgb import rgb_proxy_features
 from seds.extract.video import probe
 from seds.extract.writer import write_video
 from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
 from seds.train import train
+from seds.variants import build_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"

@@ -36,26 +36,28 @@ import numpy as np
 import torch
 
 from seds.checkpoint import CheckpointError, load_checkpoint
-from seds.clips import WINDOW
+from seds.clips import WINDOW, clip_times
 from seds.config import ConfigError
 from seds.data.features import VideoFeatures
-from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos, word_labels
+from seds.encode import EncodeError, encode_sentences, encode_videos, word_labels
 from seds.extract.factory import (RGBFeaturesError, describe_rgb, make_rgb_extractor, plan_extractors,
                                   probe_pose_backend, rgb_weights)
-from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
-from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
+from seds.extract.pipeline import ExtractionError
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
 from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
 from seds.similarity import clip_word_matrix, fine_grained_scores
+from seds.variants import variant_of
 
 log = logging.getLogger("seds.app")
 
 STREAM_ORDER = ("pose", "rgb", "fused")
 CPU_I3D_MEMORY_MB = 512      # I3D activation budget per batch of windows on CPU (bounds a query's peak RSS)
 PREVIEW_SHORT_SIDE = 240     # preview frames: shorter side at most this (decoded straight to it for cached videos)
+WINDOWS_PHRASE = {"max_clips": ".", "authors": " chosen as the authors' preprocessing chooses them (up to 64, "
+                  "max_clips does not apply)."}
 STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
 MAX_TEXT_CHARS = 1000        # longer sentences are refused: the text encoder reads at most model.text.max_words words
 MAX_LABEL_CHARS = 24         # a word label of the "Why?" heatmaps is cut to this many characters
@@ -224,7 +226,7 @@ class SearchEngine:
                                             probe=probe_pose_backend if pose_estimator is None
                                             else (lambda name: (None, "a pose estimator was given")))
         self.rgb_features = self.plan.rgb_features
-        self.official = self.model_cfg.model.variant == "official"
+        self.variant = variant_of(self.model_cfg)
         try:
             weights = rgb_weights(self.rgb_features)                # validates the name
         except RGBFeaturesError as e:
@@ -249,9 +251,7 @@ class SearchEngine:
                 if sha:
                     self._sha_to_video[sha] = vid
         self.streams = tuple(s for s in STREAM_ORDER if s in self._model_streams())
-        # official: the authors' windows (≤ max_clips = 64, their preprocessing chooses them), not cfg.max_clips
-        self.max_clips = self.model_cfg.model.max_clips if self.official \
-            else min(self.cfg.max_clips, self.model_cfg.model.max_clips)
+        self.max_clips = self.variant.live_max_clips(self.cfg.max_clips, self.model_cfg.model.max_clips)
         self._pose = pose_estimator or probed
         self._rgb = rgb_extractor
         self._extractor = None
@@ -308,17 +308,10 @@ class SearchEngine:
                 log.error("the RGB extractor could not be loaded: %s", e)
                 raise QueryError("The RGB extractor could not be loaded on this server (the server log says why): "
                                  "live video queries are not available.") from e
-            if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
-                exporter = OfficialExporter(backend, str(rgb_weights(self.rgb_features)), str(self.device),
-                                            pose_estimator=pose, rgb_extractor=rgb, pose_stride=self.cfg.pose_stride)
-                self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds, budget=Budget(
-                    self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
-                return self._extractor
-            xcfg = ExtractConfig(pose_backend=backend, pose_stride=self.cfg.pose_stride, device=str(self.device),
-                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True,
-                                 allow_partial=True, max_short_side=self.cfg.max_short_side,
-                                 max_frame_pixels=self.cfg.max_frame_pixels, max_pixels=self.cfg.max_pixels)
-            self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
+            self._extractor = self.variant.live_extractor(
+                pose_backend=backend, rgb_weights=str(rgb_weights(self.rgb_features)), device=self.device, pose=pose,
+                rgb=rgb, pose_stride=self.cfg.pose_stride, max_clips=self.max_clips, max_seconds=self.cfg.max_seconds,
+                budget=Budget(self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
         return self._extractor
 
     def warm_up(self) -> float:
@@ -395,17 +388,9 @@ class SearchEngine:
             feats.meta["video"] = f"upload-{sha[:16]}"      # not the uploader's file name
             for st in ("decode", "pose", "filter", "rgb"):
                 timings[st] = res.timings.get(st, 0.0)
-            kept = np.flatnonzero(res.keep)
-            n_dec = len(res.keep)
-            if self.official:      # keypoints of every decoded frame; windows start at decoded frame numbers
-                pad = max(WINDOW - len(kept), 0)
-                times = clip_times(feats.clip_starts, feats.fps)
-            else:
-                frame_times = kept / feats.fps
-                pad = len(res.frames) - len(kept)
-                if pad > 0:
-                    frame_times = np.concatenate([frame_times, np.full(pad, frame_times[-1])])
-                times = clip_times(feats.clip_starts, feats.fps, frame_times)
+            n_kept, n_dec = int(np.count_nonzero(res.keep)), len(res.keep)
+            live = self.variant.live_frames(feats, res.keep, len(res.frames))
+            times, pad = live.times, live.padded
             if feats.meta.get("trimmed"):
                 notes.append(f"The video is longer than {self.cfg.max_seconds:g} s: only its first "
                              f"{self.cfg.max_seconds:g} s were used.")
@@ -413,19 +398,18 @@ class SearchEngine:
                 notes.append(f"The file looks truncated or damaged: only {feats.meta.get('source_frames')} of the "
                              f"{feats.meta.get('reported_frames')} frames its header announces could be decoded; "
                              "the results use those.")
-            if n_dec - len(kept) > 0:
-                notes.append(f"{n_dec - len(kept)} of {n_dec} frames showed no signer or no hand and were skipped.")
+            if n_dec - n_kept > 0:
+                notes.append(f"{n_dec - n_kept} of {n_dec} frames showed no signer or no hand and were skipped.")
             if pad > 0:
-                notes.append(f"Only {len(kept)} usable frames (< {WINDOW}): the last one was repeated.")
-            left, right = hand_presence(feats.keypoints[kept] if self.official else feats.keypoints[:len(kept)])
+                notes.append(f"Only {n_kept} usable frames (< {WINDOW}): the last one was repeated.")
+            left, right = hand_presence(live.kept_keypoints)
             for name, frac in (("left", left), ("right", right)):
                 if frac < 0.1:
                     notes.append(f"The signer's {name} hand was found in {100 * frac:.0f}% of the frames: the pose "
                                  "stream works with one hand, results may be less reliable.")
             notes.append(f"Features extracted: pose by {self.plan.pose_backend}, RGB by "
                          f"{describe_rgb(self.rgb_features)}; {feats.num_clips} windows"
-                         + (" chosen as the authors' preprocessing chooses them (up to 64, max_clips does not "
-                            "apply)." if self.official else "."))
+                         + WINDOWS_PHRASE[self.variant.live_windows])
             subs = [f"{part}: {line}" for part, line in self.plan.describe().items() if "substitute" in line]
             if subs:
                 notes.append("Not the checkpoint's training features — " + "; ".join(subs) + ".")
