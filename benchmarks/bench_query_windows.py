@@ -28,7 +28,7 @@ from seds.checkpoint import load_checkpoint  # noqa: E402
 from seds.data.manifest import Manifest, ManifestRow, write_manifest  # noqa: E402
 from seds.data.store import FeatureStore  # noqa: E402
 from seds.experiments.demo_assets import load_assets_config, sentence_features, synthetic_config  # noqa: E402
-from seds.data.synthetic import SyntheticSignData  # noqa: E402
+from seds.synthetic.signing import SyntheticSignData  # noqa: E402
 from seds.evaluate import evaluate_model  # noqa: E402
 from seds.variants import build_dataset, variant_of  # noqa: E402
 from seds.experiments.runs import METRICS  # noqa: E402

