@@ -35,11 +35,12 @@ from seds.data.store import FeatureStore
 from seds.encode import EncodeError
 from seds.extract.factory import ExtractorFactory
 from seds.extract.runner import ShardError, resolve_shard, run_extraction, select_shard
-from seds.retrieval.engine import STREAM_TITLES, EngineConfig, QueryError, SearchEngine
+from seds.retrieval.engine import EngineConfig, QueryError, SearchEngine
 from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprint
 from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
 from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Localiser
+from seds.retrieval.wording import note_text
 from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index
 from seds.variants import variant_of
 from seds.data.store import load_features, read_metadata
@@ -218,7 +219,7 @@ def _cmd_search_recordings(args) -> int:
             result[s] = [{"rank": h.rank, "recording": h.recording, "start_s": h.start_s, "end_s": h.end_s,
                           "score": h.score} for h in hs]
     for s in STREAMS:
-        print(f"\n{STREAM_TITLES.get(s, s)}:")
+        print(f"\n{s}:")
         for h in result.get(s, []):
             print(f"  {h['rank']:2d}. {h['score']:7.4f}  {h['recording']}  {h['start_s']:9.2f}–{h['end_s']:.2f} s")
     print("\ntimings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()))
@@ -244,10 +245,10 @@ def _cmd_search(args) -> int:
     finally:
         be.close()
     for note in getattr(q, "notes", []):
-        print(f"note: {note}")
+        print(f"note: {note_text(note)}")
     result = {}
     for s, hits in q.hits.items():
-        print(f"\n{STREAM_TITLES.get(s, s)}:")
+        print(f"\n{s}:")
         for h in hits:
             print(f"  {h.rank:2d}. {h.score:7.4f}  {h.id}  {h.meta.get('text', '')}")
         result[s] = [{"rank": h.rank, "score": h.score, "id": h.id, "text": h.meta.get("text", "")} for h in hits]

@@ -185,7 +185,7 @@ def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
     through a compiled RGB extractor (so the first user query does not compile); without i3d_compile, or for an
     uncompiled extractor, warm_up only builds the models. The setting reaches it from the environment."""
     rgb = CompiledRGB()
-    be = AppBackend(dataclasses.replace(backend.cfg, i3d_compile=True), pose_estimator=backend._pose,
+    be = AppBackend(dataclasses.replace(backend.cfg, i3d_compile=True), pose_estimator=backend.engine._pose,
                     rgb_extractor=rgb)
     try:
         assert be.warm_up() >= 0
@@ -193,7 +193,7 @@ def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
     finally:
         be.close()
     rgb2 = CompiledRGB()
-    be = AppBackend(backend.cfg, pose_estimator=backend._pose, rgb_extractor=rgb2)
+    be = AppBackend(backend.cfg, pose_estimator=backend.engine._pose, rgb_extractor=rgb2)
     try:
         be.warm_up()
         assert rgb2.calls == [] and be.extractor().rgb is rgb2

@@ -28,7 +28,7 @@ from seds.extract.official_export import OfficialExporter, OfficialQueryExtracto
 from seds.extract.pose import COCO_WHOLEBODY, PoseEstimator
 from seds.extract.video import read_video
 from seds.index import main as index_main
-from seds.retrieval.engine import EngineConfig, SearchEngine
+from seds.retrieval.engine import NOTE_EXTRACTED, NOTE_SUBSTITUTES, EngineConfig, SearchEngine
 from tests.official_app_assets import MINI, official_app_assets
 
 CONVERTED = {"converted_from": "authors' SEDS checkpoint", "source_file": "h2s_best_model.bin"}
@@ -184,8 +184,9 @@ def test_live_video_query_uses_the_authors_layout(served):
     assert q.source == "extracted" and set(q.hits) == {"pose", "rgb", "fused"}
     assert q.clip_mask.shape == (65,) and bool(q.clip_mask[0])
     assert len(q.clip_times) == f.num_clips == int(q.clip_mask.sum()) - 1
-    notes = " ".join(q.notes)
-    assert "authors' preprocessing" in notes and "substitute" in notes
+    notes = {n.code: n.values for n in q.notes}          # data: the app words them (demo/backend.py)
+    assert notes[NOTE_EXTRACTED]["window_rule"] == "authors" and notes[NOTE_EXTRACTED]["windows"] == f.num_clips
+    assert any("substitute" in line for line in notes[NOTE_SUBSTITUTES]["lines"])
     with torch.no_grad():
         streams, mask = encode_videos(model, [q.features])
     torch.testing.assert_close(streams["fused"][0], q.clips["fused"])
