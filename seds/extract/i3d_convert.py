@@ -225,11 +225,3 @@ def load_i3d(weights: str | Path = "kinetics400", *, input_range: float | None =
         raise I3DWeightsError(f"I3D weights {path}: expected 'kinetics400', a .safetensors file or a "
                               "PyTorch checkpoint (.pt/.pth/.pth.tar)")
     return model.to(device)
-
-
-def kinetics400_labels(path: str | Path) -> list[str]:
-    """Class names of a Kinetics-400 ``label_map.txt`` (one per line, in logit order)."""
-    labels = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
-    if len(labels) != KINETICS_CLASSES:
-        raise ValueError(f"{path}: {len(labels)} labels, expected {KINETICS_CLASSES}")
-    return labels
