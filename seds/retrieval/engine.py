@@ -10,9 +10,12 @@ library side of ``python -m seds.index search`` and of the app, ``demo/backend.p
   An ``official``-variant checkpoint extracts live queries in the authors' layout
   (:class:`seds.extract.official_export.OfficialQueryExtractor`) and scores with its similarity.
 * **Video → text** (:meth:`SearchEngine.query_video`): SHA-256 of the file → the gallery's feature
-  cache, or the extraction pipeline (decode → pose → frame filter → RGB windows, Sec. 3.1) → the
-  model's per-stream clip features (pose-only, RGB-only, fused; Sec. 3.2, :mod:`seds.encode`) → top-k
-  sentences per stream (faiss candidates re-ranked by the fine-grained score of Sec. 3.3).
+  cache (:meth:`~SearchEngine._cached`), or the checkpoint variant's live extraction (decode → pose → frame filter
+  → RGB windows, Sec. 3.1; :meth:`~SearchEngine._extracted`) → the model's per-stream clip features (pose-only,
+  RGB-only, fused; Sec. 3.2, :mod:`seds.encode`) → top-k sentences per stream (faiss candidates re-ranked by the
+  fine-grained score of Sec. 3.3). The result is data: what the query found is a list of :class:`Note` codes
+  with values (worded by :mod:`seds.retrieval.wording` for the app and the CLI), and with ``cfg.preview`` the
+  frames and keypoints a preview is drawn from (the app draws it).
 * **Text → video** (:meth:`SearchEngine.query_text`): word features → top-k gallery videos per stream.
 * **Why** (:meth:`SearchEngine.explain`): the clip×word similarity matrices ``E`` (Sec. 3.3, as in the
   paper's Fig. 6) of one (video, sentence) pair for every stream, with clip times in seconds.
@@ -181,7 +184,7 @@ NOTE_SUBSTITUTES = "substitute_extractors"         # lines: the plan's lines of 
 
 @dataclass(frozen=True)
 class Note:
-    code: str
+    code: str                                    # one of NOTE_*
     values: dict = field(default_factory=dict)
 
 
@@ -388,8 +391,8 @@ class SearchEngine:
         sha = sha256 or file_sha256(path)
         timings = {"hash": time.perf_counter() - t}
         cached = self.cache.get(sha) if self.cache is not None else None
-        found = self._cached(cached, path, report) if cached is not None \
-            else self._extracted(path, sha, report, deadline, probed)
+        found = self._cached(cached, path, report) if cached is not None else \
+            self._extracted(path, sha, report, deadline, probed)
         timings.update(found.timings)
         report("embed", 0.97)
         t = time.perf_counter()
@@ -416,10 +419,10 @@ class SearchEngine:
         if feats.num_clips > self.model_cfg.model.max_clips:
             raise QueryError(f"cached features have {feats.num_clips} clips > model max_clips")
         timings, preview = {}, None
-        if self.cfg.preview:
+        if self.cfg.preview:    # decoded straight to the preview's size; keypoints follow
             t = time.perf_counter()
             report("decode", 0.05)
-            try:    # decoded straight to the preview's size; keypoints follow
+            try:
                 dec = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds, trim_long=True,
                                  budget=Budget(self.cfg.preview_short_side or self.cfg.max_short_side,
                                                self.cfg.max_frame_pixels, self.cfg.max_pixels))
@@ -452,8 +455,7 @@ class SearchEngine:
         return FoundFeatures(feats, "extracted", live.times, notes, timings, preview)
 
     def _extraction_notes(self, feats: VideoFeatures, live, n_kept: int, n_dec: int) -> list[Note]:
-        m = feats.meta
-        notes = []
+        m, notes = feats.meta, []
         if m.get("trimmed"):
             notes.append(Note(NOTE_TRIMMED, {"max_seconds": self.cfg.max_seconds}))
         if m.get("truncated"):
@@ -597,8 +599,7 @@ class SearchEngine:
             mats[s] = e[rows][:, wm].numpy()
             scores[s] = float(fine_grained_scores(v[None], cm[None], words.float()[None], wm[None], tau=tau,
                                                   softmax_over_padding=sop).mean[0, 0])
-        n_valid = int(rows.sum())
-        nw = int(wm.sum())
+        n_valid, nw = int(rows.sum()), int(wm.sum())
         labels = list(labels)[:nw] + [f"w{i}" for i in range(len(labels), nw)]
         return Explanation(mats, scores, np.asarray(times)[:n_valid], labels, video_label, sentence)
 
