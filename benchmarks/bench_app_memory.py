@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from demo.backend import AppBackend, AppConfig, AppError  # noqa: E402
-from seds.extract.i3d import I3DFeatureExtractor, InceptionI3d  # noqa: E402
+from seds.extract.i3d import I3DFeatureExtractor  # noqa: E402
+from seds.extract.i3d_model import InceptionI3d  # noqa: E402
 from seds.retrieval.engine import CPU_I3D_MEMORY_MB  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"

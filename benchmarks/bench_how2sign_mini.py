@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 from seds.checkpoint import load_checkpoint  # noqa: E402
 from seds.config import load_config  # noqa: E402
 from seds.data.manifest import load_manifest, write_manifest  # noqa: E402
-from seds.evaluate import build_dataset, evaluate_model  # noqa: E402
+from seds.evaluate import evaluate_model  # noqa: E402
+from seds.variants import build_dataset  # noqa: E402
 from seds.metrics import format_table  # noqa: E402
 from seds.train import train  # noqa: E402
 import torch  # noqa: E402

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seds.extract.i3d import I3DFeatureExtractor, load_i3d  # noqa: E402
+from seds.extract.i3d import I3DFeatureExtractor  # noqa: E402
+from seds.extract.i3d_convert import load_i3d  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLIPS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "how2sign-mini" / "clips"

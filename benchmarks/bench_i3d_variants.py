@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seds.extract.i3d import I3DFeatureExtractor, default_dtype, load_i3d, preprocess_frames  # noqa: E402
+from seds.extract.i3d import I3DFeatureExtractor, default_dtype, preprocess_frames  # noqa: E402
+from seds.extract.i3d_convert import load_i3d  # noqa: E402
 from seds.extract.video import read_video  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

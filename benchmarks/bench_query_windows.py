@@ -28,8 +28,9 @@ from seds.checkpoint import load_checkpoint  # noqa: E402
 from seds.data.manifest import Manifest, ManifestRow, write_manifest  # noqa: E402
 from seds.data.store import FeatureStore  # noqa: E402
 from seds.experiments.demo_assets import load_assets_config, sentence_features, synthetic_config  # noqa: E402
-from seds.data.synthetic import SyntheticSignData  # noqa: E402
-from seds.evaluate import build_dataset, collate_for, evaluate_model  # noqa: E402
+from seds.synthetic.signing import SyntheticSignData  # noqa: E402
+from seds.evaluate import evaluate_model  # noqa: E402
+from seds.variants import build_dataset, variant_of  # noqa: E402
 from seds.experiments.runs import METRICS  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -63,7 +64,7 @@ def main(argv=None):
                 man.append(ManifestRow(s.id, f"{s.id}.mp4", s.text, args.split, str(s.signer)))
             mpath = write_manifest(Manifest(man, "query_windows"), store.root / f"manifest_{args.split}.csv")
             ds = build_dataset(cfg, args.split, store=str(store.root), manifest=str(mpath))
-            res = evaluate_model(model, ds, cfg.model.tau, 64, collate_fn=collate_for(cfg), **METRICS)
+            res = evaluate_model(model, ds, cfg.model.tau, 64, collate_fn=variant_of(cfg).collate, **METRICS)
             results[t] = res
             rows[t] = {"mean_windows": float(np.mean(nwin)), "fused": res["fused"]}
     cmd = "python benchmarks/bench_query_windows.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -4,7 +4,7 @@ recordings (synthetic, proxy-RGB), its baselines, and the cost of localising in 
     python benchmarks/bench_recordings.py            # demo checkpoint, seeds 0 1 2 → benchmarks/results/recordings.md
 
 Data: for each seed, one validation recording (val split: unseen signers, held-out sentences) and two test
-recordings (test split), each ≈ ``--minutes`` long, made by :func:`seds.data.synthetic_recordings.make_recording`:
+recordings (test split), each ≈ ``--minutes`` long, made by :func:`seds.synthetic.recordings.make_recording`:
 held-out sentences signed one after another by one signer, each from and back to the rest pose, with pauses of
 0.5–3 s; windows of 16 frames every 8 frames (the streaming extraction's default stride). The truth of a sentence
 is its signing span (first sign start → last sign end). Every sentence of a recording is a query.
@@ -50,8 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from seds.checkpoint import load_checkpoint  # noqa: E402
 from seds.config import from_dict  # noqa: E402
-from seds.data.synthetic import SyntheticConfig, SyntheticSignData  # noqa: E402
-from seds.data.synthetic_recordings import PlacedSentence, SyntheticRecording, make_recording  # noqa: E402
+from seds.synthetic.signing import SyntheticConfig, SyntheticSignData  # noqa: E402
+from seds.synthetic.recordings import PlacedSentence, SyntheticRecording, make_recording  # noqa: E402
 from seds.encode import encode_sentences, encode_videos  # noqa: E402
 from seds.extract.factory import make_rgb_extractor  # noqa: E402
 from seds.extract.recording import RecordingConfig, RecordingExtractor  # noqa: E402

@@ -4,7 +4,7 @@
     python benchmarks/bench_synthetic.py --seeds 1 --jobs 1
 
 Trains four variants of the CPU ablation scale (``configs/ablation_cpu.yaml``) on the deterministic
-synthetic signing data (``seds/data/synthetic.py``) — pose only, RGB only, fused with CGAF, fused with
+synthetic signing data (``seds/synthetic/signing.py``) — pose only, RGB only, fused with CGAF, fused with
 add-mlp — selects each checkpoint on the validation split, evaluates it on the test split (unseen
 signers, unseen word combinations) and writes ``benchmarks/results/synthetic.md`` / ``.json``
 (mean ± sample std over seeds). Runs go through :func:`seds.experiments.runs.run_seds` and its cache

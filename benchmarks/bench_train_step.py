@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seds.config import load_config  # noqa: E402
 from seds.cpu_runtime import keep_freed_memory  # noqa: E402
 from seds.losses import SEDSLoss  # noqa: E402
-from seds.evaluate import collate_for  # noqa: E402
+from seds.variants import variant_of  # noqa: E402
 from seds.model import create_model  # noqa: E402
 from seds.train import prepare_data  # noqa: E402
 
@@ -51,7 +51,7 @@ def worker(cfg, name: str, batch_size: int) -> dict:
     torch.manual_seed(0)
     cfg.data.preload = False
     train_ds, _ = prepare_data(cfg)
-    batch = collate_for(cfg)([train_ds[i] for i in range(batch_size)])
+    batch = variant_of(cfg).collate([train_ds[i] for i in range(batch_size)])
     model, crit = create_model(cfg.model), SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options)
     opt = torch.optim.Adam(list(model.parameters()) + list(crit.parameters()), lr=1e-5)
 

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from seds.config import load_config
-from seds.evaluate import build_dataset
+from seds.variants import build_dataset
 
 
 def main(argv=None) -> None:

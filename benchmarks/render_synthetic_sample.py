@@ -1,4 +1,4 @@
-"""Eyeball and time the synthetic signing benchmark (seds/data/synthetic.py).
+"""Eyeball and time the synthetic signing benchmark (seds/synthetic/signing.py).
 
 Writes, under ``out`` (default benchmarks/results/synthetic_sample/):
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seds.data.synthetic import SPLITS, SyntheticConfig, SyntheticSignData  # noqa: E402
+from seds.synthetic.signing import SPLITS, SyntheticConfig, SyntheticSignData  # noqa: E402
 
 OPTIONS = {"out": str(Path(__file__).resolve().parent / "results" / "synthetic_sample"),
            "rows": 6, "videos": 2, "scale": 3, "timing_n": 300}

@@ -1,11 +1,13 @@
-"""The app's backend: :class:`AppBackend` is the library's :class:`~seds.retrieval.engine.SearchEngine`
-plus what only the app needs — its settings (``configs/demo.yaml`` → ``SEDS_*`` environment variables →
-flags), the header text describing what is loaded, skeleton-overlay previews of query videos and the
-plotly heatmaps of the "Why?" panels. ``demo/app.py`` is the Gradio layer over it; nothing in ``seds``
-imports this module.
+"""The app's backend: :class:`AppBackend` holds the library's :class:`~seds.retrieval.engine.SearchEngine` (it
+does not extend it) and adds what only the app needs — its settings (``configs/demo.yaml`` → ``SEDS_*``
+environment variables → flags), its notes worded (:mod:`seds.retrieval.wording`), stream titles, the header text describing what
+is loaded, skeleton-overlay previews of query videos and the plotly heatmaps of the "Why?" panels.
+``demo/app.py`` is the Gradio layer over it; nothing in ``seds`` imports this module.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import shutil
 import tempfile
@@ -26,16 +28,20 @@ from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
 from seds.retrieval.index import GalleryIndexError
-from seds.retrieval.engine import (MAX_TEXT_CHARS, PREVIEW_SHORT_SIDE, STREAM_ORDER,  # noqa: F401
-                                   STREAM_TITLES, EngineConfig, Explanation, QueryError, short_label,
-                                   SearchEngine, TextQuery, VideoQuery, hand_presence, log, resolve_device)
-from seds.encode import clip_times  # noqa: F401 - re-exported for the app's callers
+from seds.retrieval.engine import (MAX_TEXT_CHARS, EngineConfig, Explanation,  # noqa: F401 - MAX_TEXT_CHARS: app.py
+                                   QueryError, SearchEngine, VideoQuery, short_label)
+from seds.retrieval.wording import note_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = CONFIG_DIR / "demo.yaml"     # configs/ in a checkout, the installed package's copy otherwise
 
 AppError = QueryError   # a problem with a user's input or with the app's setup, worded for the UI
 PREVIEW_MAX_AGE_S = 3600.0          # previews older than this are deleted by the next query
+PREVIEW_SHORT_SIDE = 240            # preview frames: shorter side at most this (decoded straight to it for cached videos)
+STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
+log = logging.getLogger("seds.app")
+
+
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -47,6 +53,7 @@ class AppConfig(EngineConfig):
     """The app's settings (``configs/demo.yaml`` → ``SEDS_*`` environment variables → CLI flags): the
     engine's (checkpoint, gallery, pose backend, device, top-k, ...) plus the server's."""
     preview: bool = True
+    preview_short_side: int | None = PREVIEW_SHORT_SIDE
     host: str | None = None
     port: int = 7860
     share: bool = False
@@ -130,22 +137,49 @@ def resolve_path(p: str | os.PathLike) -> Path:
 # the backend
 # ---------------------------------------------------------------------------------------------------
 
-class AppBackend(SearchEngine):
-    """Everything the UI needs, loaded once and shared by all requests (see :class:`SearchEngine`)."""
+# what the app reads of its engine (AppBackend.__getattr__): loaded facts, queries that need no app words
+ENGINE_API = frozenset({
+    "model", "model_cfg", "ckpt_info", "checkpoint_path", "fingerprint", "gallery", "cache", "plan", "variant",
+    "rgb_features", "device", "streams", "max_clips", "load_seconds", "extractions", "is_synthetic", "rgb_compiled",
+    "extractor_ready", "extractor", "warm_up", "check_video", "search_sentences", "query_text", "explain",
+    "explain_video_query", "explain_text_query", "video_side", "sentence_side", "video_path"})
+
+
+class AppBackend:
+    """Everything the UI needs, loaded once and shared by all requests: a :class:`SearchEngine` (``engine``,
+    whose facts and text queries it passes on, :data:`ENGINE_API`) plus the app's words and previews."""
 
     def __init__(self, cfg: AppConfig | None = None, *, pose_estimator=None, rgb_extractor=None,
                  preload: bool = False):
-        super().__init__(cfg or AppConfig(), pose_estimator=pose_estimator, rgb_extractor=rgb_extractor,
-                         preload=preload)
-        media = self.resolve_path(self.cfg.media_root) if self.cfg.media_root else None
+        self.cfg = cfg or AppConfig()
+        self.engine = SearchEngine(self.cfg, pose_estimator=pose_estimator, rgb_extractor=rgb_extractor,
+                                   preload=preload, resolve_path=resolve_path)
+        media = resolve_path(self.cfg.media_root) if self.cfg.media_root else None
         try:        # browsers will fetch the gallery's files: only its own videos and thumbnails, checked now
             self.gallery.confine(media)
         except GalleryIndexError as e:
             raise AppError(f"cannot serve the gallery {self.gallery.root}: {e}") from e
         self._tmp = Path(tempfile.mkdtemp(prefix="seds-app-"))
 
-    def resolve_path(self, p) -> Path:
-        return resolve_path(p)
+    def __getattr__(self, name):
+        if name in ENGINE_API:
+            return getattr(self.__dict__["engine"], name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def query_video(self, path, progress=None, k: int | None = None, sha256: str | None = None,
+                    probed: bool = False) -> VideoQuery:
+        """The engine's answer with the app's words for its notes and, with ``cfg.preview``, the skeleton overlay
+        drawn from the frames it returned (which are not kept)."""
+        q = self.engine.query_video(path, progress, k, sha256=sha256, probed=probed)
+        timings, preview = dict(q.timings), None
+        if q.preview_frames is not None:
+            t = time.perf_counter()
+            pf = q.preview_frames
+            preview = self.write_preview(pf.frames, pf.keypoints, q.sha256, pf.fps)
+            timings["preview"] = time.perf_counter() - t
+            timings["total"] += timings["preview"]
+        return dataclasses.replace(q, notes=[note_text(n) for n in q.notes], preview=preview, preview_frames=None,
+                                   timings=timings)
 
     def describe(self) -> dict[str, str]:
         """What is loaded, for the UI header (name → one line)."""
@@ -175,8 +209,10 @@ class AppBackend(SearchEngine):
                         f"{len(g.sentences) if g.sentences else 0} sentences"
                         + (f", {len(self.cache)} cached feature files" if len(self.cache) else "")),
             "device": dev + threads,
-            "limits": (("live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing chooses)"
-                        if self.official else f"live queries use T ≤ {self.max_clips} windows of {WINDOW} frames")
+            "limits": ({"authors": "live queries use the authors' windows (≤ 64 of 16 frames, as their preprocessing "
+                                   "chooses)",
+                        "max_clips": f"live queries use T ≤ {self.max_clips} windows of {WINDOW} frames"}
+                       [self.variant.live_windows]
                        + f"; uploads longer than {self.cfg.max_seconds:g} s are trimmed; uploads ≤ "
                        f"{self.cfg.max_upload_mb:g} MB, frames ≤ {self.cfg.max_frame_pixels / 1e6:.1f} megapixels, "
                        f"decoded at ≤ {self.cfg.max_short_side} px (shorter side)"),
@@ -209,7 +245,8 @@ class AppBackend(SearchEngine):
         return n
 
     def close(self) -> None:
-        """Delete the preview folder (the app calls this on exit)."""
+        """Release the engine and delete the preview folder (the app calls this on exit)."""
+        self.engine.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 

@@ -33,7 +33,7 @@ from typing import Callable
 
 from .backend import AppBackend, AppError, VideoQuery
 from seds.clips import WINDOW, pad_frames, select_clip_starts
-from seds.retrieval.engine import QueryTimeout
+from seds.retrieval.engine import QueryTimeout, check_upload
 from seds.retrieval.gallery import file_sha256
 
 FPS = 24.0                                  # the pipeline decodes every upload at 24 fps (Sec. 3.1)
@@ -214,6 +214,7 @@ class LiveQueries:
         self._asked: OrderedDict = OrderedDict()         # (session, cache key) → None: what each session searched
         self.costs = CostModel.prior(be)
         self._sha: OrderedDict = OrderedDict()          # (path, size, mtime) → SHA-256, for plan → query
+        self._probed: OrderedDict = OrderedDict()       # SHA-256 → None: headers checked by plan (query skips it)
         self._sha_lock = threading.Lock()
         self._model_id = json.dumps(be.fingerprint, sort_keys=True, default=str)   # a dict: hashable as text
 
@@ -259,17 +260,17 @@ class LiveQueries:
         """What a search of ``path`` will cost (cheap: hashes the file and reads the container header; frames
         over the size limit are refused here, from the header). ``session``: who asks (a file only counts as
         searched before when this session searched it)."""
-        path = Path(path)
-        if not path.is_file():
-            raise AppError("The video file was not found (the upload may have failed).")
-        if path.stat().st_size == 0:
-            raise AppError("The file is empty (0 bytes): not a video.")
+        path = check_upload(path)
         sha = self.sha256(path)
         if self.key(sha) in self.recent and self.asked_before(session, self.key(sha)):
             return Plan("recent", sha)
         if self.be.cache is not None and sha in self.be.cache:
             return Plan("gallery", sha)
         info = self.be.check_video(path)
+        with self._sha_lock:
+            self._probed[sha] = None
+            while len(self._probed) > 64:
+                self._probed.popitem(last=False)
         if info.num_frames <= 0 or info.fps <= 0:          # e.g. a webcam recording: no duration in the header
             return Plan("live", sha, basis=self.costs.basis, first=not self.be.extractor_ready)
         dur = info.duration
@@ -283,11 +284,7 @@ class LiveQueries:
                     estimate_s: float | None = None, session=None) -> LiveVideoQuery:
         """Top-k sentences for a video; an extraction only the first time a file (+ settings) is seen.
         ``session``: who asks (see :meth:`plan`)."""
-        if path is None or str(path).strip() == "":
-            raise AppError("Upload a video (or record one with the webcam) first.")
-        path = Path(path)
-        if not path.is_file():
-            raise AppError("The video file was not found (the upload may have failed).")
+        path = check_upload(path)
         report = progress or (lambda stage, frac, elapsed, est: None)
         t0 = time.perf_counter()
 
@@ -298,7 +295,10 @@ class LiveQueries:
         sha = self.sha256(path)
         key = self.key(sha)
         mine = self._mark(session, key)       # marked before running: a double click's second request is "mine"
-        q, hit = self.recent.get_or_run(key, lambda: self.be.query_video(path, progress=stage, k=k))
+        with self._sha_lock:
+            probed = sha in self._probed
+        q, hit = self.recent.get_or_run(key, lambda: self.be.query_video(path, progress=stage, k=k, sha256=sha,
+                                                                         probed=probed))
         if not hit:
             if q.source == "extracted":
                 self.costs.update(q)

@@ -32,18 +32,18 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .backend import AppBackend, explanation_figure
+from .backend import STREAM_TITLES, AppBackend, explanation_figure
 from .live import LiveQueries, RecentQueries
-from seds.clips import WINDOW
+from seds.clips import WINDOW, clip_times
 from seds.data.features import VideoFeatures
 from seds.data.store import FeatureStore
-from seds.encode import clip_times, encode_sentences, encode_videos, word_labels
+from seds.encode import encode_sentences, encode_videos, word_labels
 from seds.extract.factory import make_rgb_extractor
 from seds.extract.pose import make_pose_estimator
 from seds.extract.recording import RecordingConfig, RecordingError, RecordingExtractor
 from seds.extract.video import Budget, VideoError, VideoStream
 from seds.extract.writer import write_video
-from seds.retrieval.engine import MAX_TEXT_CHARS, STREAM_TITLES, QueryError, SearchEngine, short_label
+from seds.retrieval.engine import MAX_TEXT_CHARS, QueryError, SearchEngine, short_label
 from seds.retrieval.gallery import file_sha256
 from seds.retrieval.localise import (NO_SIGNING, NOTE_AT_MAX_LENGTH, NOTE_COARSE_ONLY, NOTE_SHORT_RECORDING,
                                      NOTE_TRUNCATED, Localisation, LocaliseConfig, LocaliseError, Localiser,

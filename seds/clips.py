@@ -37,3 +37,14 @@ def pad_frames(num_frames: int, window: int = WINDOW) -> int:
     """How many repeated last frames a video needs to hold one full window."""
     return max(0, window - num_frames)
 
+
+def clip_times(clip_starts: np.ndarray, fps: float, frame_times: np.ndarray | None = None,
+               window: int = WINDOW) -> np.ndarray:
+    """Centre time (s) of each 16-frame window. ``frame_times``: time of each (kept) frame in the
+    original video when frames were dropped by the filter; default ``index / fps``."""
+    s = np.asarray(clip_starts, np.int64)
+    if frame_times is None:
+        return (s + (window - 1) / 2.0) / float(fps)
+    ft = np.asarray(frame_times, np.float64)
+    last = len(ft) - 1
+    return 0.5 * (ft[np.minimum(s, last)] + ft[np.minimum(s + window - 1, last)])

@@ -176,6 +176,9 @@ class VariantOptions:
     cgaf_mask_padding: bool = True            # zero padded positions between layers / at the output
     cgaf_ln_eps: float = 1e-5                 # LayerNorm eps inside CGAF (authors: 1e-6)
     fusion_output_ln_eps: float | None = None  # f = LN(MLP([P̂,R̂]) + P̂ + R̂) + pose + rgb with this eps (authors: 1e-12)
+    fp32_tokens_before_fusion: bool = False   # the token towers' outputs cast to fp32 before CGAF (their towers may
+                                              # run in fp16, half_clip_towers)
+    fixed_streams: tuple[str, ...] | None = None   # the only stream set the variant has (None: any)
     # similarities (Sec. 3.3) and losses (Eq. 4–7)
     softmax_over_padding: bool = False        # token softmaxes include padded clips / words; Pose-RGB diagonal
                                               # counts positions valid in the querying video only
@@ -189,6 +192,7 @@ VARIANT_OPTIONS = {
     "official": VariantOptions(pose_encoder="signbert", keep_cls_token=True, cgaf_keys_from_own_stream=True,
                                cgaf_floor_reference=True, cgaf_wrap_minus_one=True, cgaf_grid_sample=True,
                                cgaf_mask_padding=False, cgaf_ln_eps=1e-6, fusion_output_ln_eps=1e-12,
+                               fp32_tokens_before_fusion=True, fixed_streams=("pose", "rgb"),
                                softmax_over_padding=True, dual_mix=0.5, keep_padded_words=True),
 }
 
@@ -222,10 +226,13 @@ class ModelConfig:
         if self.fusion.kind == "cgaf" and "pose" in self.streams and "rgb" in self.streams:
             _check(self.dim % self.fusion.heads == 0, "fusion.heads",
                    f"dim {self.dim} must be divisible by fusion heads {self.fusion.heads}")
-        if self.variant == "official":
-            _check(self.streams == ("pose", "rgb"), "streams", "the official variant has both streams")
+        opts = self.options
+        if opts.fixed_streams is not None:
+            _check(self.streams == opts.fixed_streams, "streams",
+                   f"the {self.variant} variant has the streams {'+'.join(opts.fixed_streams)}")
+        if opts.keep_cls_token:
             _check(self.pose_transformer.cls_token and self.rgb_transformer.cls_token, "*_transformer.cls_token",
-                   "the official variant keeps the [CLS] token")
+                   f"the {self.variant} variant keeps the [CLS] token")
 
     @property
     def options(self) -> VariantOptions:

@@ -29,12 +29,10 @@ from tqdm import tqdm
 
 from seds.checkpoint import load_checkpoint
 from seds.hub import resolve_checkpoint
-from seds.data.dataset import FeatureDataset, collate
-from seds.data.official import OfficialDataset, official_collate
-from seds.keypoints import KeypointLayout
 from seds.metrics import (MEDIAN_NOTE, MEDIANS, PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table,
                           group_labels, protocol_metrics)
 from seds.similarity import fine_grained_scores
+from seds.variants import build_dataset, variant_of
 
 
 @dataclass
@@ -75,10 +73,12 @@ def _pad_cat(chunks: list[torch.Tensor], dim_len: int = 1, value=0) -> torch.Ten
 
 @torch.no_grad()
 def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progress: bool = False,
-                 collate_fn=collate) -> EncodedSplit:
-    """Encode all videos and their sentences of ``dataset`` (a FeatureDataset) with ``model``; ``collate_fn``
-    batches its items (the official variant reads the authors' batch layout, ``seds.model.seds``)."""
+                 collate_fn=None) -> EncodedSplit:
+    """Encode all videos and their sentences of ``dataset`` (the variant's dataset, :func:`build_dataset`) with
+    ``model``; ``collate_fn`` batches its items (default: the model variant's collate)."""
     model.eval()
+    variant = variant_of(model)
+    collate_fn = collate_fn or variant.collate
     dev = model.device
     streams: dict[str, list] = {}
     vmask, words, wmask, ids, texts, sids, sents = [], [], [], [], [], [], []
@@ -97,9 +97,7 @@ def encode_split(model, dataset, batch_size: int = 64, amp: bool = False, progre
         wmask.append(t.mask.cpu())
         ids += batch["ids"]
         texts += batch["text"]
-        metas = batch.get("meta") or [{"sentence_id": sid} for sid in batch.get("sentence_ids", [])] \
-            or [{} for _ in batch["text"]]          # official_collate carries sentence ids, not meta
-        for m, txt in zip(metas, batch["text"]):
+        for m, txt in zip(variant.batch_meta(batch), batch["text"]):
             full = m.get("text") or txt
             sids.append(sentence_id(m, full))
             sents.append(normalise_sentence(full))
@@ -164,33 +162,10 @@ def rsum(results: dict) -> float:
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
                    progress: bool = False, protocol: str = "official", ties: str = "expected",
-                   collate_fn=collate) -> dict[str, dict]:
+                   collate_fn=None) -> dict[str, dict]:
     """stream → ``{"t2v", "v2t"}`` metrics of ``model`` on ``dataset`` under one protocol."""
     enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
     return evaluate_encoded(enc, tau, model.device, protocol, ties, model.cfg.options.softmax_over_padding)
-
-
-def collate_for(cfg):
-    """The batch function of ``cfg``'s model: the official variant reads the authors' batch layout."""
-    return official_collate if cfg.model.variant == "official" else collate
-
-
-def build_dataset(cfg, split: str, store: str | None = None, manifest: str | None = None,
-                  missing: str | None = None):
-    """The dataset of one split for a Config (shared by train, evaluate and index): a FeatureDataset, or for the
-    official variant an OfficialDataset (the authors' preprocessing of the same store; batch with
-    :func:`collate_for`)."""
-    root = Path(store or cfg.data.store)
-    if not root.is_dir():
-        raise FileNotFoundError(f"feature store {root} not found (data.store); run python -m seds.extract")
-    man = Path(manifest or cfg.data.manifest or root / f"manifest_{split}.csv")
-    if not man.exists():
-        raise FileNotFoundError(f"manifest {man} not found for split {split!r}")
-    if cfg.model.variant == "official":
-        return OfficialDataset(root, man, split=split, missing=missing or cfg.data.missing)
-    return FeatureDataset(root, man, split=split, layout=KeypointLayout(extra=cfg.model.pose.extra_parts),
-                          max_words=cfg.model.text.max_words, preload=cfg.data.preload,
-                          missing=missing or cfg.data.missing)
 
 
 def main(argv=None):
@@ -216,10 +191,10 @@ def main(argv=None):
     model, _, cfg, info = load_checkpoint(ckpt, device)
     ds = build_dataset(cfg, args.split, args.store, args.manifest)
     amp = device.startswith("cuda")
-    if amp and cfg.model.variant == "official":   # the authors' serving precision instead of bf16 autocast
+    variant = variant_of(cfg)
+    if amp and variant.fp16_towers:   # the authors' serving precision instead of bf16 autocast
         model.half_clip_towers()
-        amp = False
-    enc = encode_split(model, ds, args.batch_size, amp=amp, progress=True, collate_fn=collate_for(cfg))
+    enc = encode_split(model, ds, args.batch_size, amp=amp and variant.autocast, progress=True)
     order = [args.protocol] + [p for p in PROTOCOLS if p != args.protocol]
     results = evaluate_protocols(enc, cfg.model.tau, model.device, order, args.ties,
                                  cfg.model.options.softmax_over_padding, args.median)

@@ -35,12 +35,14 @@ from seds.data.store import FeatureStore
 from seds.encode import EncodeError
 from seds.extract.factory import ExtractorFactory
 from seds.extract.runner import ShardError, resolve_shard, run_extraction, select_shard
-from seds.retrieval.engine import STREAM_TITLES, EngineConfig, QueryError, SearchEngine
+from seds.retrieval.engine import EngineConfig, QueryError, SearchEngine
 from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprint
 from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
 from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Localiser
+from seds.retrieval.wording import note_text
 from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index, rescore_hits
+from seds.variants import variant_of
 from seds.data.store import load_features, read_metadata
 from seds.extract.runner import shard_of
 from seds.hub import resolve_checkpoint
@@ -64,12 +66,11 @@ def _feature_source(args, model_cfg, rows, device: str, shared_store: bool = Fal
         atexit.register(shutil.rmtree, root, True)
     store = FeatureStore(root, create=True)
     missing = [r for r in rows if not store.has(r.id)]
-    if missing and model_cfg.model.variant == "official":
+    variant = variant_of(model_cfg)
+    if missing and not variant.store_extracts:
         raise GalleryIndexError(
             f"{len(missing)} of {len(rows)} videos are not in the feature store {args.store or '(none given)'} "
-            f"(e.g. {missing[0].id!r}). An official-variant checkpoint reads features in the authors' layout: "
-            "import their files (python -m seds.data.official import ... --out STORE) or extract with "
-            "python -m seds.extract ... --format official and import that, then pass --store STORE")
+            f"(e.g. {missing[0].id!r}). {variant.store_hint}")
     if missing and args.store and not args.extract:
         raise GalleryIndexError(f"{len(missing)} of {len(rows)} videos are not in the feature store {args.store} "
                                 f"(e.g. {missing[0].id!r}); pass --extract to extract them")
@@ -225,7 +226,7 @@ def _cmd_search_recordings(args) -> int:
             result[s] = [{"rank": h.rank, "recording": h.recording, "start_s": h.start_s, "end_s": h.end_s,
                           "score": h.score, "exact": h.exact} for h in hs]
     for s in STREAMS:
-        print(f"\n{STREAM_TITLES.get(s, s)}:")
+        print(f"\n{s}:")
         for h in result.get(s, []):
             print(f"  {h['rank']:2d}. {h['score']:7.4f}  {h['recording']}  {h['start_s']:9.2f}–{h['end_s']:.2f} s")
     print("\ntimings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in timings.items()))
@@ -251,10 +252,10 @@ def _cmd_search(args) -> int:
     finally:
         be.close()
     for note in getattr(q, "notes", []):
-        print(f"note: {note}")
+        print(f"note: {note_text(note)}")
     result = {}
     for s, hits in q.hits.items():
-        print(f"\n{STREAM_TITLES.get(s, s)}:")
+        print(f"\n{s}:")
         for h in hits:
             print(f"  {h.rank:2d}. {h.score:7.4f}  {h.id}  {h.meta.get('text', '')}")
         result[s] = [{"rank": h.rank, "score": h.score, "id": h.id, "text": h.meta.get("text", "")} for h in hits]

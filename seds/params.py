@@ -9,6 +9,8 @@ The text encoder is counted separately (it is not in Tab. 2).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Callable
 
 from seds.config import model_config
 from seds.model import SEDS
@@ -29,24 +31,51 @@ def count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+PAPER_REF = "paper supp. Tab. 2 (M)"
+
+
+def official_note(total: int) -> str:
+    return (f"\nOurs: {total:,} parameters. The authors' checkpoint (harness/state_dict_manifest.json): "
+            f"{OFFICIAL_MANIFEST_TOTAL:,}, of which {OFFICIAL_UNUSED:,} are never used by their model "
+            "(conv2_trans of both token towers, 2 × 8,192; logit_scale_first/sec_softmax, 2) and are dropped by "
+            f"python -m seds.convert: {OFFICIAL_MANIFEST_TOTAL:,} − {OFFICIAL_UNUSED:,} = "
+            f"{OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED:,} "
+            f"({'equal' if total == OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED else 'DIFFERENT'}).")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a variant's counts are compared with: per module (M), extra rows (name, count, M), the total (M)."""
+    label: str
+    modules: dict
+    extra_rows: tuple = ()
+    total: float | None = None
+    note: Callable[[int], str] | None = None
+
+
+REFERENCES = {   # per model variant
+    "paper": Reference(PAPER_REF, PAPER_TABLE2),
+    # the learnable logit scale lives in the loss module here, in clip. there
+    "official": Reference("authors' checkpoint (M)", {k: v / 1e6 for k, v in OFFICIAL_MANIFEST.items()},
+                          (("logit_scale (loss module)", 1, OFFICIAL_MANIFEST["logit_scale"] / 1e6),),
+                          (OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED) / 1e6, official_note),
+}
+
+
 def parameter_table(preset: str = "paper", overrides=None) -> list[tuple[str, int, float | None]]:
     cfg = model_config(preset, overrides)
     model = SEDS(cfg, with_text=True)
-    official = cfg.variant == "official"
+    ref = REFERENCES[cfg.variant]
     rows = []
     for name in ("pose_encoder", "pose_transformer", "rgb_transformer", "fusion", "text"):
         if hasattr(model, name) and getattr(model, name) is not None:
-            ref = OFFICIAL_MANIFEST[name] / 1e6 if official else PAPER_TABLE2.get(name)
-            rows.append((name, count(getattr(model, name)), ref))
+            rows.append((name, count(getattr(model, name)), ref.modules.get(name)))
     total = count(model)
-    if official:     # the learnable logit scale lives in the loss module here, in clip. there
-        rows.append(("logit_scale (loss module)", 1, OFFICIAL_MANIFEST["logit_scale"] / 1e6))
-        total += 1
-    rows.append(("total", total, (OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED) / 1e6 if official else None))
+    for row in ref.extra_rows:
+        rows.append(row)
+        total += row[1]
+    rows.append(("total", total, ref.total))
     return rows
-
-
-PAPER_REF = "paper supp. Tab. 2 (M)"
 
 
 def format_table(rows, preset: str, reference: str = PAPER_REF) -> str:
@@ -68,16 +97,10 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     preset = argv.pop(0) if argv and "=" not in argv[0] else "paper"
     rows = parameter_table(preset, argv)
-    official = model_config(preset, argv).variant == "official"
-    print(format_table(rows, preset, "authors' checkpoint (M)" if official else PAPER_REF))
-    if official:
-        total = rows[-1][1]
-        print(f"\nOurs: {total:,} parameters. The authors' checkpoint (harness/state_dict_manifest.json): "
-              f"{OFFICIAL_MANIFEST_TOTAL:,}, of which {OFFICIAL_UNUSED:,} are never used by their model "
-              "(conv2_trans of both token towers, 2 × 8,192; logit_scale_first/sec_softmax, 2) and are dropped by "
-              f"python -m seds.convert: {OFFICIAL_MANIFEST_TOTAL:,} − {OFFICIAL_UNUSED:,} = "
-              f"{OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED:,} "
-              f"({'equal' if total == OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED else 'DIFFERENT'}).")
+    ref = REFERENCES[model_config(preset, argv).variant]
+    print(format_table(rows, preset, ref.label))
+    if ref.note:
+        print(ref.note(rows[-1][1]))
     if preset == "paper":
         print("\nNote: the interaction transformers follow the paper text (12 layers × 768, CLIP ViT-B/32); "
               "that is 85 M each. Tab. 2's 57.7 M matches 8 such layers "

@@ -40,16 +40,16 @@ from seds.checkpoint import CONFIG, read_config, save_checkpoint
 from seds.config import Config, ConfigError, from_dict, load_config, to_dict
 from seds.cpu_runtime import keep_freed_memory
 from seds.data.official_train import OfficialTrainItems, official_epoch_batches, official_train_collate
-from seds.data.synthetic import SyntheticConfig
-from seds.data.synthetic_store import write_synthetic_store
-from seds.evaluate import build_dataset, collate_for, evaluate_model, rsum
+from seds.synthetic.signing import SyntheticConfig
+from seds.synthetic.store import write_synthetic_store
+from seds.evaluate import evaluate_model, rsum
 from seds.grad_cache import GradientCache
 from seds.hub import resolve_init
-from seds.keypoints import KeypointLayout
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
 from seds.model.text_encoder import resolve_text_model
 from seds.optim import apply_gradients, build_optimizer
+from seds.variants import build_dataset, variant_of
 
 STATE = "train_state.pt"
 
@@ -160,22 +160,9 @@ def prepare_data(cfg: Config, main: bool = True):
 
 
 def check_features(item: dict, cfg: Config, split: str) -> None:
-    m = cfg.model
-    if m.variant == "official":       # the authors' batch layout: 64 clip slots of 1024-d I3D features
-        if item["rgb"].shape != (m.max_clips, m.rgb_dim):
-            raise TrainingError(f"{split} RGB features are {tuple(item['rgb'].shape)}, the official variant needs "
-                                f"({m.max_clips}, {m.rgb_dim})")
-        return
-    k = item["keypoints"].shape[1]
-    want = KeypointLayout(extra=m.pose.extra_parts).num_points
-    if k != want:
-        raise TrainingError(f"{split} features have {k} keypoints per frame, model.pose.extra_parts="
-                            f"{m.pose.extra_parts} needs {want}")
-    if item["rgb"].shape[1] != m.rgb_dim:
-        raise TrainingError(f"{split} RGB features are {item['rgb'].shape[1]}-d, model.rgb_dim={m.rgb_dim}")
-    if item["rgb"].shape[0] > m.max_clips:
-        raise TrainingError(f"{split} video {item['id']} has {item['rgb'].shape[0]} clips > model.max_clips="
-                            f"{m.max_clips}; re-extract with --max-clips {m.max_clips} or raise model.max_clips")
+    problem = variant_of(cfg).check_item(item, cfg.model, split)
+    if problem:
+        raise TrainingError(problem)
 
 
 def worker_context() -> str | None:
@@ -407,8 +394,8 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         check_output_dir(out)
     resolve_text_model(cfg.model.text.model)          # a wrong text model fails now, not after the data
     train_ds, val_ds = prepare_data(cfg, d.main)
-    frames_key = "body" if cfg.model.variant == "official" else "keypoints"    # the official batch layout
-    train_collate = collate_for(cfg)
+    variant = variant_of(cfg)
+    frames_key, train_collate = variant.frames_key, variant.collate
     if cfg.train.sampler == "official":     # one item per sentence, a random one of its videos, text augmentation
         train_ds, train_collate = OfficialTrainItems(train_ds, cfg.train.text_aug, cfg.train.seed), official_train_collate
 
@@ -547,7 +534,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if d.main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
             # honest ranks (expected rank under random ties): a constant model scores at chance, never best
             res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp,
-                                 protocol="official", ties="expected", collate_fn=collate_for(cfg))
+                                 protocol="official", ties="expected")
             score = rsum(res)
             rec.update(flat_metrics(res))
             rec["val_rsum"] = score

@@ -12,7 +12,7 @@ from seds.checkpoint import load_checkpoint, save_checkpoint
 from seds.config import load_config
 from seds.data.manifest import ManifestRow, load_manifest, write_manifest
 from seds.data.store import FeatureStore
-from seds.data.synthetic import SyntheticConfig, SyntheticSignData
+from seds.synthetic.signing import SyntheticConfig, SyntheticSignData
 from seds.experiments.demo_assets import ROOT, VIDEO_SUFFIX, sentence_features, write_webm
 from seds.losses import SEDSLoss
 from seds.model import SEDS

@@ -1,6 +1,6 @@
 """A small served setup of the `official` variant for the app/index tests: a random-weight official checkpoint of
 reduced size written in the authors' checkpoint layout and converted by ``python -m seds.convert official``, a
-store imported from files in the authors' formats (``seds.data.official_synthetic``) and a gallery built from it
+store imported from files in the authors' formats (``tests.official_synthetic``) and a gallery built from it
 by ``python -m seds.index build``. Synthetic, random weights: no score here means anything about signing.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import seds.convert
 from seds.config import Config, LossConfig, model_config
 from seds.data.official import import_official
 from seds.data.official_format import OfficialPaths
-from seds.data.official_synthetic import write_official_synthetic
+from tests.official_synthetic import write_official_synthetic
 from seds.index import main as index_main
 from seds.model import SEDS
 from tests.test_convert import official_layout

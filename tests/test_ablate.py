@@ -12,8 +12,8 @@ from seds.config import load_config
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from seds.data.synthetic import SyntheticConfig
-    from seds.data.synthetic_store import write_synthetic_store
+    from seds.synthetic.signing import SyntheticConfig
+    from seds.synthetic.store import write_synthetic_store
     root = tmp_path_factory.mktemp("abl")
     store = root / "store"
     write_synthetic_store(store, SyntheticConfig(vocab_size=30, n_signers=(2, 1, 1), n_sentences=(16, 8, 8),

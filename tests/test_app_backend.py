@@ -17,7 +17,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from demo.backend import ROOT, AppBackend, AppConfig, AppError, explanation_figure, load_app_config  # noqa: E402
 from seds.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from seds.encode import clip_times, features_to_item  # noqa: E402
+from seds.clips import clip_times  # noqa: E402
+from seds.variants.paper import features_to_item  # noqa: E402
 from seds.extract.factory import RGBFeaturesError, make_rgb_extractor, rgb_weights  # noqa: E402
 from seds.extract.proxy_rgb import ProxyRGBExtractor  # noqa: E402
 from seds.extract.writer import write_video  # noqa: E402
@@ -184,7 +185,7 @@ def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
     through a compiled RGB extractor (so the first user query does not compile); without i3d_compile, or for an
     uncompiled extractor, warm_up only builds the models. The setting reaches it from the environment."""
     rgb = CompiledRGB()
-    be = AppBackend(dataclasses.replace(backend.cfg, i3d_compile=True), pose_estimator=backend._pose,
+    be = AppBackend(dataclasses.replace(backend.cfg, i3d_compile=True), pose_estimator=backend.engine._pose,
                     rgb_extractor=rgb)
     try:
         assert be.warm_up() >= 0
@@ -192,7 +193,7 @@ def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
     finally:
         be.close()
     rgb2 = CompiledRGB()
-    be = AppBackend(backend.cfg, pose_estimator=backend._pose, rgb_extractor=rgb2)
+    be = AppBackend(backend.cfg, pose_estimator=backend.engine._pose, rgb_extractor=rgb2)
     try:
         be.warm_up()
         assert rgb2.calls == [] and be.extractor().rgb is rgb2

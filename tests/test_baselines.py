@@ -180,8 +180,8 @@ def test_recognise_thresholds_and_ignores_padding():
 
 @pytest.fixture(scope="module")
 def tiny_cfg(tmp_path_factory):
-    from seds.data.synthetic import SyntheticConfig
-    from seds.data.synthetic_store import write_synthetic_store
+    from seds.synthetic.signing import SyntheticConfig
+    from seds.synthetic.store import write_synthetic_store
     store = tmp_path_factory.mktemp("store")
     write_synthetic_store(store, SyntheticConfig(vocab_size=40, n_signers=(2, 1, 1), n_sentences=(24, 10, 10),
                                                  max_words=4, fps=12, height=64, width=64), workers=1)

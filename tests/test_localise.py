@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from seds.checkpoint import load_checkpoint
 from seds.config import from_dict
-from seds.data.synthetic import SyntheticConfig, SyntheticSignData
-from seds.data.synthetic_recordings import make_recording
+from seds.synthetic.signing import SyntheticConfig, SyntheticSignData
+from seds.synthetic.recordings import make_recording
 from seds.encode import encode_videos
 from seds.retrieval.localise import (NO_SIGNING, NOTE_SHORT_RECORDING, NOTE_TRUNCATED, OK, LocaliseConfig,
                                      Localiser, coverage_curve, encode_recording, nms, span_lengths,

@@ -17,7 +17,7 @@ from seds.data.manifest import load_manifest, write_manifest
 from seds.data.official import OfficialDataset, main as official_main, official_collate
 from seds.data.official_batch import official_sample
 from seds.data.official_format import OfficialPaths, read_annotations, read_pose, read_rgb, write_pose, write_rgb
-from seds.data.official_synthetic import write_official_synthetic
+from tests.official_synthetic import write_official_synthetic
 from seds.data.store import FeatureStore
 from seds.extract.__main__ import main as extract_main
 from seds.extract.official_export import OfficialExporter, wholebody133

@@ -16,7 +16,7 @@ from seds.data.official import official_collate
 from seds.data.official_batch import OfficialPreprocess, official_sample
 from seds.data.official_format import (OfficialFormatError, OfficialPaths, frame_number, read_annotations,
                                        read_pose, read_rgb, write_pose)
-from seds.data.official_synthetic import DEFAULT_VIDEOS, SyntheticVideo, write_official_synthetic
+from tests.official_synthetic import DEFAULT_VIDEOS, SyntheticVideo, write_official_synthetic
 from seds.safe_pickle import UnsafePickleError, load_numpy_pickle
 
 OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "seds-official"
@@ -167,4 +167,4 @@ def test_cfg_defaults_match_the_eval_script():
 
 def test_default_synthetic_covers_long_and_short():
     assert max(v.frames for v in DEFAULT_VIDEOS) > 300 and min(v.frames for v in DEFAULT_VIDEOS) < 16
-    assert sys.modules.get("seds.data.official_synthetic") is not None
+    assert sys.modules.get("tests.official_synthetic") is not None

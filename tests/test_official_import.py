@@ -16,7 +16,7 @@ from seds.data.official import (OfficialDataset, OfficialFilesDataset, main as o
                                 official_keypoints)
 from seds.data.official_batch import official_sample
 from seds.data.official_format import OfficialPaths, read_annotations, read_pose, read_rgb
-from seds.data.official_synthetic import write_official_synthetic
+from tests.official_synthetic import write_official_synthetic
 from seds.data.store import FeatureStore
 from seds.keypoints import coco_wholebody_to_seds
 

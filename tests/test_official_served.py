@@ -18,8 +18,9 @@ from seds.config import Config, model_config
 from seds.data.features import VideoFeatures
 from seds.data.official import OfficialDataset, official_collate
 from seds.data.official_batch import official_sample
-from seds.data.official_synthetic import synthetic_keypoints
-from seds.encode import EncodeError, encode_videos, official_item
+from tests.official_synthetic import synthetic_keypoints
+from seds.encode import EncodeError, encode_videos
+from seds.variants.official import official_item
 from seds.evaluate import encode_split, score_matrices
 from seds.evaluate import main as evaluate_main
 from seds.extract.factory import BSL1K, ExtractorPlan, plan_extractors
@@ -27,7 +28,7 @@ from seds.extract.official_export import OfficialExporter, OfficialQueryExtracto
 from seds.extract.pose import COCO_WHOLEBODY, PoseEstimator
 from seds.extract.video import read_video
 from seds.index import main as index_main
-from seds.retrieval.engine import EngineConfig, SearchEngine
+from seds.retrieval.engine import NOTE_EXTRACTED, NOTE_SUBSTITUTES, EngineConfig, SearchEngine
 from tests.official_app_assets import MINI, official_app_assets
 
 CONVERTED = {"converted_from": "authors' SEDS checkpoint", "source_file": "h2s_best_model.bin"}
@@ -42,7 +43,7 @@ def no_rtmpose(name):
 def test_plan_for_the_authors_weights_names_the_substitutes():
     cfg = Config(model=model_config("official"))
     plan, est = plan_extractors(cfg, CONVERTED, "auto", None, probe=no_rtmpose)
-    assert est is None and (plan.trained_pose, plan.trained_rgb) == ("rtmpose", BSL1K) and plan.official_layout
+    assert est is None and (plan.trained_pose, plan.trained_rgb) == ("rtmpose", BSL1K)
     assert (plan.pose_backend, plan.rgb_features) == ("mediapipe", "i3d-kinetics400")
     assert not plan.pose_matches and not plan.rgb_matches
     d = plan.describe()
@@ -67,7 +68,7 @@ def test_plan_of_a_project_checkpoint_follows_its_data_section():
     cfg = Config(model=model_config("tiny"))
     cfg.data.pose_backend, cfg.data.rgb_features = "mediapipe", "i3d-kinetics400"
     plan, _ = plan_extractors(cfg, {}, "auto", None, probe=lambda n: pytest.fail("no probe for mediapipe"))
-    assert plan == ExtractorPlan("mediapipe", "i3d-kinetics400", "mediapipe", "i3d-kinetics400", False)
+    assert plan == ExtractorPlan("mediapipe", "i3d-kinetics400", "mediapipe", "i3d-kinetics400")
     assert plan.pose_matches and plan.rgb_matches
     cfg.data.pose_backend = "synthetic"
     plan, _ = plan_extractors(cfg, {}, "auto", None)
@@ -183,8 +184,9 @@ def test_live_video_query_uses_the_authors_layout(served):
     assert q.source == "extracted" and set(q.hits) == {"pose", "rgb", "fused"}
     assert q.clip_mask.shape == (65,) and bool(q.clip_mask[0])
     assert len(q.clip_times) == f.num_clips == int(q.clip_mask.sum()) - 1
-    notes = " ".join(q.notes)
-    assert "authors' preprocessing" in notes and "substitute" in notes
+    notes = {n.code: n.values for n in q.notes}          # data: the app words them (demo/backend.py)
+    assert notes[NOTE_EXTRACTED]["window_rule"] == "authors" and notes[NOTE_EXTRACTED]["windows"] == f.num_clips
+    assert any("substitute" in line for line in notes[NOTE_SUBSTITUTES]["lines"])
     with torch.no_grad():
         streams, mask = encode_videos(model, [q.features])
     torch.testing.assert_close(streams["fused"][0], q.clips["fused"])

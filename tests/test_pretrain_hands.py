@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seds.config import model_config
-from seds.data.synthetic import SyntheticConfig, SyntheticSignData
+from seds.synthetic.signing import SyntheticConfig, SyntheticSignData
 from seds.keypoints import KeypointLayout
 from seds.model import SEDS, create_model
 from seds.experiments.pretrain_hands import (HandMAE, MaskConfig, PretrainConfig, PretrainError, evaluate_reconstruction,

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from seds.data.store import FeatureStore, save_features
-from seds.data.synthetic_recordings import make_recording
+from seds.synthetic.recordings import make_recording
 from seds.index import main as index_main
 from seds.retrieval.gallery import checkpoint_fingerprint
 from seds.similarity import pooled

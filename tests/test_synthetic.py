@@ -1,4 +1,4 @@
-"""The synthetic signing benchmark (seds/data/synthetic.py): determinism, splits, geometry, biases."""
+"""The synthetic signing benchmark (seds/synthetic/signing.py): determinism, splits, geometry, biases."""
 from __future__ import annotations
 
 import csv
@@ -12,9 +12,9 @@ import pytest
 from seds.clips import select_clip_starts
 from seds.data.features import RGB_DIM, STORE_LAYOUT, VideoFeatures
 from seds.extract.proxy_rgb import ProxyRGBError
-from seds.data.synthetic import (SPLITS, HANDSHAPES, SentenceSpec, SyntheticConfig, SyntheticError,
+from seds.synthetic.signing import (SPLITS, HANDSHAPES, SentenceSpec, SyntheticConfig, SyntheticError,
                                  SyntheticSignData, hand_local_points, rgb_proxy_features)
-from seds.data.synthetic_store import write_synthetic_store
+from seds.synthetic.store import write_synthetic_store
 from seds.keypoints import KeypointLayout, normalize_parts
 
 SMALL = SyntheticConfig(vocab_size=80, n_signers=(4, 2, 2), n_sentences=(60, 12, 12), seed=3)
@@ -363,7 +363,7 @@ def test_short_video_is_padded(small):
 # --- hand kinematics against a naive per-joint reference ------------------------------------------
 
 def _fk_reference(params):
-    from seds.data.synthetic_body import _FINGER_ANGLE0, _FINGER_BASE, _FINGER_LEN, _SPREAD_GAIN
+    from seds.synthetic.body import _FINGER_ANGLE0, _FINGER_BASE, _FINGER_LEN, _SPREAD_GAIN
     pts = [np.zeros(3)]
     for f in range(5):
         ang = params[0] if f == 0 else _FINGER_ANGLE0[f] + _SPREAD_GAIN[f] * params[4]

@@ -34,8 +34,8 @@ def one_thread():
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     from seds.config import from_dict
-    from seds.data.synthetic import SyntheticConfig
-    from seds.data.synthetic_store import write_synthetic_store
+    from seds.synthetic.signing import SyntheticConfig
+    from seds.synthetic.store import write_synthetic_store
     root = tmp_path_factory.mktemp("synthetic") / "store"
     write_synthetic_store(root, from_dict(SyntheticConfig, TINY_DATA), workers=1)
     return root
@@ -227,7 +227,8 @@ def zero_weights(model) -> None:
 def test_constant_model_scores_at_chance(ref_run, tmp_path):
     """Zero weights → every score equal → chance level (R@K = K/N, MedR = (N+1)/2), not 100 %."""
     from seds.checkpoint import load_checkpoint
-    from seds.evaluate import build_dataset, evaluate_model
+    from seds.evaluate import evaluate_model
+    from seds.variants import build_dataset
     model, _, cfg, _ = load_checkpoint(ref_run / "best", "cpu")
     zero_weights(model)
     ds = build_dataset(cfg, "test")
@@ -290,7 +291,7 @@ def test_official_variant_trains_and_evaluates_on_the_authors_format(tmp_path):
     """The runners with model.variant official: a store imported from files in the authors' formats
     (synthetic), small token towers, one epoch, then python -m seds.evaluate on the result."""
     from seds.data.official import import_official
-    from seds.data.official_synthetic import write_official_synthetic
+    from tests.official_synthetic import write_official_synthetic
     from seds.evaluate import main as evaluate_main
     raw, store = tmp_path / "raw", tmp_path / "store"
     for split in ("train", "test"):

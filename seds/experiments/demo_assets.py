@@ -3,7 +3,7 @@
 What it makes (deterministic functions of ``configs/demo.yaml``'s ``assets`` section, for a given
 torch version and thread count):
 
-1. a feature store of a *small* synthetic signing benchmark (:mod:`seds.data.synthetic`: generated
+1. a feature store of a *small* synthetic signing benchmark (:mod:`seds.synthetic.signing`: generated
    keypoints + the **proxy** RGB encoder, not I3D) under ``runs/demo-assets/store`` (not committed);
 2. ``checkpoints/demo/``: the ``small`` SEDS model with the hashed word encoder, trained on it
    (``seds.train``; selected on the validation split) and saved in float16 (≈ 24 MB);
@@ -39,14 +39,15 @@ from seds.config import ConfigError, from_dict, load_config, read_yaml_mapping
 from seds.data.features import VideoFeatures
 from seds.data.manifest import ManifestRow
 from seds.data.store import FeatureStore
-from seds.data.synthetic import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticSignData
-from seds.data.synthetic_store import write_chunk_manifests
-from seds.evaluate import build_dataset, evaluate_model
+from seds.synthetic.signing import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticSignData
+from seds.synthetic.store import write_chunk_manifests
+from seds.evaluate import evaluate_model
 from seds.extract.proxy_rgb import rgb_proxy_features
 from seds.extract.video import probe
 from seds.extract.writer import write_video
 from seds.retrieval.gallery import build_gallery, checkpoint_fingerprint
 from seds.train import train
+from seds.variants import build_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = ROOT / "configs" / "demo.yaml"

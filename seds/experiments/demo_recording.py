@@ -1,6 +1,6 @@
 """The app's example recording: ``python -m seds.experiments.demo_recording`` → ``examples/recordings/``.
 
-One long synthetic recording (:func:`seds.data.synthetic_recordings.make_recording`): a few seconds without a
+One long synthetic recording (:func:`seds.synthetic.recordings.make_recording`): a few seconds without a
 signer, then held-out sentences of the demo's synthetic benchmark (test split, a test signer) signed one after
 another with pauses. Written as
 
@@ -27,8 +27,8 @@ import numpy as np
 
 from seds.checkpoint import load_checkpoint
 from seds.data.store import FeatureStore
-from seds.data.synthetic import SyntheticSignData
-from seds.data.synthetic_recordings import make_recording
+from seds.synthetic.signing import SyntheticSignData
+from seds.synthetic.recordings import make_recording
 from seds.experiments.demo_assets import DEMO_CONFIG, ROOT, load_assets_config, synthetic_config, write_webm
 from seds.retrieval.gallery import checkpoint_fingerprint, file_sha256
 from seds.retrieval.recordings import build_recording_index

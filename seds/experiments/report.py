@@ -145,7 +145,7 @@ def describe_scale(cfg: Config, seeds: list[int]) -> str:
     m, t = cfg.model, cfg.train
     if cfg.data.dataset == "synthetic":
         syn = cfg.data.synthetic or {}
-        data = (f"synthetic signing benchmark (seds.data.synthetic; {cfg.data.rgb_features} RGB features — "
+        data = (f"synthetic signing benchmark (seds.synthetic.signing; {cfg.data.rgb_features} RGB features — "
                 f"\"synthetic, proxy-RGB\", not I3D; keypoints {cfg.data.pose_backend}); generator settings "
                 f"{json.dumps(syn, sort_keys=True)} (train/val/test sentences; unseen signers and unseen "
                 "subject-verb combinations in val/test)")

@@ -26,9 +26,10 @@ import torch
 
 from seds.checkpoint import load_checkpoint
 from seds.config import Config, to_dict
-from seds.evaluate import build_dataset, evaluate_model, rsum
+from seds.evaluate import evaluate_model, rsum
 from seds.model.hand_init import weights_path
 from seds.train import STATE, TrainingError, check_resume_config, prepare_data, train
+from seds.variants import build_dataset
 
 RUNS_DIR = Path("runs/ablations")
 METRICS = {"protocol": "official", "ties": "expected"}    # how run_seds's val/test metrics are computed

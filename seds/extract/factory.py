@@ -137,7 +137,7 @@ class RecordingExtractorFactory:
 def training_extractors(model_cfg, info: dict | None = None) -> tuple[str, str]:
     """(pose backend, ``rgb_features``) that produced a checkpoint's training features: the authors' (RTMPose,
     BSL-1K I3D) for a checkpoint converted from their release, else its ``data.pose_backend`` / ``rgb_features``."""
-    if model_cfg.model.variant == "official" and (info or {}).get("converted_from"):
+    if (info or {}).get("converted_from"):    # only seds.convert official writes it
         return OFFICIAL_POSE, BSL1K
     return model_cfg.data.pose_backend, model_cfg.data.rgb_features
 
@@ -149,7 +149,6 @@ class ExtractorPlan:
     rgb_features: str             # used: a name make_rgb_extractor builds
     trained_pose: str
     trained_rgb: str
-    official_layout: bool         # the authors' preprocessing (COCO-WholeBody 133 → hand crops, their windows)
     pose_reason: str = ""         # why the pose backend differs from the trained one
     rgb_reason: str = ""
 
@@ -213,6 +212,5 @@ def plan_extractors(model_cfg, info: dict | None = None, pose_backend: str = "au
             rgb_reason = "chosen with --i3d-weights"
     elif trained_rgb == BSL1K:
         rgb, rgb_reason = "i3d-kinetics400", "no BSL-1K weights given: --i3d-weights"
-    plan = ExtractorPlan(pose, rgb, trained_pose, trained_rgb, model_cfg.model.variant == "official",
-                         pose_reason, rgb_reason)
+    plan = ExtractorPlan(pose, rgb, trained_pose, trained_rgb, pose_reason, rgb_reason)
     return plan, estimator

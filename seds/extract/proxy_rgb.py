@@ -1,4 +1,4 @@
-"""The synthetic benchmark's **proxy** RGB encoders (:mod:`seds.data.synthetic`): fixed, deterministic,
+"""The synthetic benchmark's **proxy** RGB encoders (:mod:`seds.synthetic.signing`): fixed, deterministic,
 *non-learned* stand-ins for I3D window features (running I3D over thousands of synthetic videos is too slow
 on a CPU). Numbers obtained with either are "synthetic, proxy-RGB", never comparable with I3D numbers.
 

@@ -10,6 +10,10 @@ from seds.model.seds import SEDS
 
 _FROM_CONFIG = object()
 
+# how a pose encoder (``VariantOptions.pose_encoder``) takes its pretrained initialisation
+HAND_INIT = {"stgcn": load_pretrained_hands,                                      # the hand ST-GCNs (supp. Tab. 3)
+             "signbert": lambda model, path: load_signbert_init(model.pose_encoder, path)}   # the whole encoder
+
 
 def create_model(cfg: ModelConfig, with_text: bool = True, hand_init: str | Path | None = _FROM_CONFIG) -> SEDS:
     """A new :class:`SEDS` for ``cfg``; its hand ST-GCN is initialised from ``hand_init`` (default:
@@ -18,8 +22,6 @@ def create_model(cfg: ModelConfig, with_text: bool = True, hand_init: str | Path
     ``python -m seds.convert signbert`` and initialises its whole pose encoder (hand, body, clip block)."""
     model = SEDS(cfg, with_text=with_text)
     path = cfg.pose.hand_init if hand_init is _FROM_CONFIG else hand_init
-    if path and cfg.options.pose_encoder == "signbert":
-        load_signbert_init(model.pose_encoder, path)
-    elif path:
-        load_pretrained_hands(model, path)
+    if path:
+        HAND_INIT[cfg.options.pose_encoder](model, path)
     return model

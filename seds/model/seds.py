@@ -6,7 +6,8 @@
 
 ``model.variant`` (``seds.config.VariantOptions``) selects between the paper's text (``paper``) and the
 authors' released code (``official``: the variant their weights load into, ``python -m seds.convert``).
-The official variant differs in its batch layout (the authors' dataloader, ``encode_batch_video``):
+The official variant differs in its batch layout (the authors' dataloader, read by its pose stream,
+:data:`POSE_STREAMS`; one encode path, ``encode_batch_video``, for both):
 
 * ``left``, ``right`` float (B, F, 21, 2): hand keypoints (x, y) in the authors' 256-px hand-crop coordinates,
   the left hand mirrored, missing = (0, 0); ``body`` float (B, F, 7, 2): COCO-WholeBody 0, 5, 7, 9, 6, 8, 10 in
@@ -21,6 +22,7 @@ its text features keep all ``max_words`` positions (mask = positions ≤ EOT).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -58,19 +60,51 @@ class TextEmbedding:
 
 
 SIGNBERT_DIM = 1536     # [left, right, body] × 512 of the authors' pose encoder
+
+
+@dataclass(frozen=True)
+class PoseStream:
+    """A pose encoder as the model uses it (``VariantOptions.pose_encoder`` names one of :data:`POSE_STREAMS`):
+    how to build it (→ module, token width), the batch keys it reads, and how to run it on them."""
+    build: Callable
+    keys: tuple[str, ...]
+    run: Callable                  # (module, inputs by key, clip_starts, clip_mask) → clip tokens (B, T, width)
+    missing: str                   # the error for a batch without its keys ({missing}: the keys)
+
+
+def _run_stgcn(enc, x, clip_starts, clip_mask):
+    if x["keypoints"].shape[0] != clip_mask.shape[0]:
+        raise ValueError(f"keypoints batch {x['keypoints'].shape[0]} != clip batch {clip_mask.shape[0]}")
+    return enc(x["keypoints"], x["frame_mask"].bool(), clip_starts, clip_mask)
+
+
+def _run_signbert(enc, x, clip_starts, clip_mask):
+    if not torch.equal(clip_starts >= 0, clip_mask):
+        raise ValueError("clip_mask must be True exactly where clip_starts != -1")
+    return enc(x["left"], x["right"], x["body"], clip_starts)
+
+
+POSE_STREAMS = {
+    # the paper's ST-GCN over the store's keypoints normalised part by part (Sec. 3.2)
+    "stgcn": PoseStream(lambda cfg: (PoseEncoder(cfg.pose, cfg.window), cfg.pose.out_dim),
+                        ("keypoints", "frame_mask"), _run_stgcn,
+                        "this model has a pose stream: keypoints and frame_mask are required"),
+    # the authors' per-frame SignBERT-style ST-GCN over their batch layout (module docstring)
+    "signbert": PoseStream(lambda cfg: (SignBertPoseEncoder(), SIGNBERT_DIM), ("left", "right", "body"),
+                           _run_signbert, "the official variant reads the authors' batch layout; missing key(s) "
+                                          "{missing} (see seds.model.seds)"),
+}
+
+
 class SEDS(nn.Module):
     def __init__(self, cfg: ModelConfig, with_text: bool = True):
         super().__init__()
         self.cfg = cfg
         self.streams = cfg.streams
         self.opts = opts = cfg.options
+        self.pose_stream = POSE_STREAMS[opts.pose_encoder]
         if "pose" in cfg.streams:
-            if opts.pose_encoder == "signbert":
-                self.pose_encoder = SignBertPoseEncoder()
-                pose_dim = SIGNBERT_DIM
-            else:
-                self.pose_encoder = PoseEncoder(cfg.pose, cfg.window)
-                pose_dim = cfg.pose.out_dim
+            self.pose_encoder, pose_dim = self.pose_stream.build(cfg)
             self.pose_transformer = InteractionTransformer(cfg.pose_transformer, pose_dim, cfg.dim,
                                                            cfg.max_clips, keep_cls=opts.keep_cls_token)
         if "rgb" in cfg.streams:
@@ -89,27 +123,38 @@ class SEDS(nn.Module):
     def encode_video(self, keypoints: torch.Tensor | None, frame_mask: torch.Tensor | None,
                      clip_starts: torch.Tensor, clip_mask: torch.Tensor,
                      rgb: torch.Tensor | None) -> VideoEmbedding:
-        """keypoints (B, F, K, 3) normalized, frame_mask (B, F), clip_starts (B, T) first frame of each
-        16-frame window, clip_mask (B, T), rgb (B, T, 1024) I3D features of the same windows (paper variant;
-        the official variant reads :meth:`encode_official_video`)."""
-        if self.opts.pose_encoder == "signbert":
-            raise ValueError("the official variant encodes the authors' batch layout: use encode_official_video "
-                             "or encode_batch_video")
-        clip_mask = clip_mask.bool()
+        """The paper variant's batch given by parts: keypoints (B, F, K, 3) normalized, frame_mask (B, F),
+        clip_starts (B, T) first frame of each 16-frame window, clip_mask (B, T), rgb (B, T, 1024) I3D features
+        of the same windows (:meth:`encode_batch_video`)."""
+        return self.encode_batch_video({"keypoints": keypoints, "frame_mask": frame_mask, "clip_starts": clip_starts,
+                                        "clip_mask": clip_mask, "rgb": rgb})
+
+    def encode_batch_video(self, batch: dict) -> VideoEmbedding:
+        """A batch (the variant's layout: ``clip_starts``, ``clip_mask``, ``rgb`` and the pose encoder's keys,
+        :data:`POSE_STREAMS`) → per-stream clip features (B, T, D) and their mask; with ``keep_cls_token`` the
+        features are (B, T+1, D), [CLS] at index 0, mask (B, T+1) with index 0 valid."""
+        dev = self.device
+        get = lambda k: batch[k].to(dev, non_blocking=True) if batch.get(k) is not None else None
+        clip_starts, clip_mask = get("clip_starts"), get("clip_mask").bool()
         b, t = clip_mask.shape
+        out: dict[str, torch.Tensor] = {}
+        if "pose" in self.streams:
+            missing = [k for k in self.pose_stream.keys if batch.get(k) is None]
+            if missing:
+                raise ValueError(self.pose_stream.missing.format(missing=missing))
         if clip_starts.shape != (b, t):
             raise ValueError(f"clip_starts {tuple(clip_starts.shape)} must match clip_mask {(b, t)}")
         if t > self.cfg.max_clips:
             raise ValueError(f"{t} clips > model max_clips {self.cfg.max_clips}")
-        out: dict[str, torch.Tensor] = {}
+        if self.opts.softmax_over_padding and t != self.cfg.max_clips:   # padded tokens enter the softmaxes
+            raise ValueError(f"this model needs exactly max_clips={self.cfg.max_clips} clip slots (padded ones enter "
+                             f"its softmaxes), got {t}")
         if "pose" in self.streams:
-            if keypoints is None or frame_mask is None:
-                raise ValueError("this model has a pose stream: keypoints and frame_mask are required")
-            if keypoints.shape[0] != b:
-                raise ValueError(f"keypoints batch {keypoints.shape[0]} != clip batch {b}")
-            clips = self.pose_encoder(keypoints, frame_mask.bool(), clip_starts, clip_mask)
+            clips = self.pose_stream.run(self.pose_encoder, {k: get(k) for k in self.pose_stream.keys},
+                                         clip_starts, clip_mask)
             out["pose"] = self.pose_transformer(clips, clip_mask)
         if "rgb" in self.streams:
+            rgb = get("rgb")
             if rgb is None:
                 raise ValueError("this model has an RGB stream: rgb features are required")
             if rgb.shape[:2] != (b, t):
@@ -118,48 +163,16 @@ class SEDS(nn.Module):
             if rgb.shape[2] != self.cfg.rgb_dim:
                 raise ValueError(f"RGB features have {rgb.shape[2]} dims, model expects {self.cfg.rgb_dim}")
             out["rgb"] = self.rgb_transformer(rgb, clip_mask)
+        if self.opts.fp32_tokens_before_fusion:    # the towers may run in fp16 (half_clip_towers), CGAF in fp32
+            out = {k: x.float() for k, x in out.items()}
+        mask = clip_mask
+        if self.opts.keep_cls_token:
+            mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=clip_mask.device), clip_mask], 1)
         if len(self.streams) == 2:
-            out["fused"] = self.fusion(out["pose"], out["rgb"], clip_mask)
+            out["fused"] = self.fusion(out["pose"], out["rgb"], mask)
         else:
             out["fused"] = out[self.streams[0]]
-        return VideoEmbedding(out, clip_mask)
-
-    def encode_official_video(self, left: torch.Tensor, right: torch.Tensor, body: torch.Tensor,
-                              clip_starts: torch.Tensor, clip_mask: torch.Tensor, rgb: torch.Tensor) -> VideoEmbedding:
-        """The official variant's video encoder (batch layout in the module docstring) → streams (B, T+1, D),
-        mask (B, T+1) with the [CLS] token at index 0."""
-        if self.opts.pose_encoder != "signbert":
-            raise ValueError(f"encode_official_video needs model.variant official, this model is {self.cfg.variant!r}")
-        clip_mask = clip_mask.bool()
-        b, t = clip_mask.shape
-        if clip_starts.shape != (b, t) or rgb.shape[:2] != (b, t):
-            raise ValueError(f"clip_starts {tuple(clip_starts.shape)} and rgb {tuple(rgb.shape[:2])} must match "
-                             f"clip_mask {(b, t)}")
-        if not torch.equal(clip_starts >= 0, clip_mask):
-            raise ValueError("clip_mask must be True exactly where clip_starts != -1")
-        if t != self.cfg.max_clips:    # padded tokens enter the softmaxes: their number is part of the model
-            raise ValueError(f"the official variant needs exactly max_clips={self.cfg.max_clips} clip slots, got {t}")
-        if rgb.shape[2] != self.cfg.rgb_dim:
-            raise ValueError(f"RGB features have {rgb.shape[2]} dims, model expects {self.cfg.rgb_dim}")
-        clips = self.pose_encoder(left, right, body, clip_starts)
-        # the towers may run in fp16 (half_clip_towers); the authors cast their tokens to fp32 before CGAF
-        out = {"pose": self.pose_transformer(clips, clip_mask).float(), "rgb": self.rgb_transformer(rgb, clip_mask).float()}
-        mask = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=clip_mask.device), clip_mask], 1)
-        out["fused"] = self.fusion(out["pose"], out["rgb"], mask)
         return VideoEmbedding(out, mask)
-
-    def encode_batch_video(self, batch: dict) -> VideoEmbedding:
-        dev = self.device
-        get = lambda k: batch[k].to(dev, non_blocking=True) if batch.get(k) is not None else None
-        if self.opts.pose_encoder == "signbert":
-            missing = [k for k in ("left", "right", "body", "clip_starts", "clip_mask", "rgb") if batch.get(k) is None]
-            if missing:
-                raise ValueError(f"the official variant reads the authors' batch layout; missing key(s) {missing} "
-                                 "(see seds.model.seds)")
-            return self.encode_official_video(get("left"), get("right"), get("body"), get("clip_starts"),
-                                              get("clip_mask"), get("rgb"))
-        return self.encode_video(get("keypoints"), get("frame_mask"), get("clip_starts"), get("clip_mask"),
-                                 get("rgb"))
 
     # --- text ----------------------------------------------------------------------------------------
 

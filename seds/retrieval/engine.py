@@ -10,9 +10,12 @@ library side of ``python -m seds.index search`` and of the app, ``demo/backend.p
   An ``official``-variant checkpoint extracts live queries in the authors' layout
   (:class:`seds.extract.official_export.OfficialQueryExtractor`) and scores with its similarity.
 * **Video → text** (:meth:`SearchEngine.query_video`): SHA-256 of the file → the gallery's feature
-  cache, or the extraction pipeline (decode → pose → frame filter → RGB windows, Sec. 3.1) → the
-  model's per-stream clip features (pose-only, RGB-only, fused; Sec. 3.2, :mod:`seds.encode`) → top-k
-  sentences per stream (faiss candidates re-ranked by the fine-grained score of Sec. 3.3).
+  cache (:meth:`~SearchEngine._cached`), or the checkpoint variant's live extraction (decode → pose → frame filter
+  → RGB windows, Sec. 3.1; :meth:`~SearchEngine._extracted`) → the model's per-stream clip features (pose-only,
+  RGB-only, fused; Sec. 3.2, :mod:`seds.encode`) → top-k sentences per stream (faiss candidates re-ranked by the
+  fine-grained score of Sec. 3.3). The result is data: what the query found is a list of :class:`Note` codes
+  with values (worded by :mod:`seds.retrieval.wording` for the app and the CLI), and with ``cfg.preview`` the
+  frames and keypoints a preview is drawn from (the app draws it).
 * **Text → video** (:meth:`SearchEngine.query_text`): word features → top-k gallery videos per stream.
 * **Why** (:meth:`SearchEngine.explain`): the clip×word similarity matrices ``E`` (Sec. 3.3, as in the
   paper's Fig. 6) of one (video, sentence) pair for every stream, with clip times in seconds.
@@ -36,14 +39,13 @@ import numpy as np
 import torch
 
 from seds.checkpoint import CheckpointError, load_checkpoint
-from seds.clips import WINDOW
+from seds.clips import WINDOW, clip_times
 from seds.config import ConfigError
 from seds.data.features import VideoFeatures
-from seds.encode import EncodeError, clip_times, encode_sentences, encode_videos, word_labels
-from seds.extract.factory import (RGBFeaturesError, describe_rgb, make_rgb_extractor, plan_extractors,
-                                  probe_pose_backend, rgb_weights)
-from seds.extract.official_export import OfficialExporter, OfficialQueryExtractor
-from seds.extract.pipeline import ExtractConfig, ExtractionError, Extractor
+from seds.encode import EncodeError, encode_sentences, encode_videos, word_labels
+from seds.extract.factory import (RGBFeaturesError, make_rgb_extractor, plan_extractors, probe_pose_backend,
+                                  rgb_weights)
+from seds.extract.pipeline import ExtractionError
 from seds.extract.pose import NoSignerError, PoseBackendUnavailable, PoseError, make_pose_estimator
 from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.hub import parse_spec, resolve_checkpoint, resolve_gallery
@@ -51,13 +53,12 @@ from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
 from seds.similarity import clip_word_matrix, fine_grained_scores
+from seds.variants import variant_of
 
-log = logging.getLogger("seds.app")
+log = logging.getLogger(__name__)
 
 STREAM_ORDER = ("pose", "rgb", "fused")
 CPU_I3D_MEMORY_MB = 512      # I3D activation budget per batch of windows on CPU (bounds a query's peak RSS)
-PREVIEW_SHORT_SIDE = 240     # preview frames: shorter side at most this (decoded straight to it for cached videos)
-STREAM_TITLES = {"pose": "Pose only", "rgb": "RGB only", "fused": "Fused (CGAF)"}
 MAX_TEXT_CHARS = 1000        # longer sentences are refused: the text encoder reads at most model.text.max_words words
 MAX_LABEL_CHARS = 24         # a word label of the "Why?" heatmaps is cut to this many characters
 ProgressFn = Callable[[str, float], None]
@@ -87,7 +88,8 @@ class EngineConfig:
     rerank: int = 100
     max_clips: int = 32        # benchmarks/results/query_windows.md: V2T R@1 52 / 80 / 84 % at T = 8 / 16 / 32
     max_seconds: float = 20.0
-    preview: bool = False
+    preview: bool = False               # return the frames (and keypoints) a preview is drawn from
+    preview_short_side: int | None = None   # cached gallery videos are decoded for it at this size (None: max_short_side)
     # limits on uploaded videos (README "Security and limits"): bounded memory whatever the resolution/length
     max_short_side: int = 480                # frames are decoded with the shorter side scaled down to this
     max_frame_pixels: int = 4096 * 2304      # larger source frames (width × height) are refused (4K is fine)
@@ -154,9 +156,57 @@ def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10)
     return float(left), float(right)
 
 
+def check_upload(path) -> Path:
+    """The checks every video query starts with: a file was given, it exists and it is not empty."""
+    if path is None or str(path).strip() == "":
+        raise QueryError("Upload a video (or record one with the webcam) first.")
+    path = Path(path)
+    if not path.is_file():
+        raise QueryError("The video file was not found (the upload may have failed).")
+    if path.stat().st_size == 0:
+        raise QueryError("The file is empty (0 bytes): not a video.")
+    return path
+
+
 # ---------------------------------------------------------------------------------------------------
 # results
 # ---------------------------------------------------------------------------------------------------
+
+# What a video query found, as codes with values (a UI words them: demo/backend.py, python -m seds.index)
+NOTE_CACHED = "features_from_gallery_cache"       # pose_backend: what made the cached keypoints
+NOTE_TRIMMED = "video_trimmed"                     # max_seconds: only the first seconds were used
+NOTE_TRUNCATED = "file_truncated"                  # source_frames of reported_frames could be decoded
+NOTE_FRAMES_SKIPPED = "frames_skipped"             # skipped of decoded frames showed no signer or no hand
+NOTE_PADDED = "last_frame_repeated"                # usable frames < window
+NOTE_HAND_RARE = "hand_rarely_found"               # hand ("left" / "right") found in fraction of the frames
+NOTE_EXTRACTED = "features_extracted"              # pose_backend, rgb_features, windows, window_rule
+NOTE_SUBSTITUTES = "substitute_extractors"         # lines: the plan's lines of the parts that are substitutes
+
+
+@dataclass(frozen=True)
+class Note:
+    code: str                                    # one of NOTE_*
+    values: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreviewFrames:
+    """The frames of a query video and their keypoints (pixels of those frames): what a preview draws."""
+    frames: np.ndarray
+    keypoints: np.ndarray
+    fps: float
+
+
+@dataclass
+class FoundFeatures:
+    """A query video's features from one source (the gallery's cache or a live extraction)."""
+    features: VideoFeatures
+    source: str                                  # "cache" or "extracted"
+    times: np.ndarray                            # window centres (s)
+    notes: list[Note]
+    timings: dict[str, float]
+    preview: PreviewFrames | None = None
+
 
 @dataclass
 class VideoQuery:
@@ -168,11 +218,12 @@ class VideoQuery:
     clip_times: np.ndarray                       # (T,) seconds
     hits: dict[str, list]                        # stream → [seds.retrieval.index.Hit] (sentences)
     timings: dict[str, float]
-    notes: list[str] = field(default_factory=list)
-    preview: str | None = None                   # skeleton-overlay video
+    notes: list = field(default_factory=list)    # the engine's: Note codes; the app's: its sentences for them
+    preview: str | None = None                   # skeleton-overlay video (drawn by the app)
     sha256: str = ""
     gallery_id: str | None = None                # set when the file is a gallery video
     true_text: str | None = None                 # its sentence, when known
+    preview_frames: PreviewFrames | None = None  # with cfg.preview: what the preview is drawn from
 
 
 @dataclass
@@ -209,8 +260,9 @@ class SearchEngine:
     hold decoded frames at once, and every query ends by ``query_timeout_s`` (waits included)."""
 
     def __init__(self, cfg: EngineConfig | None = None, *, pose_estimator=None, rgb_extractor=None,
-                 preload: bool = False):
+                 preload: bool = False, resolve_path: Callable[[str], Path] | None = None):
         self.cfg = cfg or EngineConfig()
+        self.resolve_path = resolve_path or (lambda p: Path(p).expanduser())   # where a configured path points
         self.device = resolve_device(self.cfg.device)
         t0 = time.perf_counter()
         ckpt = self.cfg.checkpoint
@@ -228,7 +280,7 @@ class SearchEngine:
                                             probe=probe_pose_backend if pose_estimator is None
                                             else (lambda name: (None, "a pose estimator was given")))
         self.rgb_features = self.plan.rgb_features
-        self.official = self.model_cfg.model.variant == "official"
+        self.variant = variant_of(self.model_cfg)
         try:
             weights = rgb_weights(self.rgb_features)                # validates the name
         except RGBFeaturesError as e:
@@ -254,9 +306,7 @@ class SearchEngine:
                 if sha:
                     self._sha_to_video[sha] = vid
         self.streams = tuple(s for s in STREAM_ORDER if s in self._model_streams())
-        # official: the authors' windows (≤ max_clips = 64, their preprocessing chooses them), not cfg.max_clips
-        self.max_clips = self.model_cfg.model.max_clips if self.official \
-            else min(self.cfg.max_clips, self.model_cfg.model.max_clips)
+        self.max_clips = self.variant.live_max_clips(self.cfg.max_clips, self.model_cfg.model.max_clips)
         self._pose = pose_estimator or probed
         self._rgb = rgb_extractor
         self._extractor = None
@@ -270,10 +320,6 @@ class SearchEngine:
             self.extractor()
 
     # -- setup --------------------------------------------------------------------------------------
-    def resolve_path(self, p) -> Path:
-        """Where a configured checkpoint/gallery path points (the app also looks in the repository)."""
-        return Path(p).expanduser()
-
     def _model_streams(self) -> tuple[str, ...]:
         s = tuple(self.model_cfg.model.streams)
         return s + ("fused",) if len(s) == 2 else s
@@ -313,17 +359,10 @@ class SearchEngine:
                 log.error("the RGB extractor could not be loaded: %s", e)
                 raise QueryError("The RGB extractor could not be loaded on this server (the server log says why): "
                                  "live video queries are not available.") from e
-            if self.official:     # the authors' layout: COCO-WholeBody 133 in a 256² frame, their windows (≤ 64)
-                exporter = OfficialExporter(backend, str(rgb_weights(self.rgb_features)), str(self.device),
-                                            pose_estimator=pose, rgb_extractor=rgb, pose_stride=self.cfg.pose_stride)
-                self._extractor = OfficialQueryExtractor(exporter, self.cfg.max_seconds, budget=Budget(
-                    self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
-                return self._extractor
-            xcfg = ExtractConfig(pose_backend=backend, pose_stride=self.cfg.pose_stride, device=str(self.device),
-                                 max_clips=self.max_clips, max_seconds=self.cfg.max_seconds, trim_long=True,
-                                 allow_partial=True, max_short_side=self.cfg.max_short_side,
-                                 max_frame_pixels=self.cfg.max_frame_pixels, max_pixels=self.cfg.max_pixels)
-            self._extractor = Extractor(xcfg, pose_estimator=pose, rgb_extractor=rgb)
+            self._extractor = self.variant.live_extractor(
+                pose_backend=backend, rgb_weights=str(rgb_weights(self.rgb_features)), device=self.device, pose=pose,
+                rgb=rgb, pose_stride=self.cfg.pose_stride, max_clips=self.max_clips, max_seconds=self.cfg.max_seconds,
+                budget=Budget(self.cfg.max_short_side, self.cfg.max_frame_pixels, self.cfg.max_pixels))
         return self._extractor
 
     def warm_up(self) -> float:
@@ -339,127 +378,108 @@ class SearchEngine:
         return time.perf_counter() - t0
 
     # -- video → text -------------------------------------------------------------------------------
-    def query_video(self, path, progress: ProgressFn | None = None, k: int | None = None) -> VideoQuery:
+    def query_video(self, path, progress: ProgressFn | None = None, k: int | None = None,
+                    sha256: str | None = None, probed: bool = False) -> VideoQuery:
+        """Top-k sentences per stream for a video file: its features (the gallery's cache by SHA-256, else a live
+        extraction) → clip features → search. ``sha256``: the file's hash when the caller has it; ``probed``: its
+        headers were checked already (:meth:`check_video`)."""
         if self.gallery.sentences is None:
             raise QueryError("this gallery has no sentences: video → text search is not available")
-        if path is None or str(path).strip() == "":
-            raise QueryError("Upload a video (or record one with the webcam) first.")
-        path = Path(path)
-        if not path.is_file():
-            raise QueryError("The video file was not found (the upload may have failed).")
-        if path.stat().st_size == 0:
-            raise QueryError("The file is empty (0 bytes): not a video.")
+        path = check_upload(path)
         deadline = time.monotonic() + self.cfg.query_timeout_s
         user_report = progress or (lambda stage, frac: None)
 
         def report(stage, frac):         # progress is reported often: the time limit is checked there too
             self._check_deadline(deadline)
             user_report(stage, frac)
-        k = k or self.cfg.top_k
-        timings: dict[str, float] = {}
-        notes: list[str] = []
-        t_all = time.perf_counter()
-        t = time.perf_counter()
-        sha = file_sha256(path)
-        timings["hash"] = time.perf_counter() - t
-        feats = self.cache.get(sha) if self.cache is not None else None
-        frames = kpts_for_preview = None
-        if feats is not None:
-            source = "cache"
-            notes.append("Features from the gallery cache: this file is a gallery video, so its keypoints and RGB "
-                         f"features were computed when the gallery was built ({feats.meta.get('pose_backend', 'cached')}"
-                         f" keypoints); MediaPipe was not run.")
-            if feats.num_clips > self.model_cfg.model.max_clips:
-                raise QueryError(f"cached features have {feats.num_clips} clips > model max_clips")
-            times = clip_times(feats.clip_starts, feats.fps)
-            if self.cfg.preview:
-                t = time.perf_counter()
-                report("decode", 0.05)
-                try:    # decoded straight to the preview's size; keypoints follow
-                    dec = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds, trim_long=True,
-                                     budget=Budget(PREVIEW_SHORT_SIDE, self.cfg.max_frame_pixels, self.cfg.max_pixels))
-                    frames = dec.frames
-                    kpts_for_preview = scale_keypoints(feats, dec.frame_size, (dec.width, dec.height))
-                except VideoError:
-                    frames = None
-                timings["decode"] = time.perf_counter() - t
-        else:
-            source = "extracted"
-            try:
-                res = self._extract(path, report, deadline)
-            except NoSignerError as e:
-                raise QueryError(f"No signer found in this video ({without_path(str(e), path)}). Use a "
-                                 "front-facing video that shows the signer's upper body and hands.") from e
-            except VideoError as e:
-                raise self.unusable_video(e, path) from e
-            except (PoseError, ExtractionError) as e:
-                raise QueryError(f"Feature extraction failed: {without_path(str(e), path)}") from e
-            except MemoryError as e:
-                raise QueryError("Out of memory while extracting features: try a shorter or smaller video.") from e
-            feats = res.features
-            feats.meta["video"] = f"upload-{sha[:16]}"      # not the uploader's file name
-            for st in ("decode", "pose", "filter", "rgb"):
-                timings[st] = res.timings.get(st, 0.0)
-            kept = np.flatnonzero(res.keep)
-            n_dec = len(res.keep)
-            if self.official:      # keypoints of every decoded frame; windows start at decoded frame numbers
-                pad = max(WINDOW - len(kept), 0)
-                times = clip_times(feats.clip_starts, feats.fps)
-            else:
-                frame_times = kept / feats.fps
-                pad = len(res.frames) - len(kept)
-                if pad > 0:
-                    frame_times = np.concatenate([frame_times, np.full(pad, frame_times[-1])])
-                times = clip_times(feats.clip_starts, feats.fps, frame_times)
-            if feats.meta.get("trimmed"):
-                notes.append(f"The video is longer than {self.cfg.max_seconds:g} s: only its first "
-                             f"{self.cfg.max_seconds:g} s were used.")
-            if feats.meta.get("truncated"):
-                notes.append(f"The file looks truncated or damaged: only {feats.meta.get('source_frames')} of the "
-                             f"{feats.meta.get('reported_frames')} frames its header announces could be decoded; "
-                             "the results use those.")
-            if n_dec - len(kept) > 0:
-                notes.append(f"{n_dec - len(kept)} of {n_dec} frames showed no signer or no hand and were skipped.")
-            if pad > 0:
-                notes.append(f"Only {len(kept)} usable frames (< {WINDOW}): the last one was repeated.")
-            left, right = hand_presence(feats.keypoints[kept] if self.official else feats.keypoints[:len(kept)])
-            for name, frac in (("left", left), ("right", right)):
-                if frac < 0.1:
-                    notes.append(f"The signer's {name} hand was found in {100 * frac:.0f}% of the frames: the pose "
-                                 "stream works with one hand, results may be less reliable.")
-            notes.append(f"Features extracted: pose by {self.plan.pose_backend}, RGB by "
-                         f"{describe_rgb(self.rgb_features)}; {feats.num_clips} windows"
-                         + (" chosen as the authors' preprocessing chooses them (up to 64, max_clips does not "
-                            "apply)." if self.official else "."))
-            subs = [f"{part}: {line}" for part, line in self.plan.describe().items() if "substitute" in line]
-            if subs:
-                notes.append("Not the checkpoint's training features — " + "; ".join(subs) + ".")
-            frames, kpts_for_preview = res.frames, feats.keypoints
+        t_all = t = time.perf_counter()
+        sha = sha256 or file_sha256(path)
+        timings = {"hash": time.perf_counter() - t}
+        cached = self.cache.get(sha) if self.cache is not None else None
+        found = self._cached(cached, path, report) if cached is not None else \
+            self._extracted(path, sha, report, deadline, probed)
+        timings.update(found.timings)
         report("embed", 0.97)
         t = time.perf_counter()
         try:
-            streams, mask = encode_videos(self.model, [feats])
+            streams, mask = encode_videos(self.model, [found.features])
         except EncodeError as e:
             raise QueryError(str(e)) from e
-        clips = {s: streams[s][0] for s in self.streams}
-        clip_mask = mask[0]
+        clips, clip_mask = {s: streams[s][0] for s in self.streams}, mask[0]
         timings["embed"] = time.perf_counter() - t
         report("search", 0.98)
         t = time.perf_counter()
         hits = self.search_sentences(clips, clip_mask, k)
         timings["search"] = time.perf_counter() - t
-        preview = None
-        if self.cfg.preview and frames is not None and kpts_for_preview is not None:
-            t = time.perf_counter()
-            preview = self.write_preview(frames, kpts_for_preview, sha, feats.fps)
-            timings["preview"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_all
         gid = self._sha_to_video.get(sha)
-        true_text = None
-        if gid is not None:
-            true_text = self.gallery.videos.meta(gid).get("text") or None
+        true_text = (self.gallery.videos.meta(gid).get("text") or None) if gid is not None else None
         report("done", 1.0)
-        return VideoQuery(feats, source, clips, clip_mask, times, hits, timings, notes, preview, sha, gid, true_text)
+        return VideoQuery(found.features, found.source, clips, clip_mask, found.times, hits, timings, found.notes,
+                          None, sha, gid, true_text, found.preview)
+
+    def _cached(self, feats: VideoFeatures, path: Path, report: ProgressFn) -> FoundFeatures:
+        """A gallery video: its cached features (and, for a preview, its frames decoded at the preview's size)."""
+        notes = [Note(NOTE_CACHED, {"pose_backend": feats.meta.get("pose_backend", "cached")})]
+        if feats.num_clips > self.model_cfg.model.max_clips:
+            raise QueryError(f"cached features have {feats.num_clips} clips > model max_clips")
+        timings, preview = {}, None
+        if self.cfg.preview:    # decoded straight to the preview's size; keypoints follow
+            t = time.perf_counter()
+            report("decode", 0.05)
+            try:
+                dec = read_video(path, fps=feats.fps, max_seconds=self.cfg.max_seconds, trim_long=True,
+                                 budget=Budget(self.cfg.preview_short_side or self.cfg.max_short_side,
+                                               self.cfg.max_frame_pixels, self.cfg.max_pixels))
+                preview = PreviewFrames(dec.frames, scale_keypoints(feats, dec.frame_size, (dec.width, dec.height)),
+                                        feats.fps)
+            except VideoError:
+                preview = None
+            timings["decode"] = time.perf_counter() - t
+        return FoundFeatures(feats, "cache", clip_times(feats.clip_starts, feats.fps), notes, timings, preview)
+
+    def _extracted(self, path: Path, sha: str, report: ProgressFn, deadline: float, probed: bool) -> FoundFeatures:
+        """A new video: the live extraction (the checkpoint's variant chooses how), its notes."""
+        try:
+            res = self._extract(path, report, deadline, probed)
+        except NoSignerError as e:
+            raise QueryError(f"No signer found in this video ({without_path(str(e), path)}). Use a "
+                             "front-facing video that shows the signer's upper body and hands.") from e
+        except VideoError as e:
+            raise self.unusable_video(e, path) from e
+        except (PoseError, ExtractionError) as e:
+            raise QueryError(f"Feature extraction failed: {without_path(str(e), path)}") from e
+        except MemoryError as e:
+            raise QueryError("Out of memory while extracting features: try a shorter or smaller video.") from e
+        feats = res.features
+        feats.meta["video"] = f"upload-{sha[:16]}"      # not the uploader's file name
+        timings = {st: res.timings.get(st, 0.0) for st in ("decode", "pose", "filter", "rgb")}
+        live = self.variant.live_frames(feats, res.keep, len(res.frames))
+        notes = self._extraction_notes(feats, live, int(np.count_nonzero(res.keep)), len(res.keep))
+        preview = PreviewFrames(res.frames, feats.keypoints, feats.fps) if self.cfg.preview else None
+        return FoundFeatures(feats, "extracted", live.times, notes, timings, preview)
+
+    def _extraction_notes(self, feats: VideoFeatures, live, n_kept: int, n_dec: int) -> list[Note]:
+        m, notes = feats.meta, []
+        if m.get("trimmed"):
+            notes.append(Note(NOTE_TRIMMED, {"max_seconds": self.cfg.max_seconds}))
+        if m.get("truncated"):
+            notes.append(Note(NOTE_TRUNCATED, {"source_frames": m.get("source_frames"),
+                                               "reported_frames": m.get("reported_frames")}))
+        if n_dec - n_kept > 0:
+            notes.append(Note(NOTE_FRAMES_SKIPPED, {"skipped": n_dec - n_kept, "decoded": n_dec}))
+        if live.padded > 0:
+            notes.append(Note(NOTE_PADDED, {"usable": n_kept, "window": WINDOW}))
+        left, right = hand_presence(live.kept_keypoints)
+        for name, frac in (("left", left), ("right", right)):
+            if frac < 0.1:
+                notes.append(Note(NOTE_HAND_RARE, {"hand": name, "fraction": frac}))
+        notes.append(Note(NOTE_EXTRACTED, {"pose_backend": self.plan.pose_backend, "rgb_features": self.rgb_features,
+                                           "windows": feats.num_clips, "window_rule": self.variant.live_windows}))
+        subs = [f"{part}: {line}" for part, line in self.plan.describe().items() if "substitute" in line]
+        if subs:
+            notes.append(Note(NOTE_SUBSTITUTES, {"lines": subs}))
+        return notes
 
     def search_sentences(self, clips: dict[str, torch.Tensor], clip_mask: torch.Tensor, k: int | None = None):
         """Top-k gallery sentences per stream for a video's clip features."""
@@ -499,12 +519,13 @@ class SearchEngine:
         finally:
             self._probes.release()
 
-    def _extract(self, path: Path, report: ProgressFn, deadline: float):
+    def _extract(self, path: Path, report: ProgressFn, deadline: float, probed: bool = False):
         """Decode outside the model lock, then pose + RGB under it. At most ``max_live_queries`` uploads
         hold decoded frames at once; every wait ends at the query's deadline."""
         with self._build_lock:
             self.extractions += 1
-        self.check_video(path, deadline)     # not a video / too large / no frames: refused at once, no decoding
+        if not probed:      # not a video / too large / no frames: refused at once, no decoding
+            self.check_video(path, deadline)
         ex = self.extractor()
         self._wait(self._live, deadline)
         try:
@@ -583,8 +604,7 @@ class SearchEngine:
             mats[s] = e[rows][:, wm].numpy()
             scores[s] = float(fine_grained_scores(v[None], cm[None], words.float()[None], wm[None], tau=tau,
                                                   softmax_over_padding=sop).mean[0, 0])
-        n_valid = int(rows.sum())
-        nw = int(wm.sum())
+        n_valid, nw = int(rows.sum()), int(wm.sum())
         labels = list(labels)[:nw] + [f"w{i}" for i in range(len(labels), nw)]
         return Explanation(mats, scores, np.asarray(times)[:n_valid], labels, video_label, sentence)
 
@@ -599,11 +619,6 @@ class SearchEngine:
     def video_path(self, video_id) -> str | None:
         """Absolute path of a gallery video's file (None when the gallery has no file for it)."""
         return self.gallery.video_path(video_id)
-
-    def write_preview(self, frames: np.ndarray, kpts: np.ndarray, sha: str, fps: float) -> str | None:
-        """A skeleton-overlay preview of a query video (path), when ``cfg.preview``: none here — the app
-        draws one."""
-        return None
 
     def close(self) -> None:
         """Release what the engine holds (nothing on disk here)."""

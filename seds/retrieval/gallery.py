@@ -21,7 +21,8 @@ from tqdm import tqdm
 from seds.checkpoint import WEIGHTS, read_config
 from seds.data.features import VideoFeatures
 from seds.data.store import escape_id, json_default
-from seds.encode import clip_times, encode_sentences, encode_videos
+from seds.clips import clip_times
+from seds.encode import encode_sentences, encode_videos
 from seds.retrieval.index import GalleryIndex, GalleryIndexError, read_json
 
 GALLERY_FORMAT = "seds-gallery"

@@ -209,10 +209,6 @@ class GalleryIndex:
             return raw
         return self._buffer("compute", shape, self.compute_dtype).copy_(raw)
 
-    def clear_buffers(self) -> None:
-        """Free this thread's re-rank work buffers (they hold about M·T·D·6 bytes)."""
-        self._tls.__dict__.pop("bufs", None)
-
     @property
     def kind(self) -> str:
         return self.config.kind

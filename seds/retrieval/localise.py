@@ -38,9 +38,10 @@ import torch.nn.functional as F
 
 from seds.clips import WINDOW, select_clip_starts
 from seds.data.features import VideoFeatures
-from seds.encode import EncodeError, encode_sentences, encode_videos, is_official
+from seds.encode import EncodeError, encode_sentences, encode_videos
 from seds.keypoints import N_BODY, N_HAND
 from seds.similarity import fine_grained_scores
+from seds.variants import variant_of
 
 STREAMS = ("pose", "rgb", "fused")
 OK = "ok"
@@ -209,9 +210,9 @@ def span_features(feats: VideoFeatures, first: int, stop: int, max_clips: int) -
 
 
 def check_model(model) -> None:
-    if is_official(model):
-        raise LocaliseError("localisation in recordings needs a paper-variant checkpoint: the official variant "
-                            "reads the authors' 64-slot layout of one trimmed clip")
+    variant = variant_of(model)
+    if not variant.localises:
+        raise LocaliseError(variant.recordings_refusal)
 
 
 def encode_recording(model, feats: VideoFeatures, chunk: int = 0, batch_size: int = 16,

@@ -42,8 +42,8 @@ from safetensors.torch import load_file
 
 from seds.atomic import atomic_save_file
 from seds.config import Config, check, from_dict, parse_overrides
-from seds.evaluate import build_dataset
 from seds.metrics import relevance_from_labels, retrieval_metrics
+from seds.variants import build_dataset
 
 WORD_RE = re.compile(r"[\w']+", re.UNICODE)
 

@@ -1,5 +1,5 @@
 """Long synthetic recordings with known boundaries: sentences of the synthetic benchmark
-(:mod:`seds.data.synthetic`) signed one after another by one signer, with pauses between them — the test
+(:mod:`seds.synthetic.signing`) signed one after another by one signer, with pauses between them — the test
 material of localisation (:mod:`seds.retrieval.localise`) and of ``benchmarks/bench_recordings.py``.
 
 A recording is a :class:`~seds.data.features.VideoFeatures` with ``meta["kind"] == "recording"`` whose
@@ -23,7 +23,7 @@ import numpy as np
 
 from seds.clips import WINDOW
 from seds.data.features import STORE_LAYOUT, VideoFeatures
-from seds.data.synthetic import RGB_PROXIES, SentenceSpec, SyntheticError, SyntheticSignData
+from seds.synthetic.signing import RGB_PROXIES, SentenceSpec, SyntheticError, SyntheticSignData
 
 RGB_BLOCK = 256        # windows per proxy-RGB block
 

@@ -1,4 +1,4 @@
-"""Write the synthetic signing benchmark (:mod:`seds.data.synthetic`) as a feature store.
+"""Write the synthetic signing benchmark (:mod:`seds.synthetic.signing`) as a feature store.
 
 One safetensors per video (:mod:`seds.data.store`) plus per-split manifests and ``synthetic_info.json``;
 chunks of videos are shared out to spawned worker processes, and the output is identical for any worker count.
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from seds.data.store import FeatureStore
-from seds.data.synthetic import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticError, SyntheticSignData
+from seds.synthetic.signing import PROXY_RGB_NOTE, SPLITS, SyntheticConfig, SyntheticError, SyntheticSignData
 
 __all__ = ["write_synthetic_store", "write_chunk_manifests"]
 

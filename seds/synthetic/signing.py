@@ -65,11 +65,11 @@ Typical use::
     frames = data.render(spec)         # (F, H, W, 3) uint8 RGB
     feats = data.make_features(spec)   # VideoFeatures with proxy RGB
 
-    from seds.data.synthetic_store import write_synthetic_store
+    from seds.synthetic.store import write_synthetic_store
     write_synthetic_store("stores/synthetic", cfg)   # one safetensors per video + manifests
 
-The hand model, sign locations and constant tables live in :mod:`seds.data.synthetic_body`; the
-feature-store writer in :mod:`seds.data.synthetic_store`.
+The hand model, sign locations and constant tables live in :mod:`seds.synthetic.body`; the
+feature-store writer in :mod:`seds.synthetic.store`.
 """
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ import numpy as np
 
 from seds.clips import MAX_CLIPS, pad_frames, select_clip_starts
 from seds.data.features import STORE_LAYOUT, VideoFeatures
-from seds.data.synthetic_body import (
+from seds.synthetic.body import (
     ANC, ARM_CH, BASE_SHAPES, CANON_NECK, CHAINS, CLASS_FRAC, CODAS, FACE_SL, FACE_T, HAIR, HANDS,
     HANDSHAPES, HP, LOC, LOCATIONS, LOC_NAMES, MOUTH_OPEN, MOUTH_SL, MOUTH_X, MOUTH_Y0, MOVEMENTS, N_KP,
     OFF, ONSETS, ORI, PALM, RELAXED, REST, REST_DIR, RST, S, SHAPE_NAMES, SHAPE_TABLE, SKIN, VOWELS,
@@ -97,7 +97,7 @@ __all__ = [
 
 SPLITS = ("train", "val", "test")
 WORD_CLASSES = ("noun", "verb", "adj", "adv", "time")
-PROXY_RGB_NOTE = ("synthetic, proxy-RGB: RGB features come from seds.data.synthetic.rgb_proxy_features "
+PROXY_RGB_NOTE = ("synthetic, proxy-RGB: RGB features come from seds.synthetic.signing.rgb_proxy_features "
                   "(colour histograms + fixed random projections), not from I3D")
 
 

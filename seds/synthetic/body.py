@@ -1,9 +1,9 @@
-"""The body model and constant tables of the synthetic signing benchmark (:mod:`seds.data.synthetic`).
+"""The body model and constant tables of the synthetic signing benchmark (:mod:`seds.synthetic.signing`).
 
 The hand model (18 finger configurations → 21 OpenPose hand points by forward kinematics), the sign
 locations, the per-arm channel layout of the canonical sign table, the face and mouth templates, the
 word-part and colour tables, and the numeric helpers (easing, Catmull-Rom splines, HSV colours,
-two-bone inverse kinematics, rotations, missing-hand runs) that :class:`~seds.data.synthetic.SyntheticSignData`
+two-bone inverse kinematics, rotations, missing-hand runs) that :class:`~seds.synthetic.signing.SyntheticSignData`
 uses. Pure numpy; no state.
 """
 from __future__ import annotations
