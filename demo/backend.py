@@ -139,7 +139,7 @@ def resolve_path(p: str | os.PathLike) -> Path:
 
 # what the app reads of its engine (AppBackend.__getattr__): loaded facts, queries that need no app words
 ENGINE_API = frozenset({
-    "model", "model_cfg", "ckpt_info", "checkpoint_path", "fingerprint", "gallery", "cache", "plan", "variant",
+    "model", "model_cfg", "ckpt_info", "checkpoint_path", "checkpoint_name", "fingerprint", "gallery", "cache", "plan", "variant",
     "rgb_features", "device", "streams", "max_clips", "load_seconds", "extractions", "is_synthetic", "rgb_compiled",
     "extractor_ready", "extractor", "warm_up", "check_video", "search_sentences", "query_text", "explain",
     "explain_video_query", "explain_text_query", "video_side", "sentence_side", "video_path"})

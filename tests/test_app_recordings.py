@@ -16,7 +16,8 @@ import pytest
 from demo.backend import AppBackend, load_app_config
 from demo.recordings_tab import (DEFAULT_FOLDER, UPLOAD_LABEL, RecordingsService, span_choices, span_rows,
                                  status_text, timeline_figure)
-from seds.retrieval.engine import STREAM_TITLES, QueryError
+from demo.backend import STREAM_TITLES
+from seds.retrieval.engine import QueryError
 from seds.retrieval.localise import NO_SIGNING, NOTE_AT_MAX_LENGTH, LocaliseConfig
 
 from conftest import REPO

@@ -4,11 +4,8 @@ library side of ``python -m seds.index search`` and of the app, ``demo/backend.p
 * **Loading, once**: the checkpoint (:func:`seds.checkpoint.load_checkpoint`), the gallery
   (:class:`seds.retrieval.gallery.Gallery`: a video index for text→video and a sentence index for
   video→text, both :class:`seds.retrieval.index.GalleryIndex`), the pose estimator and the RGB
-  extractor *the checkpoint needs* (:func:`seds.extract.factory.plan_extractors` — a model only
-  understands the features it was trained on; for the authors' released weights that is RTMPose + BSL-1K
-  I3D, and the plan names the substitutes used when those are not available here: MediaPipe, Kinetics I3D).
-  An ``official``-variant checkpoint extracts live queries in the authors' layout
-  (:class:`seds.extract.official_export.OfficialQueryExtractor`) and scores with its similarity.
+  extractor *the checkpoint needs* (:func:`seds.extract.factory.plan_extractors`: a model only understands
+  the features it was trained on; the plan names any substitute used); the checkpoint's variant extracts.
 * **Video → text** (:meth:`SearchEngine.query_video`): SHA-256 of the file → the gallery's feature
   cache (:meth:`~SearchEngine._cached`), or the checkpoint variant's live extraction (decode → pose → frame filter
   → RGB windows, Sec. 3.1; :meth:`~SearchEngine._extracted`) → the model's per-stream clip features (pose-only,
@@ -271,8 +268,7 @@ class SearchEngine:
             self.model, _, self.model_cfg, self.ckpt_info = load_checkpoint(ckpt, self.device)
         except (CheckpointError, FileNotFoundError) as e:
             raise QueryError(f"cannot load the checkpoint {ckpt}: {e}") from e
-        self.checkpoint_path = ckpt
-        # what the header names: the repo as given for a Hub checkpoint (its cached folder is a commit hash)
+        self.checkpoint_path = ckpt      # named as given for a Hub repo (its cached folder is a commit hash)
         self.checkpoint_name = str(self.cfg.checkpoint) if parse_spec(self.cfg.checkpoint) else str(ckpt)
         self.fingerprint = checkpoint_fingerprint(ckpt)
         self.plan, probed = plan_extractors(self.model_cfg, self.ckpt_info, self.cfg.pose_backend,
