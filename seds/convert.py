@@ -41,6 +41,7 @@ from seds.model.cgaf import sinusoidal_positions
 from seds.model.hand_init import SIGNBERT_INIT
 from seds.model.signbert_gcn import SignBertPoseEncoder, load_pretrain_signbert, official_signbert_key_map
 from seds.weights import read_state_dict
+from seds.progname import prog
 
 #: in every released checkpoint, never read by the authors' forward pass (conv2_trans only runs for > 64
 #: clips, which their dataloader never produces; the two extra logit scales are unused)
@@ -213,7 +214,7 @@ def convert_signbert(src: str | Path, out: str | Path) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seds.convert", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog("seds.convert", "seds-convert"), description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     o = sub.add_parser("official", help="a released SEDS checkpoint (e.g. h2s_best_model.bin) → checkpoint folder")
     o.add_argument("checkpoint")

@@ -33,6 +33,7 @@ from seds.metrics import (MEDIAN_NOTE, MEDIANS, PROTOCOL_NOTE, PROTOCOLS, TIES, 
                           group_labels, protocol_metrics)
 from seds.similarity import fine_grained_scores
 from seds.variants import build_dataset, variant_of
+from seds.progname import prog
 
 
 @dataclass
@@ -169,7 +170,7 @@ def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool =
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m seds.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog=prog("seds.evaluate", "seds-evaluate"), description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json) or a Hub "
                     "model repo: org/name[@revision] (cached; HF_HUB_OFFLINE=1 uses the cache only)")
     ap.add_argument("--split", default="test")

@@ -46,6 +46,7 @@ from seds.variants import variant_of
 from seds.data.store import load_features, read_metadata
 from seds.extract.runner import shard_of
 from seds.hub import resolve_checkpoint
+from seds.progname import prog
 
 def _load_rows(args):
     m = load_manifest(args.manifest, split=args.split or None, dataset=args.dataset or None)
@@ -267,7 +268,8 @@ def _cmd_search(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m seds.index build|add|search`` (see ``--help`` of each)."""
-    ap = argparse.ArgumentParser(prog="python -m seds.index", description="Build, extend and search SEDS galleries.")
+    ap = argparse.ArgumentParser(prog=prog("seds.index", "seds-index"),
+                                 description="Build, extend and search SEDS galleries.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name, help_ in (("build", "encode a manifest's videos and sentences into a new gallery folder"),
                         ("add", "add a manifest's new videos and sentences to an existing gallery"),

@@ -50,6 +50,7 @@ from seds.model import TextEmbedding, VideoEmbedding, create_model
 from seds.model.text_encoder import resolve_text_model
 from seds.optim import apply_gradients, build_optimizer
 from seds.variants import build_dataset, variant_of
+from seds.progname import prog
 
 STATE = "train_state.pt"
 
@@ -571,7 +572,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m seds.train", description="Train SEDS.")
+    ap = argparse.ArgumentParser(prog=prog("seds.train", "seds-train"), description="Train SEDS.")
     ap.add_argument("--config", default=None, help="YAML config (see configs/)")
     ap.add_argument("--resume", action="store_true", help="continue from <train.out>/last")
     ap.add_argument("--no-progress", action="store_true")

@@ -39,7 +39,8 @@ LAZY_OK = ("mediapipe", "rtmlib", "onnxruntime", "mmpose", "mmcv", "mmdet", "tra
 # lower number = lower layer; a module may import modules of its own layer or below. An entry names one module,
 # or with ".*" a package and everything in it; "seds" is the package's own __init__ only.
 LAYERS = [
-    (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.keypoints", "seds.clips", "seds.config", "seds.similarity",
+    (0, ("seds", "seds.atomic", "seds.cpu_runtime", "seds.progname", "seds.keypoints", "seds.clips", "seds.config",
+         "seds.similarity",
          "seds.losses", "seds.optim", "seds.metrics", "seds.moment_metrics", "seds.weights", "seds.clip_bpe",
          "seds.safe_pickle")),
     (1, ("seds.model.*", "seds.checkpoint", "seds.params", "seds.convert")),

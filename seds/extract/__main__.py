@@ -31,6 +31,7 @@ from seds.extract.pose_stride import check_stride
 from seds.extract.recording import DEFAULT_WINDOW_STRIDE
 from seds.extract.runner import (ExtractorFactoryFn, ExtractorInitError, ShardError, resolve_shard, run_extraction,
                                 select_shard, verify_extraction, write_failures)
+from seds.progname import prog
 
 # --- command line -----------------------------------------------------------------------------------
 
@@ -52,7 +53,7 @@ def _stride(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m seds.extract", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=prog("seds.extract", "seds-extract"), description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="datasets:\n" + "\n".join(f"  {n}: {get_adapter(n).files}"
                                                                 for n in adapter_names()))
