@@ -97,6 +97,35 @@ def no_dropout(model: torch.nn.Module) -> None:
             m.p = 0.0
 
 
+DTYPE = torch.float32       # set by --float64 (both sides)
+
+
+def to_dtype(x):
+    return x.to(DTYPE) if torch.is_tensor(x) and x.is_floating_point() else x
+
+
+def float64_everywhere() -> None:
+    """S9 (both sides, ``--float64``), applied after the model is built and before it is cast with
+    ``.double()``: every float becomes float64. Both codes cast to float32 on purpose in a few places (their
+    fp16-safe ``LayerNorm`` does ``x.type(torch.float32)``, their towers' outputs ``.float()``; ours mirror
+    them); here ``Tensor.float()`` and ``Tensor.type(float32 / float16)`` return float64, and new tensors default
+    to float64. Constant tables built at construction (positional encodings, graph adjacencies) keep their
+    float32-computed values, the same on both sides."""
+    global DTYPE
+    DTYPE = torch.float64
+    torch.set_default_dtype(torch.float64)
+    torch.Tensor.float = lambda self, memory_format=torch.preserve_format: self.to(torch.float64)
+    torch.Tensor.half = torch.Tensor.float
+    to_type = torch.Tensor.type
+    narrow = (torch.float32, torch.float16, "torch.FloatTensor", "torch.HalfTensor")
+
+    def type_(self, dtype=None, non_blocking=False, **kw):
+        if dtype is None:
+            return to_type(self)
+        return to_type(self, torch.float64 if dtype in narrow else dtype, non_blocking, **kw)
+    torch.Tensor.type = type_
+
+
 # --- the authors' side ---------------------------------------------------------------------------------
 
 def stub_environment() -> None:
@@ -134,7 +163,7 @@ def stub_environment() -> None:
     torch.nn.parallel.DistributedDataParallel = CpuDDP
 
 
-def run_theirs(out: Path, steps: int, t_total: int) -> None:
+def run_theirs(out: Path, steps: int, t_total: int, float64: bool) -> None:
     stub_environment()
     sys.path.insert(0, str(OFFICIAL))
     os.chdir(OFFICIAL)
@@ -178,14 +207,22 @@ def run_theirs(out: Path, steps: int, t_total: int) -> None:
         torch.Tensor.cuda = cuda
     model = model.float()
     no_dropout(model)
+    if float64:
+        float64_everywhere()
+        model = model.double()
     if rank == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "initial_state.pt")
-    batches = [s[rank] for s in make_batches(steps, world)]
+    batches = [{k: to_dtype(v) for k, v in s[rank].items()} for s in make_batches(steps, world)]
 
     optimizer, scheduler, ddp_model = mtr.prep_optimizer(args, model, t_total, torch.device("cpu"), 1, rank,
                                                          coef_lr=args.coef_lr)
     losses, lrs = [], []
-    model.register_forward_hook(lambda m, inp, outp: losses.append(float(outp[0])))
+    dtypes = set()
+
+    def record(m, inp, outp):       # returns None: the output is left as it is
+        losses.append(float(outp[0].detach()))
+        dtypes.add(str(outp[0].dtype))
+    model.register_forward_hook(record)
     step = optimizer.step
 
     def recording_step(*a, **k):
@@ -201,15 +238,15 @@ def run_theirs(out: Path, steps: int, t_total: int) -> None:
     mtr.train_epoch(0, args, ddp_model, batches, torch.device("cpu"), 1, optimizer, scheduler, 0, local_rank=rank)
     if rank == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "their_final.pt")
-        (out / "theirs.json").write_text(json.dumps({"loss": losses, "lr": lrs}))
+        (out / "theirs.json").write_text(json.dumps({"loss": losses, "lr": lrs, "loss_dtypes": sorted(dtypes)}))
 
 
 # --- our side --------------------------------------------------------------------------------------------
 
 def our_batch(b: dict) -> dict:
-    return {"left": b["left_pose"], "right": b["right_pose"], "body": b["body_pose"],
+    return {"left": to_dtype(b["left_pose"]), "right": to_dtype(b["right_pose"]), "body": to_dtype(b["body_pose"]),
             "clip_starts": b["body_clips_start"], "clip_mask": b["body_mask"][:, 1:] == 0,
-            "rgb": b["RGB_feature"][..., 0].transpose(1, 2)}
+            "rgb": to_dtype(b["RGB_feature"][..., 0].transpose(1, 2))}
 
 
 def build_ours(overrides: list[str]):
@@ -236,7 +273,7 @@ def load_theirs_into(model, crit, kmap: dict, state: dict) -> None:
     crit.load_state_dict(ours["loss"])
 
 
-def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
+def run_ours(out: Path, steps: int, t_total: int, overrides: list[str], float64: bool) -> None:
     import torch.distributed as dist
     from seds.optim import apply_gradients, build_optimizer
     from seds.train import Dist, gather_embeddings, gather_text
@@ -246,11 +283,14 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
     model, crit, cfg, kmap = build_ours(overrides)
     load_theirs_into(model, crit, kmap, torch.load(out / "initial_state.pt", weights_only=True))
     no_dropout(model)
+    if float64:
+        float64_everywhere()
+        model, crit = model.double(), crit.double()
     cfg.train.epochs = 1
     opt, sched = build_optimizer(cfg.train, cfg.loss, model, crit, t_total)
     params = list(model.parameters()) + list(crit.parameters())
     model.train()
-    losses, lrs = [], []
+    losses, lrs, dtypes = [], [], set()
     for s in make_batches(steps, d.world):
         b = s[d.rank]
         v = model.encode_batch_video(our_batch(b))
@@ -266,6 +306,7 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
                 p.grad /= d.world
         lrs.append([g["lr"] for g in opt.param_groups])
         losses.append(float(terms["loss"].detach()))
+        dtypes.add(str(terms["loss"].dtype))
         apply_gradients(cfg.train, cfg.loss, opt, sched, params, shards=d.world, logit_scale=crit.logit_scale)
     if d.main:
         inv = {v: k for k, v in kmap.items()}
@@ -273,7 +314,8 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
         final[inv["loss.logit_scale"]] = crit.logit_scale.detach().clone()
         torch.save(final, out / "our_final.pt")
         groups = [{"name": g["name"], "names": [inv[n] for n in g["names"]]} for g in opt.param_groups]
-        (out / "ours.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups}))
+        (out / "ours.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups,
+                                                   "loss_dtypes": sorted(dtypes)}))
     dist.destroy_process_group()
 
 
@@ -283,6 +325,7 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--t-total", type=int, default=25)
+    ap.add_argument("--float64", action="store_true", help="both sides in float64 (S9, float64_everywhere)")
     ap.add_argument("overrides", nargs="*")
     # PARITY_THREADS=2: the same run with another float summation order (measures the chaos floor, see the test)
     a = ap.parse_args()
@@ -290,10 +333,10 @@ def main() -> None:
     np.random.seed(0)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.side == "theirs":
-        run_theirs(a.out.resolve(), a.steps, a.t_total)
+        run_theirs(a.out.resolve(), a.steps, a.t_total, a.float64)
     else:
         sys.path.insert(0, str(REPO))
-        run_ours(a.out.resolve(), a.steps, a.t_total, a.overrides)
+        run_ours(a.out.resolve(), a.steps, a.t_total, a.overrides, a.float64)
 
 
 if __name__ == "__main__":

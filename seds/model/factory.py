@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seds.config import ModelConfig
+from seds.model.clip_text import load_clip_text
 from seds.model.hand_init import load_pretrained_hands, load_signbert_init
 from seds.model.seds import SEDS
 
@@ -22,4 +23,6 @@ def create_model(cfg: ModelConfig, with_text: bool = True, hand_init: str | Path
         load_signbert_init(model.pose_encoder, path)
     elif path:
         load_pretrained_hands(model, path)
+    if with_text and cfg.text.clip_init:        # openai-clip: the text tower from CLIP, as the authors start
+        load_clip_text(model.text.backbone, cfg.text.clip_init)
     return model
