@@ -9,7 +9,8 @@ harness does (``harness/run_official.py``: its stubs S2–S7 — ``.cuda()`` a n
 ``prep_optimizer`` wraps the model in ``DistributedDataParallel(device_ids=[rank])``, which CPU modules refuse,
 so ``device_ids``/``output_device`` are dropped). CLIP weights come from the harness's own generator
 (``make_clip_vit_b32_state_dict``, read from its source), cut to **one** block per tower to keep the run short
-(``--visual_num_hidden_layers 1``; text blocks 1–11 removed) and 8 clip slots instead of 64 (``--feature_len 8``:
+(``--visual_num_hidden_layers 1``; text blocks 1–11 removed), the first 1024 rows of the token embedding (ids
+drawn below 1024) and 8 clip slots instead of 64 (``--feature_len 8``:
 their per-clip temporal block runs on every slot, which dominates a CPU step). ``model.float()`` and every ``nn.Dropout`` at
 p = 0 (dropout masks cannot be shared). Their ``prep_optimizer`` (BertAdam, groups, ``warmup_cosine``) and
 ``train_epoch`` run unchanged over K pre-collated batches per rank; hooks record the loss of every step and the
@@ -39,6 +40,7 @@ REFERENCE = REPO.parent / "shared" / "reference"
 OFFICIAL = REFERENCE / "seds-official"
 HARNESS = REFERENCE / "harness" / "run_official.py"
 B, SLOTS, WORDS = 2, 8, 32           # videos per rank, clip slots (--feature_len; theirs is 64), tokens
+VOCAB = 1024                         # token-embedding rows kept (CLIP's 49408 cut: start/end of text = the two last ids)
 T_MAX = SLOTS + 15
 
 
@@ -76,9 +78,9 @@ def make_batches(steps: int, world: int, seed: int = 0) -> list[list[dict]]:
             tmask = torch.zeros(B, 1, WORDS, dtype=torch.long)
             for b in range(B):
                 n = int(torch.randint(5, WORDS - 1, (1,), generator=g))
-                ids[b, 0, 0] = 49406
-                ids[b, 0, 1:n - 1] = torch.randint(1, 49000, (n - 2,), generator=g)
-                ids[b, 0, n - 1] = 49407
+                ids[b, 0, 0] = VOCAB - 2
+                ids[b, 0, 1:n - 1] = torch.randint(1, VOCAB - 2, (n - 2,), generator=g)
+                ids[b, 0, n - 1] = VOCAB - 1             # the largest id: both codes find the end by argmax
                 tmask[b, 0, :n] = 1
             aug = ids.clone()
             aug[0, 0, [1, 2]] = aug[0, 0, [2, 1]]            # row 0: two words swapped (random_swap)
@@ -112,6 +114,8 @@ def float64_everywhere() -> None:
     to float64. Constant tables built at construction (positional encodings, graph adjacencies) keep their
     float32-computed values, the same on both sides."""
     global DTYPE
+    if DTYPE == torch.float64:      # already (a second run in the same process)
+        return
     DTYPE = torch.float64
     torch.set_default_dtype(torch.float64)
     torch.Tensor.float = lambda self, memory_format=torch.preserve_format: self.to(torch.float64)
@@ -178,6 +182,7 @@ def run_theirs(out: Path, steps: int, t_total: int, float64: bool) -> None:
     sd = make_sd()
     for k in [k for k in sd if k.startswith("transformer.resblocks.") and k.split(".")[2] != "0"]:
         del sd[k]
+    sd["token_embedding.weight"] = sd["token_embedding.weight"][:VOCAB]      # their CLIP takes its sizes from sd
     CLIP.get_config = staticmethod(lambda pretrained_clip_name="ViT-B/32": {k: v.clone() for k, v in sd.items()})
 
     script = (OFFICIAL / "scripts" / "train_h2s.sh").read_text().replace("\\\n", " ")
@@ -259,6 +264,7 @@ def build_ours(overrides: list[str]):
                                                            "model.rgb_transformer.layers=1", f"model.max_clips={SLOTS}", *overrides])
     model = create_model(cfg.model, hand_init=None)
     model.text.backbone.resblocks = model.text.backbone.resblocks[:1]
+    model.text.backbone.token_embedding = torch.nn.Embedding(VOCAB, model.text.backbone.token_embedding.embedding_dim)
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options)
     return model, crit, cfg, official_key_map(model)
 
@@ -273,12 +279,12 @@ def load_theirs_into(model, crit, kmap: dict, state: dict) -> None:
     crit.load_state_dict(ours["loss"])
 
 
-def run_ours(out: Path, steps: int, t_total: int, overrides: list[str], float64: bool) -> None:
+def run_ours(out: Path, steps: int, t_total: int, overrides: list[str], float64: bool, name: str = "ours") -> None:
+    """Our side in the running process group; writes ``<name>.json`` (and ``our_final.pt`` for ``ours``)."""
     import torch.distributed as dist
     from seds.optim import apply_gradients, build_optimizer
     from seds.train import Dist, gather_embeddings, gather_text
 
-    dist.init_process_group("gloo")
     d = Dist(dist.get_rank(), dist.get_world_size())
     model, crit, cfg, kmap = build_ours(overrides)
     load_theirs_into(model, crit, kmap, torch.load(out / "initial_state.pt", weights_only=True))
@@ -310,13 +316,14 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str], float64:
         apply_gradients(cfg.train, cfg.loss, opt, sched, params, shards=d.world, logit_scale=crit.logit_scale)
     if d.main:
         inv = {v: k for k, v in kmap.items()}
-        final = {inv[f"model.{k}"]: v.detach().clone() for k, v in model.state_dict().items() if f"model.{k}" in inv}
-        final[inv["loss.logit_scale"]] = crit.logit_scale.detach().clone()
-        torch.save(final, out / "our_final.pt")
+        if name == "ours":
+            final = {inv[f"model.{k}"]: v.detach().clone() for k, v in model.state_dict().items()
+                     if f"model.{k}" in inv}
+            final[inv["loss.logit_scale"]] = crit.logit_scale.detach().clone()
+            torch.save(final, out / "our_final.pt")
         groups = [{"name": g["name"], "names": [inv[n] for n in g["names"]]} for g in opt.param_groups]
-        (out / "ours.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups,
-                                                   "loss_dtypes": sorted(dtypes)}))
-    dist.destroy_process_group()
+        (out / f"{name}.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups,
+                                                      "loss_dtypes": sorted(dtypes), "overrides": overrides}))
 
 
 def main() -> None:
@@ -326,6 +333,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--t-total", type=int, default=25)
     ap.add_argument("--float64", action="store_true", help="both sides in float64 (S9, float64_everywhere)")
+    ap.add_argument("--controls", nargs="+", default=[],
+                    help="ours: one run per key=value (negative controls), written to control_<i>.json")
     ap.add_argument("overrides", nargs="*")
     # PARITY_THREADS=2: the same run with another float summation order (measures the chaos floor, see the test)
     a = ap.parse_args()
@@ -336,7 +345,13 @@ def main() -> None:
         run_theirs(a.out.resolve(), a.steps, a.t_total, a.float64)
     else:
         sys.path.insert(0, str(REPO))
-        run_ours(a.out.resolve(), a.steps, a.t_total, a.overrides, a.float64)
+        torch.distributed.init_process_group("gloo")
+        if a.controls:
+            for i, c in enumerate(a.controls):
+                run_ours(a.out.resolve(), a.steps, a.t_total, [*a.overrides, c], a.float64, f"control_{i}")
+        else:
+            run_ours(a.out.resolve(), a.steps, a.t_total, a.overrides, a.float64)
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
