@@ -1,7 +1,9 @@
 """K training steps of the authors' ``train_epoch`` and of ours from the same weights and batches, on CPU with
 two gloo processes each (as their DDP runs): ``python -m torch.distributed.run --nproc_per_node 2
-tests/official_training_driver.py {theirs|ours} OUT [--steps K] [key=value ...]``. Run by
-``tests/test_official_training_parity.py``; not a test module itself.
+tests/official_training_driver.py {theirs|ours} OUT [--steps K] [--float64] [--controls key=value ...]
+[key=value ...]``. Run by ``tests/test_official_training_parity.py``; not a test module itself. ``--float64``: both
+codes in float64 (stub S9, :func:`float64_everywhere`); ``--controls``: our side once per changed hyper-parameter
+(negative controls), in the same processes.
 
 ``theirs``: the authors' code (``../shared/reference/seds-official``, unedited) imported the way the reference
 harness does (``harness/run_official.py``: its stubs S2–S7 — ``.cuda()`` a no-op while building, gloo, no

@@ -9,10 +9,13 @@ that must fail (measured distance / total update: ε 1e-8 → 14.1, β2 0.999 �
 global clipping → 7.9, weight decay 0.01 → 0.58, warm-up 0.2 → 0.29); the sampler against
 ``DistributedSampler`` (identical index lists); the sentence items and text augmentation.
 
-Slow (~8 min on a shared 2-core CPU): K = 20 steps of their ``train_epoch`` (2 gloo processes, DDP, their model
-with one block per CLIP tower and 8 clip slots) and of ours from the same weights and batches
-(``tests/official_training_driver.py``); measured figures and why the bound is tight only for the first steps:
-``TIGHT_STEPS`` below.
+Slow: K = 20 steps of their ``train_epoch`` (2 gloo processes, DDP, their model with one block per CLIP tower,
+8 clip slots, 1,024 token-embedding rows, dropout off) and of ours from the same weights and batches, both codes in
+float64 (``tests/official_training_driver.py``): the loss at every step, every group's learning rate at every step and
+the parameters after 20 steps (measured figures and bounds: ``LOSS_TOL`` below); negative controls (ε, β2, one lr,
+no global clipping) that must fail within 4 steps. Wall time measured only on the 2-core CPU shared with other jobs
+(load ~16): their run 14 min, ours 17 min, the four controls ~4 min each — minutes, not seconds, wherever it runs
+(~116 M → ~90 M parameters in float64 through BertAdam and DDP each step; ~4 GB per process).
 """
 from __future__ import annotations
 
@@ -342,8 +345,13 @@ def compare(out: Path, name: str = "ours") -> dict:
     return r
 
 
-#: measured (2-core CPU, shared), both codes in float64: MEASURED
-LOSS_TOL, PARAM_TOL = 1e-5, 1e-4
+#: measured (2-core CPU, shared), both codes in float64, ours vs theirs: loss relative difference ≤ 5.8e-16 at every
+#: one of the 20 steps (0 at 10 of them), parameters 1.9e-16 after 20 steps (‖Δ‖/‖θ‖), learning rates equal — the
+#: float64 rounding level, nothing amplified. The bounds sit about 10–50 × above (other CPUs/BLAS round differently),
+#: far inside the 1e-5 / 1e-4 asked for; every control below moves the loss by ≥ 1e-5 within 4 steps. (In float32
+#: both codes, and ours against itself with only the thread count changed, drift apart from the third update to
+#: ~4e-3 by step 20 — which is why the driver runs both in float64.)
+LOSS_TOL, PARAM_TOL = 1e-14, 1e-14
 
 
 @pytest.mark.slow
@@ -358,7 +366,7 @@ def test_k_training_steps_match_their_train_epoch(their_run, tmp_path):
     assert r["param_rel"] <= PARAM_TOL, r["param_rel"]
 
 
-CONTROLS = ("train.eps=1.0e-8", "train.beta2=0.999", "train.lr_pose=1.1e-4", "train.grad_clip=0")
+CONTROLS = ("train.eps=1.0e-8", "train.beta2=0.999", "train.lr_transformer=1.1e-5", "train.grad_clip=0")
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from seds.model.interaction_transformer import CLIP_HINT, LayerNorm, ResidualAttentionBlock
+from seds.model.interaction_transformer import CLIP_HINT, LayerNorm, ResidualAttentionBlock, copy_checked
 from seds.weights import read_state_dict
 
 VOCAB_SIZE = 49408
@@ -84,19 +84,7 @@ def load_clip_text(tower: ClipTextTower, source) -> None:
         raise ValueError("no 'token_embedding.weight': this is not a CLIP checkpoint")
     theirs = {k.replace("transformer.resblocks.", "resblocks."): v for k, v in sd.items()
               if k not in _TEXT_SKIP and not k.startswith(_TEXT_SKIP_PREFIXES)}
-    ours = tower.state_dict()
-    missing = [k for k in ours if k not in theirs]
-    shapes = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in ours.items() if k in theirs and tuple(theirs[k].shape) != tuple(v.shape)]
-    unused = sorted(set(theirs) - set(ours))
-    if missing or shapes or unused:
-        raise ValueError("CLIP checkpoint does not fit the text tower:"
-                         + "".join(f"\n  missing: {m}" for m in missing)
-                         + "".join(f"\n  shape: {m}" for m in shapes)
-                         + "".join(f"\n  unused: {m}" for m in unused))
-    with torch.no_grad():
-        for k, v in ours.items():
-            v.copy_(theirs[k].to(v.dtype))
+    copy_checked(tower, theirs, "the text tower")
 
 
 def clip_logit_scale(source) -> torch.Tensor:
