@@ -79,6 +79,7 @@ def test_a_clip_file_that_does_not_fit_is_refused_with_every_reason():
         clip_logit_scale({"foo": torch.zeros(1)})
 
 
+@pytest.mark.filterwarnings("ignore:'torch.load' received a zip file that looks like a TorchScript archive")
 def test_torchscript_archive_is_refused_not_run(tmp_path):
     """OpenAI's ViT-B-32.pt is a TorchScript archive; reading it would mean running its code: refused, with the
     one-time conversion to do."""
