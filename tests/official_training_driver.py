@@ -1,7 +1,9 @@
 """K training steps of the authors' ``train_epoch`` and of ours from the same weights and batches, on CPU with
 two gloo processes each (as their DDP runs): ``python -m torch.distributed.run --nproc_per_node 2
-tests/official_training_driver.py {theirs|ours} OUT [--steps K] [key=value ...]``. Run by
-``tests/test_official_training_parity.py``; not a test module itself.
+tests/official_training_driver.py {theirs|ours} OUT [--steps K] [--float64] [--controls key=value ...]
+[key=value ...]``. Run by ``tests/test_official_training_parity.py``; not a test module itself. ``--float64``: both
+codes in float64 (stub S9, :func:`float64_everywhere`); ``--controls``: our side once per changed hyper-parameter
+(negative controls), in the same processes.
 
 ``theirs``: the authors' code (``../shared/reference/seds-official``, unedited) imported the way the reference
 harness does (``harness/run_official.py``: its stubs S2–S7 — ``.cuda()`` a no-op while building, gloo, no
@@ -9,7 +11,8 @@ harness does (``harness/run_official.py``: its stubs S2–S7 — ``.cuda()`` a n
 ``prep_optimizer`` wraps the model in ``DistributedDataParallel(device_ids=[rank])``, which CPU modules refuse,
 so ``device_ids``/``output_device`` are dropped). CLIP weights come from the harness's own generator
 (``make_clip_vit_b32_state_dict``, read from its source), cut to **one** block per tower to keep the run short
-(``--visual_num_hidden_layers 1``; text blocks 1–11 removed) and 8 clip slots instead of 64 (``--feature_len 8``:
+(``--visual_num_hidden_layers 1``; text blocks 1–11 removed), the first 1024 rows of the token embedding (ids
+drawn below 1024) and 8 clip slots instead of 64 (``--feature_len 8``:
 their per-clip temporal block runs on every slot, which dominates a CPU step). ``model.float()`` and every ``nn.Dropout`` at
 p = 0 (dropout masks cannot be shared). Their ``prep_optimizer`` (BertAdam, groups, ``warmup_cosine``) and
 ``train_epoch`` run unchanged over K pre-collated batches per rank; hooks record the loss of every step and the
@@ -39,6 +42,7 @@ REFERENCE = REPO.parent / "shared" / "reference"
 OFFICIAL = REFERENCE / "seds-official"
 HARNESS = REFERENCE / "harness" / "run_official.py"
 B, SLOTS, WORDS = 2, 8, 32           # videos per rank, clip slots (--feature_len; theirs is 64), tokens
+VOCAB = 1024                         # token-embedding rows kept (CLIP's 49408 cut: start/end of text = the two last ids)
 T_MAX = SLOTS + 15
 
 
@@ -76,9 +80,9 @@ def make_batches(steps: int, world: int, seed: int = 0) -> list[list[dict]]:
             tmask = torch.zeros(B, 1, WORDS, dtype=torch.long)
             for b in range(B):
                 n = int(torch.randint(5, WORDS - 1, (1,), generator=g))
-                ids[b, 0, 0] = 49406
-                ids[b, 0, 1:n - 1] = torch.randint(1, 49000, (n - 2,), generator=g)
-                ids[b, 0, n - 1] = 49407
+                ids[b, 0, 0] = VOCAB - 2
+                ids[b, 0, 1:n - 1] = torch.randint(1, VOCAB - 2, (n - 2,), generator=g)
+                ids[b, 0, n - 1] = VOCAB - 1             # the largest id: both codes find the end by argmax
                 tmask[b, 0, :n] = 1
             aug = ids.clone()
             aug[0, 0, [1, 2]] = aug[0, 0, [2, 1]]            # row 0: two words swapped (random_swap)
@@ -95,6 +99,37 @@ def no_dropout(model: torch.nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
+
+
+DTYPE = torch.float32       # set by --float64 (both sides)
+
+
+def to_dtype(x):
+    return x.to(DTYPE) if torch.is_tensor(x) and x.is_floating_point() else x
+
+
+def float64_everywhere() -> None:
+    """S9 (both sides, ``--float64``), applied after the model is built and before it is cast with
+    ``.double()``: every float becomes float64. Both codes cast to float32 on purpose in a few places (their
+    fp16-safe ``LayerNorm`` does ``x.type(torch.float32)``, their towers' outputs ``.float()``; ours mirror
+    them); here ``Tensor.float()`` and ``Tensor.type(float32 / float16)`` return float64, and new tensors default
+    to float64. Constant tables built at construction (positional encodings, graph adjacencies) keep their
+    float32-computed values, the same on both sides."""
+    global DTYPE
+    if DTYPE == torch.float64:      # already (a second run in the same process)
+        return
+    DTYPE = torch.float64
+    torch.set_default_dtype(torch.float64)
+    torch.Tensor.float = lambda self, memory_format=torch.preserve_format: self.to(torch.float64)
+    torch.Tensor.half = torch.Tensor.float
+    to_type = torch.Tensor.type
+    narrow = (torch.float32, torch.float16, "torch.FloatTensor", "torch.HalfTensor")
+
+    def type_(self, dtype=None, non_blocking=False, **kw):
+        if dtype is None:
+            return to_type(self)
+        return to_type(self, torch.float64 if dtype in narrow else dtype, non_blocking, **kw)
+    torch.Tensor.type = type_
 
 
 # --- the authors' side ---------------------------------------------------------------------------------
@@ -134,7 +169,7 @@ def stub_environment() -> None:
     torch.nn.parallel.DistributedDataParallel = CpuDDP
 
 
-def run_theirs(out: Path, steps: int, t_total: int) -> None:
+def run_theirs(out: Path, steps: int, t_total: int, float64: bool) -> None:
     stub_environment()
     sys.path.insert(0, str(OFFICIAL))
     os.chdir(OFFICIAL)
@@ -149,6 +184,7 @@ def run_theirs(out: Path, steps: int, t_total: int) -> None:
     sd = make_sd()
     for k in [k for k in sd if k.startswith("transformer.resblocks.") and k.split(".")[2] != "0"]:
         del sd[k]
+    sd["token_embedding.weight"] = sd["token_embedding.weight"][:VOCAB]      # their CLIP takes its sizes from sd
     CLIP.get_config = staticmethod(lambda pretrained_clip_name="ViT-B/32": {k: v.clone() for k, v in sd.items()})
 
     script = (OFFICIAL / "scripts" / "train_h2s.sh").read_text().replace("\\\n", " ")
@@ -178,14 +214,22 @@ def run_theirs(out: Path, steps: int, t_total: int) -> None:
         torch.Tensor.cuda = cuda
     model = model.float()
     no_dropout(model)
+    if float64:
+        float64_everywhere()
+        model = model.double()
     if rank == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "initial_state.pt")
-    batches = [s[rank] for s in make_batches(steps, world)]
+    batches = [{k: to_dtype(v) for k, v in s[rank].items()} for s in make_batches(steps, world)]
 
     optimizer, scheduler, ddp_model = mtr.prep_optimizer(args, model, t_total, torch.device("cpu"), 1, rank,
                                                          coef_lr=args.coef_lr)
     losses, lrs = [], []
-    model.register_forward_hook(lambda m, inp, outp: losses.append(float(outp[0])))
+    dtypes = set()
+
+    def record(m, inp, outp):       # returns None: the output is left as it is
+        losses.append(float(outp[0].detach()))
+        dtypes.add(str(outp[0].dtype))
+    model.register_forward_hook(record)
     step = optimizer.step
 
     def recording_step(*a, **k):
@@ -201,15 +245,15 @@ def run_theirs(out: Path, steps: int, t_total: int) -> None:
     mtr.train_epoch(0, args, ddp_model, batches, torch.device("cpu"), 1, optimizer, scheduler, 0, local_rank=rank)
     if rank == 0:
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, out / "their_final.pt")
-        (out / "theirs.json").write_text(json.dumps({"loss": losses, "lr": lrs}))
+        (out / "theirs.json").write_text(json.dumps({"loss": losses, "lr": lrs, "loss_dtypes": sorted(dtypes)}))
 
 
 # --- our side --------------------------------------------------------------------------------------------
 
 def our_batch(b: dict) -> dict:
-    return {"left": b["left_pose"], "right": b["right_pose"], "body": b["body_pose"],
+    return {"left": to_dtype(b["left_pose"]), "right": to_dtype(b["right_pose"]), "body": to_dtype(b["body_pose"]),
             "clip_starts": b["body_clips_start"], "clip_mask": b["body_mask"][:, 1:] == 0,
-            "rgb": b["RGB_feature"][..., 0].transpose(1, 2)}
+            "rgb": to_dtype(b["RGB_feature"][..., 0].transpose(1, 2))}
 
 
 def build_ours(overrides: list[str]):
@@ -222,6 +266,7 @@ def build_ours(overrides: list[str]):
                                                            "model.rgb_transformer.layers=1", f"model.max_clips={SLOTS}", *overrides])
     model = create_model(cfg.model, hand_init=None)
     model.text.backbone.resblocks = model.text.backbone.resblocks[:1]
+    model.text.backbone.token_embedding = torch.nn.Embedding(VOCAB, model.text.backbone.token_embedding.embedding_dim)
     crit = SEDSLoss(cfg.loss, tau=cfg.model.tau, opts=cfg.model.options)
     return model, crit, cfg, official_key_map(model)
 
@@ -236,21 +281,24 @@ def load_theirs_into(model, crit, kmap: dict, state: dict) -> None:
     crit.load_state_dict(ours["loss"])
 
 
-def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
+def run_ours(out: Path, steps: int, t_total: int, overrides: list[str], float64: bool, name: str = "ours") -> None:
+    """Our side in the running process group; writes ``<name>.json`` (and ``our_final.pt`` for ``ours``)."""
     import torch.distributed as dist
     from seds.optim import apply_gradients, build_optimizer
     from seds.train import Dist, gather_embeddings, gather_text
 
-    dist.init_process_group("gloo")
     d = Dist(dist.get_rank(), dist.get_world_size())
     model, crit, cfg, kmap = build_ours(overrides)
     load_theirs_into(model, crit, kmap, torch.load(out / "initial_state.pt", weights_only=True))
     no_dropout(model)
+    if float64:
+        float64_everywhere()
+        model, crit = model.double(), crit.double()
     cfg.train.epochs = 1
     opt, sched = build_optimizer(cfg.train, cfg.loss, model, crit, t_total)
     params = list(model.parameters()) + list(crit.parameters())
     model.train()
-    losses, lrs = [], []
+    losses, lrs, dtypes = [], [], set()
     for s in make_batches(steps, d.world):
         b = s[d.rank]
         v = model.encode_batch_video(our_batch(b))
@@ -266,15 +314,18 @@ def run_ours(out: Path, steps: int, t_total: int, overrides: list[str]) -> None:
                 p.grad /= d.world
         lrs.append([g["lr"] for g in opt.param_groups])
         losses.append(float(terms["loss"].detach()))
+        dtypes.add(str(terms["loss"].dtype))
         apply_gradients(cfg.train, cfg.loss, opt, sched, params, shards=d.world, logit_scale=crit.logit_scale)
     if d.main:
         inv = {v: k for k, v in kmap.items()}
-        final = {inv[f"model.{k}"]: v.detach().clone() for k, v in model.state_dict().items() if f"model.{k}" in inv}
-        final[inv["loss.logit_scale"]] = crit.logit_scale.detach().clone()
-        torch.save(final, out / "our_final.pt")
+        if name == "ours":
+            final = {inv[f"model.{k}"]: v.detach().clone() for k, v in model.state_dict().items()
+                     if f"model.{k}" in inv}
+            final[inv["loss.logit_scale"]] = crit.logit_scale.detach().clone()
+            torch.save(final, out / "our_final.pt")
         groups = [{"name": g["name"], "names": [inv[n] for n in g["names"]]} for g in opt.param_groups]
-        (out / "ours.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups}))
-    dist.destroy_process_group()
+        (out / f"{name}.json").write_text(json.dumps({"loss": losses, "lr": lrs, "groups": groups,
+                                                      "loss_dtypes": sorted(dtypes), "overrides": overrides}))
 
 
 def main() -> None:
@@ -283,6 +334,9 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--t-total", type=int, default=25)
+    ap.add_argument("--float64", action="store_true", help="both sides in float64 (S9, float64_everywhere)")
+    ap.add_argument("--controls", nargs="+", default=[],
+                    help="ours: one run per key=value (negative controls), written to control_<i>.json")
     ap.add_argument("overrides", nargs="*")
     # PARITY_THREADS=2: the same run with another float summation order (measures the chaos floor, see the test)
     a = ap.parse_args()
@@ -290,10 +344,16 @@ def main() -> None:
     np.random.seed(0)
     a.out.mkdir(parents=True, exist_ok=True)
     if a.side == "theirs":
-        run_theirs(a.out.resolve(), a.steps, a.t_total)
+        run_theirs(a.out.resolve(), a.steps, a.t_total, a.float64)
     else:
         sys.path.insert(0, str(REPO))
-        run_ours(a.out.resolve(), a.steps, a.t_total, a.overrides)
+        torch.distributed.init_process_group("gloo")
+        if a.controls:
+            for i, c in enumerate(a.controls):
+                run_ours(a.out.resolve(), a.steps, a.t_total, [*a.overrides, c], a.float64, f"control_{i}")
+        else:
+            run_ours(a.out.resolve(), a.steps, a.t_total, a.overrides, a.float64)
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from seds.model.interaction_transformer import LayerNorm, ResidualAttentionBlock
+from seds.model.interaction_transformer import CLIP_HINT, LayerNorm, ResidualAttentionBlock, copy_checked
+from seds.weights import read_state_dict
 
 VOCAB_SIZE = 49408
 CONTEXT_LENGTH = 77
@@ -53,3 +54,42 @@ class ClipTextTower(nn.Module):
             x = blk(x, None, causal)
         x = self.ln_final(x) @ self.text_projection.to(dtype)
         return x, eot_mask(ids)
+
+
+# --- initialisation from a local CLIP ViT-B/32 checkpoint (the authors' start) ---------------------------------
+
+#: entries of OpenAI's CLIP state dict that the text tower does not take: the image tower, the temperature
+#: (read by :func:`clip_logit_scale`) and the JIT archive's size entries
+_TEXT_SKIP_PREFIXES = ("visual.",)
+_TEXT_SKIP = {"logit_scale", "input_resolution", "context_length", "vocab_size"}
+
+
+def read_clip(source) -> dict:
+    """A CLIP checkpoint as a state dict: ``source`` a dict, or a path read without running code from it
+    (``.safetensors``, or a plain state-dict ``.pt`` through ``torch.load(weights_only=True)``). OpenAI's
+    ``ViT-B-32.pt`` is a TorchScript archive: it is refused with the one-time conversion to run (``CLIP_HINT``)."""
+    if isinstance(source, dict):
+        return source
+    return read_state_dict(source, what="CLIP checkpoint", missing_error=FileNotFoundError,
+                           unwrap=("state_dict",), hint=CLIP_HINT)
+
+
+def load_clip_text(tower: ClipTextTower, source) -> None:
+    """Copy CLIP's text tower (``token_embedding``, ``positional_embedding``, ``transformer.resblocks.*``,
+    ``ln_final``, ``text_projection``) into ``tower`` — what the authors' ``CLIP4Clip.from_pretrained`` loads into
+    ``clip.*`` from ``ViT-B-32.pt`` before training. Every parameter must be there with its shape (raises
+    ValueError listing missing keys, shape mismatches and unused text keys)."""
+    sd = read_clip(source)
+    if "token_embedding.weight" not in sd:
+        raise ValueError("no 'token_embedding.weight': this is not a CLIP checkpoint")
+    theirs = {k.replace("transformer.resblocks.", "resblocks."): v for k, v in sd.items()
+              if k not in _TEXT_SKIP and not k.startswith(_TEXT_SKIP_PREFIXES)}
+    copy_checked(tower, theirs, "the text tower")
+
+
+def clip_logit_scale(source) -> torch.Tensor:
+    """CLIP's learned temperature (``logit_scale``, a log): the authors' ``clip.logit_scale`` starts from it."""
+    sd = read_clip(source)
+    if "logit_scale" not in sd or sd["logit_scale"].numel() != 1:
+        raise ValueError("the CLIP checkpoint has no scalar 'logit_scale'")
+    return sd["logit_scale"].reshape(()).float()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from seds.config import ModelConfig
+from seds.model.clip_text import load_clip_text
 from seds.model.hand_init import load_pretrained_hands, load_signbert_init
 from seds.model.seds import SEDS
 
@@ -24,4 +25,6 @@ def create_model(cfg: ModelConfig, with_text: bool = True, hand_init: str | Path
     path = cfg.pose.hand_init if hand_init is _FROM_CONFIG else hand_init
     if path:
         HAND_INIT[cfg.options.pose_encoder](model, path)
+    if with_text and cfg.text.clip_init:        # openai-clip: the text tower from CLIP, as the authors start
+        load_clip_text(model.text.backbone, cfg.text.clip_init)
     return model

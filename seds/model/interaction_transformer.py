@@ -120,23 +120,24 @@ def load_clip_visual(module: InteractionTransformer, source) -> list[str]:
             continue
         name = k[len(prefix):].replace("transformer.resblocks.", "resblocks.")
         theirs[name] = v
+    copy_checked(module, theirs, "the interaction transformer", _CLIP_SKIP)
+    return sorted(_CLIP_SKIP)
+
+
+def copy_checked(module: nn.Module, theirs: dict, what: str, skip: set[str] = frozenset()) -> None:
+    """Copy ``theirs`` (names of ``module``'s state dict) into ``module``, every entry but ``skip``: raises
+    ValueError listing every missing name, shape mismatch and unused name of a CLIP checkpoint, copies nothing then."""
     ours = module.state_dict()
-    missing, mismatched = [], []
-    for name, p in ours.items():
-        if name in _CLIP_SKIP:
-            continue
-        if name not in theirs:
-            missing.append(name)
-        elif tuple(theirs[name].shape) != tuple(p.shape):
-            mismatched.append(f"{name}: checkpoint {tuple(theirs[name].shape)} vs model {tuple(p.shape)}")
-    unused = sorted(set(theirs) - set(ours) - _CLIP_SKIP)
-    if missing or mismatched or unused:
-        raise ValueError("CLIP checkpoint does not fit the interaction transformer:"
+    missing = [k for k in ours if k not in skip and k not in theirs]
+    shapes = [f"{k}: checkpoint {tuple(theirs[k].shape)} vs model {tuple(v.shape)}" for k, v in ours.items()
+              if k not in skip and k in theirs and tuple(theirs[k].shape) != tuple(v.shape)]
+    unused = sorted(set(theirs) - set(ours) - set(skip))
+    if missing or shapes or unused:
+        raise ValueError(f"CLIP checkpoint does not fit {what}:"
                          + "".join(f"\n  missing: {m}" for m in missing)
-                         + "".join(f"\n  shape: {m}" for m in mismatched)
+                         + "".join(f"\n  shape: {m}" for m in shapes)
                          + "".join(f"\n  unused: {m}" for m in unused))
     with torch.no_grad():
-        for name, p in ours.items():
-            if name not in _CLIP_SKIP:
-                p.copy_(theirs[name].to(p.dtype))
-    return sorted(_CLIP_SKIP)
+        for k, v in ours.items():
+            if k not in skip:
+                v.copy_(theirs[k].to(v.dtype))
