@@ -43,7 +43,7 @@ from seds.extract.pose import make_pose_estimator
 from seds.extract.recording import RecordingConfig, RecordingError, RecordingExtractor
 from seds.extract.video import Budget, VideoError, VideoStream
 from seds.extract.writer import write_video
-from seds.retrieval.engine import MAX_TEXT_CHARS, QueryError, SearchEngine, short_label
+from seds.retrieval.engine import MAX_TEXT_CHARS, QueryError, SearchEngine, check_upload, short_label
 from seds.retrieval.gallery import file_sha256
 from seds.retrieval.localise import (NO_SIGNING, NOTE_AT_MAX_LENGTH, NOTE_COARSE_ONLY, NOTE_SHORT_RECORDING,
                                      NOTE_TRUNCATED, Localisation, LocaliseConfig, LocaliseError, Localiser,
@@ -169,13 +169,7 @@ class RecordingsService:
 
     def _checked(self, path) -> tuple[Path, float]:
         """The upload's checks before anything is decoded (the app's: header, frame size), and its duration."""
-        if path is None or str(path).strip() == "":
-            raise QueryError("Upload a recording (or pick a gallery recording) first.")
-        p = Path(path)
-        if not p.is_file():
-            raise QueryError("The recording was not found (the upload may have failed).")
-        if p.stat().st_size == 0:
-            raise QueryError("The file is empty (0 bytes): not a video.")
+        p = check_upload(path, ask="Upload a recording (or pick a gallery recording) first.", name="recording")
         info = self.be.check_video(p)
         dur = info.duration if info.num_frames > 0 and info.fps > 0 else None
         if dur is not None and dur > self.max_minutes * 60 + 1e-6:

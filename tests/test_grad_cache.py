@@ -360,7 +360,7 @@ OFFICIAL_K = 3          # 24 train sentences / global batch 8
 def official_store(tmp_path_factory):
     """24 train / 4 test sentences in the authors' file formats (synthetic keypoints and I3D features), imported."""
     from seds.data.official import import_official
-    from seds.data.official_synthetic import SyntheticVideo, write_official_synthetic
+    from tests.official_synthetic import SyntheticVideo, write_official_synthetic
     root = tmp_path_factory.mktemp("official")
     words = "we will walk along the path to the old garden gate today".split()
     for split, n in (("train", 24), ("test", 4)):

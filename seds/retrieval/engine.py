@@ -153,21 +153,20 @@ def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10)
     return float(left), float(right)
 
 
-def check_upload(path) -> Path:
-    """The checks every video query starts with: a file was given, it exists and it is not empty."""
+def check_upload(path, ask: str = "Upload a video (or record one with the webcam) first.",
+                 name: str = "video file") -> Path:
+    """The checks every video query starts with: a file was given (else ``ask``), it exists and it is not empty."""
     if path is None or str(path).strip() == "":
-        raise QueryError("Upload a video (or record one with the webcam) first.")
+        raise QueryError(ask)
     path = Path(path)
     if not path.is_file():
-        raise QueryError("The video file was not found (the upload may have failed).")
+        raise QueryError(f"The {name} was not found (the upload may have failed).")
     if path.stat().st_size == 0:
         raise QueryError("The file is empty (0 bytes): not a video.")
     return path
 
 
-# ---------------------------------------------------------------------------------------------------
-# results
-# ---------------------------------------------------------------------------------------------------
+# --- results ------------------------------------------------------------------------------------------------
 
 # What a video query found, as codes with values (a UI words them: demo/backend.py, python -m seds.index)
 NOTE_CACHED = "features_from_gallery_cache"       # pose_backend: what made the cached keypoints
