@@ -381,6 +381,7 @@ def official_overrides(store, out, **train) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_gradient_cache_with_text_augmentation_equals_two_ranks(official_store, tmp_path):
     """configs/how2sign.yaml as it is (their sampler, text augmentation p 0.5, dropout) on 2 ranks × 4 (gloo) vs
     one process with chunks of 4: every weight and statistic after K steps and the loss at every step; the

@@ -357,6 +357,7 @@ LOSS_TOL, PARAM_TOL = 1e-14, 1e-14
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_k_training_steps_match_their_train_epoch(their_run, tmp_path):
     r = compare(ours_beside(their_run, tmp_path))
     print(f"ours vs their train_epoch, {STEPS} steps (float64): loss rel. per step "
@@ -372,6 +373,7 @@ CONTROLS = ("train.eps=1.0e-8", "train.beta2=0.999", "train.lr_transformer=1.1e-
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_k_training_steps_negative_controls(their_run, tmp_path):
     """One hyper-parameter changed on our side at a time (one driver run, CONTROL_STEPS steps each): the loss
     leaves the tolerance of the test above within those steps (the changed lr also in the recorded lr)."""
