@@ -32,7 +32,7 @@ import gradio as gr  # noqa: E402
 from .backend import (DEMO_CONFIG, MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
                       explanation_figure, load_app_config)
 from .live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
-from .memory import return_large_buffers_to_os  # noqa: E402
+from .memory import give_back_freed_memory, return_large_buffers_to_os  # noqa: E402
 from .recordings_tab import recordings_tab  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
@@ -215,7 +215,7 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
         def run_video(path, k, progress=gr.Progress(), request: gr.Request = None):
             if not path:
                 return empty_video("⚠️ Upload a video (or record one with the webcam) first.")
-            session = session_of(request)
+            session, plan = session_of(request), None
             try:
                 plan = live.plan(path, session)
                 est = plan.estimate_s if plan.kind == "live" else None
@@ -227,6 +227,9 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
             except AppError as e:
                 gr.Warning(str(e))
                 return empty_video(f"⚠️ {e}")
+            finally:
+                if plan is not None and plan.kind == "live":
+                    give_back_freed_memory()        # the extraction's freed pages (demo/memory.py)
             return answer_video(q, est)
 
         def rerank_video(q, path, k, request: gr.Request = None):
