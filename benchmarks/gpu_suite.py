@@ -45,7 +45,7 @@ SIZES = {  # gpu / cpu-tiny
             "app": ["--clips", "64", "--repeats", "3"], "index": ["--sizes", "100000", "--queries", "50",
                                                                 "--rerank", "100,1000"]},
     "cpu-tiny": {"amp": False, "preset": "tiny", "batch": 8, "clips": 4, "words": 8, "steps": 2, "i3d_windows": 2,
-                 "official": "official-tiny", "official_batch": 4, "chunk": 2,
+                 "official": "official-tiny", "official_batch": 4, "chunk": 2, "official_steps": 1,
                  "app": ["--clips", "4", "--repeats", "1", "--seconds", "2"],
                  "index": ["--sizes", "1000", "--queries", "5", "--rerank", "50", "--clips", "16"]},
 }
@@ -104,7 +104,7 @@ def official_step(device: torch.device, s: dict, chunk: int) -> dict:
     """The official variant's training step at the global batch: one graph (chunk 0) or the gradient cache."""
     from bench_grad_cache import make_step
     step, setting = make_step(s["official"], device, s["official_batch"], chunk, s["amp"])
-    return {**time_steps(step, s["steps"], device.type == "cuda"), "setting": setting}
+    return {**time_steps(step, s.get("official_steps", s["steps"]), device.type == "cuda"), "setting": setting}
 
 
 def i3d(device: torch.device, s: dict) -> dict:
