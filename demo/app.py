@@ -29,10 +29,11 @@ if not __package__:                    # `python demo/app.py` (a checkout, a Spa
 
 import gradio as gr  # noqa: E402
 
+from seds.cpu_runtime import give_back_freed_memory, return_large_buffers_to_os  # noqa: E402
+
 from .backend import (DEMO_CONFIG, MAX_TEXT_CHARS, STREAM_TITLES, AppBackend, AppConfig, AppError,  # noqa: E402
                       explanation_figure, load_app_config)
 from .live import LiveQueries, plan_text, progress_text, real_signing_note  # noqa: E402
-from .memory import give_back_freed_memory, return_large_buffers_to_os  # noqa: E402
 from .recordings_tab import recordings_tab  # noqa: E402
 
 try:                                    # Hugging Face ZeroGPU Spaces: GPU work inside @spaces.GPU
@@ -229,7 +230,7 @@ def build_app(be: AppBackend, live: LiveQueries | None = None) -> gr.Blocks:
                 return empty_video(f"⚠️ {e}")
             finally:
                 if plan is not None and plan.kind == "live":
-                    give_back_freed_memory()        # the extraction's freed pages (demo/memory.py)
+                    give_back_freed_memory()        # the extraction's freed pages (seds/cpu_runtime.py)
             return answer_video(q, est)
 
         def rerank_video(q, path, k, request: gr.Request = None):
@@ -417,7 +418,7 @@ def warm_up(be: AppBackend) -> None:
 
 
 def main(argv=None) -> int:
-    return_large_buffers_to_os()       # an idle app gives a live extraction's frame buffers back (demo/memory.py)
+    return_large_buffers_to_os()       # an idle app gives a live extraction's frame buffers back (cpu_runtime)
     try:
         cfg, _ = parse_args(argv)
         print("loading the checkpoint and the gallery …", flush=True)
