@@ -126,7 +126,7 @@ def test_soak_four_users(tmp_path):
         idle = {"after the serial pass": idle_rss(server.pid)}
 
         def user(u: int, t_phase: float, seconds: float):
-            rng = random.Random(u * 1000 + int(t_phase))
+            rng = random.Random(u)            # each phase: the same queries in the same order
             client = server.client()
             t_end = t_phase + seconds
             next_hostile = t_phase + 15.0 + 60.0 * u          # one hostile upload a minute in all
