@@ -27,6 +27,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, Offl
 from seds.atomic import atomic_write_bytes
 from seds.checkpoint import CONFIG, WEIGHTS, CheckpointError, read_config
 from seds.extract.factory import training_extractors
+from seds.progname import prog
 
 PREFIX = "hf-hub:"
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -266,7 +267,8 @@ def push_to_hub(folder: str | Path, repo_id: str, private: bool = False, revisio
 # --------------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="seds-hub", description="SEDS checkpoints and galleries on the Hugging Face Hub")
+    ap = argparse.ArgumentParser(prog=prog("seds.hub", "seds-hub"),
+                                 description="SEDS checkpoints and galleries on the Hugging Face Hub")
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("card", help="write a checkpoint folder's model card (README.md)")
     c.add_argument("checkpoint")
