@@ -28,8 +28,8 @@ from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
 from seds.retrieval.index import GalleryIndexError
-from seds.retrieval.engine import (MAX_TEXT_CHARS, EngineConfig, Explanation,  # noqa: F401 - MAX_TEXT_CHARS: app.py
-                                   QueryError, SearchEngine, VideoQuery, short_label)
+from seds.retrieval.engine import EngineConfig, Explanation, SearchEngine, VideoQuery
+from seds.retrieval.inputs import MAX_TEXT_CHARS, QueryError, short_label  # noqa: F401 - MAX_TEXT_CHARS: app.py
 from seds.retrieval.wording import note_text
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,8 @@ from typing import Callable
 
 from .backend import AppBackend, AppError, VideoQuery
 from seds.clips import WINDOW, pad_frames, select_clip_starts
-from seds.retrieval.engine import QueryTimeout, check_upload
+from seds.retrieval.engine import QueryTimeout
+from seds.retrieval.inputs import check_upload
 from seds.retrieval.gallery import file_sha256
 
 FPS = 24.0                                  # the pipeline decodes every upload at 24 fps (Sec. 3.1)

@@ -18,11 +18,8 @@ SHA-256 (the recent-queries cache of :mod:`demo.live`) and called "your recordin
 """
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -32,9 +29,9 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .backend import STREAM_TITLES, AppBackend, explanation_figure
+from .backend import PREVIEW_SHORT_SIDE, STREAM_TITLES, AppBackend, explanation_figure
 from .live import LiveQueries, RecentQueries
-from seds.clips import WINDOW, clip_times
+from seds.clips import clip_times
 from seds.data.features import VideoFeatures
 from seds.data.store import FeatureStore
 from seds.encode import encode_sentences, encode_videos, word_labels
@@ -43,7 +40,8 @@ from seds.extract.pose import make_pose_estimator
 from seds.extract.recording import RecordingConfig, RecordingError, RecordingExtractor
 from seds.extract.video import Budget, VideoError, VideoStream
 from seds.extract.writer import write_video
-from seds.retrieval.engine import MAX_TEXT_CHARS, QueryError, SearchEngine, check_upload, short_label
+from seds.retrieval.engine import SearchEngine
+from seds.retrieval.inputs import MAX_TEXT_CHARS, QueryError, check_text, check_upload, short_label
 from seds.retrieval.gallery import file_sha256
 from seds.retrieval.localise import (NO_SIGNING, NOTE_AT_MAX_LENGTH, NOTE_COARSE_ONLY, NOTE_SHORT_RECORDING,
                                      NOTE_TRUNCATED, Localisation, LocaliseConfig, LocaliseError, Localiser,
@@ -54,8 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = ROOT / "examples" / "recordings"
 DEFAULT_MAX_MINUTES = 3.0      # peak RSS of extraction grows with length (benchmarks/results/recording_extract.md)
 UPLOAD_LABEL = "your recording"
-PREVIEW_FPS, PREVIEW_SHORT_SIDE, PREVIEW_PAD_S = 12.0, 240, 0.5
-PREVIEW_MAX_AGE_S = 3600.0
+PREVIEW_FPS, PREVIEW_PAD_S = 12.0, 0.5
 # the coarse pass (index build) per window before one was measured here: benchmarks/results/recordings.md (355 s per
 # hour of video at 3 windows per second on the 2-core CPU, demo checkpoint)
 PRIOR_ENCODE_PER_WINDOW = 0.033
@@ -104,8 +101,6 @@ class RecordingsService:
         self.uploads = RecentQueries(4)          # extracted uploads by SHA-256 + settings (shared, content-keyed)
         self._pose, self._rgb = pose_estimator, rgb_extractor
         self._extract_lock = threading.Lock()    # one recording extraction at a time (its models are not shared)
-        self._tmp = Path(tempfile.mkdtemp(prefix="seds-recordings-"))
-        atexit.register(shutil.rmtree, self._tmp, True)
         self._measured: list[tuple[int, float]] = []     # (frames, seconds) of the last extractions here
 
     # -- the gallery ------------------------------------------------------------------------------------
@@ -242,12 +237,7 @@ class RecordingsService:
     # -- queries ----------------------------------------------------------------------------------------
     @staticmethod
     def check_text(text: str) -> str:
-        text = (text or "").strip()
-        if not text:
-            raise QueryError("Type a sentence to find.")
-        if len(text) > MAX_TEXT_CHARS:
-            raise QueryError(f"The text is {len(text):,} characters long; at most {MAX_TEXT_CHARS:,} are accepted.")
-        return text
+        return check_text(text, ask="Type a sentence to find.")
 
     def find(self, rec: Recording, text: str) -> Localisation:
         try:
@@ -291,9 +281,9 @@ class RecordingsService:
         """A trimmed WebM of [start − ½ s, end + ½ s] (12 fps, ≤ 240 px), or None without a video file."""
         if rec.video is None or not rec.video.is_file():
             return None
-        self._prune()
-        name = f"span-{abs(hash((rec.key, round(start_s, 2), round(end_s, 2)))):x}.webm"
-        out = self._tmp / name
+        self.be.prune_previews()          # the app's preview folder: pruned and deleted with the app's previews
+        name = f"preview-span-{abs(hash((rec.key, round(start_s, 2), round(end_s, 2)))):x}.webm"
+        out = self.be.preview_dir / name
         if out.is_file():
             return str(out)
         try:
@@ -313,15 +303,6 @@ class RecordingsService:
             return str(write_video(frames, out, PREVIEW_FPS))
         except Exception:  # noqa: BLE001 - a preview failure must not lose the results
             return None
-
-    def _prune(self) -> None:
-        now = time.time()
-        for f in self._tmp.glob("span-*"):
-            try:
-                if now - f.stat().st_mtime > PREVIEW_MAX_AGE_S:
-                    f.unlink()
-            except OSError:
-                pass
 
 
 # --------------------------------------------------------------------------------------------------

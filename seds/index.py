@@ -35,7 +35,8 @@ from seds.data.store import FeatureStore
 from seds.encode import EncodeError
 from seds.extract.factory import ExtractorFactory
 from seds.extract.runner import ShardError, resolve_shard, run_extraction, select_shard
-from seds.retrieval.engine import EngineConfig, QueryError, SearchEngine
+from seds.retrieval.engine import EngineConfig, SearchEngine
+from seds.retrieval.inputs import QueryError
 from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprint
 from seds.retrieval.index import GalleryIndexError
 from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts

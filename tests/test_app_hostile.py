@@ -153,7 +153,7 @@ def test_no_uploader_name_reaches_another_session(backend, tiny, tmp_path):
 
 def test_a_1mb_text_is_refused_at_once_and_long_words_make_small_figures(backend):
     """Issue 25.3: run_text('x' * 1_000_000) took ~2 minutes and a 100 MB plot JSON."""
-    from seds.retrieval.engine import MAX_LABEL_CHARS, MAX_TEXT_CHARS
+    from seds.retrieval.inputs import MAX_LABEL_CHARS, MAX_TEXT_CHARS
     t0 = time.perf_counter()
     with pytest.raises(AppError, match=r"1,000,000 characters long; at most 1,000 .*first \d+ words"):
         backend.query_text("x" * 1_000_000)

@@ -49,6 +49,7 @@ from seds.hub import parse_spec, resolve_checkpoint, resolve_gallery
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
 from seds.retrieval.index import GalleryIndexError
+from seds.retrieval.inputs import QueryError, check_text, check_upload, short_label, without_path
 from seds.similarity import clip_word_matrix, fine_grained_scores
 from seds.variants import variant_of
 
@@ -56,14 +57,7 @@ log = logging.getLogger(__name__)
 
 STREAM_ORDER = ("pose", "rgb", "fused")
 CPU_I3D_MEMORY_MB = 512      # I3D activation budget per batch of windows on CPU (bounds a query's peak RSS)
-MAX_TEXT_CHARS = 1000        # longer sentences are refused: the text encoder reads at most model.text.max_words words
-MAX_LABEL_CHARS = 24         # a word label of the "Why?" heatmaps is cut to this many characters
 ProgressFn = Callable[[str, float], None]
-
-
-class QueryError(ValueError):
-    """A problem with a user's input or with the engine's setup, worded for a person (the app calls it
-    ``AppError``)."""
 
 
 class QueryTimeout(QueryError):
@@ -132,38 +126,12 @@ def scale_keypoints(feats: VideoFeatures, size: tuple[int, int], source: tuple[i
     return k
 
 
-def short_label(text: str, n: int = MAX_LABEL_CHARS) -> str:
-    """``text`` cut to at most ``n`` characters (an ellipsis marks the cut)."""
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-def without_path(message: str, path: Path) -> str:
-    """``message`` with every mention of ``path`` (full, resolved, folder or file name) removed."""
-    for s in sorted({str(path), str(path.resolve()), str(path.parent), path.name}, key=len, reverse=True):
-        if s and s not in (".", "/"):
-            message = message.replace(s, "")
-    return message
-
-
 def hand_presence(raw_kpts: np.ndarray, conf: float = 0.3, min_points: int = 10) -> tuple[float, float]:
     """Fraction of frames in which the (subject's) left / right hand is visible."""
     ok = np.nan_to_num(raw_kpts[..., 2]) >= conf
     left = (ok[:, N_BODY:N_BODY + N_HAND].sum(1) >= min_points).mean()
     right = (ok[:, N_BODY + N_HAND:N_BODY + 2 * N_HAND].sum(1) >= min_points).mean()
     return float(left), float(right)
-
-
-def check_upload(path, ask: str = "Upload a video (or record one with the webcam) first.",
-                 name: str = "video file") -> Path:
-    """The checks every video query starts with: a file was given (else ``ask``), it exists and it is not empty."""
-    if path is None or str(path).strip() == "":
-        raise QueryError(ask)
-    path = Path(path)
-    if not path.is_file():
-        raise QueryError(f"The {name} was not found (the upload may have failed).")
-    if path.stat().st_size == 0:
-        raise QueryError("The file is empty (0 bytes): not a video.")
-    return path
 
 
 # --- results ------------------------------------------------------------------------------------------------
@@ -537,12 +505,8 @@ class SearchEngine:
     def query_text(self, text: str, k: int | None = None) -> TextQuery:
         if self.gallery.videos is None:
             raise QueryError("this gallery has no videos: text → video search is not available")
-        text = (text or "").strip()
-        if not text:
-            raise QueryError("Type a sentence to search for.")
-        if len(text) > MAX_TEXT_CHARS:
-            raise QueryError(f"The text is {len(text):,} characters long; at most {MAX_TEXT_CHARS:,} are accepted "
-                             f"(the text encoder reads only its first {self.model_cfg.model.text.max_words} words).")
+        text = check_text(text, why=f" (the text encoder reads only its first {self.model_cfg.model.text.max_words} "
+                                    "words)")
         k = k or self.cfg.top_k
         t0 = time.perf_counter()
         try:
