@@ -105,6 +105,18 @@ def test_gallery_scores_are_the_official_scores(served):
             # the similarity is the official one: the paper variant's masked softmax gives other numbers
     masked = score_matrices(enc, cfg.model.tau, softmax_over_padding=False)
     assert (masked["fused"] - ref["fused"]).abs().max() > 1e-2
+
+
+@pytest.mark.slow
+def test_gallery_video_query_gives_the_official_scores_and_why(served):
+    a, model, cfg, _ = served
+    if not a.videos:
+        pytest.skip(f"How2Sign-mini clips are not present ({MINI}): they stand in for the gallery's video files")
+    ds = OfficialDataset(a.store, a.store / "manifest_test.csv", split="test")
+    enc = encode_split(model, ds, batch_size=8, collate_fn=official_collate)
+    ref = score_matrices(enc, cfg.model.tau, softmax_over_padding=True)
+    eng = SearchEngine(EngineConfig(checkpoint=str(a.checkpoint), gallery=str(a.gallery), device="cpu",
+                                    pose_backend="mediapipe", top_k=5))
     # video → text from the gallery cache: the video's own features, the same scores
     vid, path = next(iter(a.videos.items()))
     vq = eng.query_video(str(path), k=10)
