@@ -1,4 +1,4 @@
-"""Benchmark of the two-stage gallery search (seds.retrieval.index): faiss on pooled vectors → fine-grained
+"""Benchmark of the two-stage gallery search (seds.retrieval.gallery_index): faiss on pooled vectors → fine-grained
 re-rank of the top M, against exhaustive fine-grained scoring.
 
 Synthetic but structured data, so that agreement numbers mean something: a vocabulary of unit "word"
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seds.retrieval.index import GalleryIndex, faiss, faiss_gpu_available  # noqa: E402
+from seds.retrieval.gallery_index import GalleryIndex, faiss, faiss_gpu_available  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

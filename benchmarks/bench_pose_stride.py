@@ -193,7 +193,7 @@ def fmt(x, nd=2):
 
 def markdown(res: dict, meta: dict) -> str:
     strides = [int(s) for s in res["error_px"]]
-    lines = [f"# Pose stride: keypoint error of pose on every s-th frame + interpolation vs every frame",
+    lines = ["# Pose stride: keypoint error of pose on every s-th frame + interpolation vs every frame",
              "", f"`{meta['command']}` · {meta['date']} · {meta['platform']}, {meta['cpus']} CPUs, "
              f"OMP_NUM_THREADS={meta['omp_threads']}; load average {meta['load_start']} at the start, "
              f"{meta['load_end']} at the end.", "",

@@ -72,7 +72,7 @@ def main(argv=None):
              f"Checkpoint `{args.checkpoint}` (model.max_clips = {cfg.model.max_clips}), {len(specs)} {args.split} "
              f"videos of the demo's synthetic benchmark ({np.mean([s.num_frames for s in specs]):.0f} frames on "
              "average; a video has at most frames − 15 windows, so 'windows used' can be below T). Fused stream, "
-             f"official protocol, expected-rank ties (seds.evaluate defaults), R@k in %; chance R@1 = {100 / len(specs):.1f} %. {time.time() - t0:.0f} s.", "",
+             f"sentence_ids protocol, expected-rank ties (seds.evaluate defaults), R@k in %; chance R@1 = {100 / len(specs):.1f} %. {time.time() - t0:.0f} s.", "",
              "| T (max windows) | windows used (mean) | V2T R@1 | V2T R@5 | V2T R@10 | V2T MedR | T2V R@1 | T2V R@5 |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t, r in rows.items():

@@ -164,7 +164,7 @@ def main() -> None:
               "load_start": load0, "pose": f"mediapipe, pose stride {args.pose_stride}", "rgb": args.rgb,
               "window_stride": args.window_stride, "max_short_side": args.max_short_side, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# Streaming extraction of long 720p recordings: peak RSS\n",
+    lines = ["# Streaming extraction of long 720p recordings: peak RSS\n",
              f"`{result['command']}` · {result['date']} · {result['machine']}; load average {load0:.2f} at the start.\n",
              f"`python -m seds.extract --recordings`, one worker, OMP_NUM_THREADS=1; pose: {result['pose']} (the others "
              f"interpolated); RGB: {args.rgb}; windows of 16 frames every {args.window_stride} frames; frames decoded "

@@ -313,7 +313,7 @@ def main(argv=None):
     agg = {name: {s: {k: mean_std([per_seed[name][sd][s][k] for sd in args.seeds]) for k in MOMENT + ALIGN}
                   for s in STREAMS} for name in per_seed}
     n_q = {sd: per_seed["span grid"][sd]["fused"]["queries"] for sd in args.seeds}
-    md = [f"# Localisation in long recordings (synthetic, proxy-RGB)", "",
+    md = ["# Localisation in long recordings (synthetic, proxy-RGB)", "",
           f"Command: `{cmd}`  ",
           f"Checkpoint: `{args.checkpoint}` ({info.get('kind', '')}: trained on the synthetic signing benchmark only; "
           "RGB features are the colour-histogram proxy, not I3D). Recordings: per seed one validation recording (val "

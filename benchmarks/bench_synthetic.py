@@ -79,7 +79,7 @@ def write(rows: list[dict], base, seeds: list[int], args, results: Path) -> None
              f"Model/training: `{args.config}` (until val R-sum stops improving: patience {base.train.patience}, "
              f"cap {base.train.epochs} epochs; batch {base.train.batch_size}, one CPU thread per run); "
              "checkpoint chosen on val R-sum; test split "
-             f"reported; chance R@1 = {100 / n[2]:.1f} %. Metrics: official protocol, expected-rank ties "
+             f"reported; chance R@1 = {100 / n[2]:.1f} %. Metrics: sentence_ids protocol (the authors' eval_epoch), expected-rank ties "
              "(fractional ranks; seds.metrics).  ",
              f"Seeds {seeds}: mean ± sample std. Runs are shared with `python -m seds.experiments.ablate` "
              "(benchmarks/results/ablations/), keys in synthetic.json.", "",

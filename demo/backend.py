@@ -27,7 +27,7 @@ from seds.config import CONFIG_DIR, ConfigError, from_dict, read_yaml_mapping
 from seds.extract.factory import describe_pose, describe_rgb
 from seds.extract.overlay import overlay_video
 from seds.extract.writer import write_video
-from seds.retrieval.index import GalleryIndexError
+from seds.retrieval.gallery_index import GalleryIndexError
 from seds.retrieval.engine import EngineConfig, Explanation, SearchEngine, VideoQuery
 from seds.retrieval.inputs import MAX_TEXT_CHARS, QueryError, short_label  # noqa: F401 - MAX_TEXT_CHARS: app.py
 from seds.retrieval.wording import note_text

@@ -76,11 +76,6 @@ class RecentQueries:
         with self._lock:
             return key in self._items
 
-    def computing(self, key) -> bool:
-        """Whether a computation of ``key`` is in flight."""
-        with self._lock:
-            return key in self._busy
-
     def get_or_run(self, key, fn: Callable[[], object]):
         while True:
             with self._lock:

@@ -166,6 +166,7 @@ class VariantOptions:
     in one place (:data:`VARIANT_OPTIONS`) by ``model.variant``. The modules read these fields; nothing is
     copied per variant. Facts: ``../shared/reference/harness/ARCHITECTURE.md``; README "Deliberate differences".
     """
+    follows: str = "the paper's text"        # what the variant computes as, in words (model cards, banners)
     # pose stream: "stgcn" = seds/model/pose_encoder.py (paper text); "signbert" = the per-frame SignBERT-style
     # ST-GCN of the authors' code (seds/model/signbert_gcn.py), 1536-d, inputs left/right/body (x, y)
     pose_encoder: str = "stgcn"
@@ -194,8 +195,8 @@ class VariantOptions:
 
 VARIANT_OPTIONS = {
     "paper": VariantOptions(),
-    "official": VariantOptions(pose_encoder="signbert", keep_cls_token=True, cgaf_keys_from_own_stream=True,
-                               cgaf_floor_reference=True, cgaf_wrap_minus_one=True, cgaf_grid_sample=True,
+    "official": VariantOptions(follows="the authors' released code", pose_encoder="signbert", keep_cls_token=True,
+                               cgaf_keys_from_own_stream=True, cgaf_floor_reference=True, cgaf_wrap_minus_one=True, cgaf_grid_sample=True,
                                cgaf_mask_padding=False, cgaf_ln_eps=1e-6, fusion_output_ln_eps=1e-12,
                                fp32_tokens_before_fusion=True, fixed_streams=("pose", "rgb"),
                                softmax_over_padding=True, dual_mix=0.5, keep_padded_words=True),
@@ -285,6 +286,13 @@ class DataConfig:
         _one_of(self.missing, ("error", "skip"), "missing")
 
 
+# train options' former value names → current ones ("official" is also a model variant's name; these two are
+# options of the authors' recipe that any variant may use)
+FORMER_NAMES = {"grad_scale": {"official": "ddp_average"}, "sampler": {"official": "per_sentence"}}
+OPTIMIZERS, SCHEDULES = ("adam", "bertadam"), ("cosine", "warmup_cosine")           # seds/optim.py
+GRAD_SCALES, SAMPLERS = ("global", "ddp_average"), ("default", "per_sentence")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 200
@@ -316,11 +324,11 @@ class TrainConfig:
     param_clip: float = 0.0            # bertadam: clip each parameter's gradient to this norm (0: off)
     schedule: str = "cosine"           # "cosine" (warmup_epochs) or "warmup_cosine" (the authors', warmup_proportion)
     warmup_proportion: float = 0.1     # warmup_cosine: warm-up as a fraction of all steps
-    grad_scale: str = "global"         # "official": the authors' gradient = global-loss gradient ÷ number of GPUs
-    # the train-time data pipeline: "default" (videos, seeded numpy shuffle, length buckets) or "official" (the
+    grad_scale: str = "global"         # "ddp_average": the authors' gradient = global-loss gradient ÷ number of GPUs
+    # the train-time data pipeline: "default" (videos, seeded numpy shuffle, length buckets) or "per_sentence" (the
     # authors': one item per sentence with a random one of its videos, DistributedSampler order; seds/data/official_train.py)
     sampler: str = "default"
-    text_aug: float = 0.0              # official sampler: probability of a random-swap copy of the sentence (T2I side)
+    text_aug: float = 0.0              # per_sentence sampler: probability of a random-swap copy of the sentence (T2I side)
     global_batch: int = 0              # the global contrastive batch (0: batch_size); with ``chunk``, on one device
     chunk: int = 0                     # gradient cache (seds.grad_cache): videos per chunk = per-GPU batch of the
                                        # multi-GPU step it reproduces (global_batch=128 chunk=16: 8 GPUs × 16); 0: off
@@ -341,10 +349,13 @@ class TrainConfig:
         _check(self.max_steps >= 0, "max_steps", "must be ≥ 0")
         _check(self.patience >= 0, "patience", "must be ≥ 0 (0 turns early stopping off)")
         _check(self.min_delta >= 0, "min_delta", "must be ≥ 0")
-        _one_of(self.optimizer, ("adam", "bertadam"), "optimizer")
-        _one_of(self.schedule, ("cosine", "warmup_cosine"), "schedule")
-        _one_of(self.grad_scale, ("global", "official"), "grad_scale")
-        _one_of(self.sampler, ("default", "official"), "sampler")
+        _one_of(self.optimizer, OPTIMIZERS, "optimizer")
+        _one_of(self.schedule, SCHEDULES, "schedule")
+        # the former value names ("official", which is also a model variant's name) are read as the current ones
+        self.grad_scale = FORMER_NAMES["grad_scale"].get(self.grad_scale, self.grad_scale)
+        self.sampler = FORMER_NAMES["sampler"].get(self.sampler, self.sampler)
+        _one_of(self.grad_scale, GRAD_SCALES, "grad_scale")
+        _one_of(self.sampler, SAMPLERS, "sampler")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1/beta2", "must be in [0, 1)")
         _check(self.eps >= 0 and self.weight_decay >= 0 and self.param_clip >= 0, "eps/weight_decay/param_clip",
                "must be ≥ 0")

@@ -4,8 +4,8 @@ Encodes every video and sentence of a split, scores all pairs with the fine-grai
 chunks (fused, pose-only and RGB-only streams), and reports R@1/5/10, MedR and MeanR for T2V and V2T
 under two protocols for repeated sentences (:mod:`seds.metrics`):
 
-* ``official`` (default; the paper's tables): the authors' ``eval_epoch``. Videos are grouped by
-  *sentence id*: the manifest's ``sentence_id`` column where it has one (How2Sign's ``SENTENCE_ID``:
+* ``sentence_ids`` (default; the paper's tables; ``official`` is its former name): the authors'
+  ``eval_epoch``. Videos are grouped by *sentence id*: the manifest's ``sentence_id`` column where it has one (How2Sign's ``SENTENCE_ID``:
   several recordings of one sentence), else the sentence text with whitespace normalised (then
   identical strings form one id). Each id's text is used once (from its last video, as the authors
   do); V2T ranks each video's own id among all ids, T2V ranks each id's video group (max score).
@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from seds.checkpoint import load_checkpoint
 from seds.hub import resolve_checkpoint
-from seds.metrics import (MEDIAN_NOTE, MEDIANS, PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, format_table,
-                          group_labels, protocol_metrics)
+from seds.metrics import (MEDIAN_NOTE, MEDIANS, PROTOCOL_NOTE, PROTOCOLS, TIES, TIES_NOTE, canonical_protocol,
+                          format_table, group_labels, protocol_metrics)
 from seds.similarity import fine_grained_scores
 from seds.variants import build_dataset, variant_of
 from seds.progname import prog
@@ -44,7 +44,7 @@ class EncodedSplit:
     word_mask: torch.Tensor            # (N, L)
     ids: list[str]
     texts: list[str]                   # as given to the text encoder (truncated to max_words)
-    sentence_ids: list[str]            # official protocol groups (module docstring)
+    sentence_ids: list[str]            # sentence_ids protocol groups (module docstring)
     sentences: list[str]               # whitespace-normalised full sentence (distinct protocol)
 
 
@@ -131,12 +131,13 @@ def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PR
                        ties: str = "expected", softmax_over_padding: bool = False,
                        median: str = "protocol") -> dict[str, dict[str, dict]]:
     """protocol → stream → ``{"t2v", "v2t"}`` metrics; the scores are computed once, with one column
-    per sentence id (official) or distinct sentence (distinct). ``median``: the MedR convention
+    per sentence id (sentence_ids) or distinct sentence (distinct). ``median``: the MedR convention
     (:func:`seds.metrics.protocol_metrics`; default: the protocol's own)."""
+    protocols = [canonical_protocol(p) for p in protocols]
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad:
         raise ValueError(f"unknown protocol(s) {bad}; choose from {', '.join(PROTOCOLS)}")
-    keys = {"official": enc.sentence_ids, "distinct": enc.sentences}
+    keys = {"sentence_ids": enc.sentence_ids, "distinct": enc.sentences}
     grouped = {p: group_labels(keys[p], "last") for p in protocols}
     cols = sorted({int(i) for _, rep in grouped.values() for i in rep})   # encoded sentences scored once
     where = {row: c for c, row in enumerate(cols)}
@@ -150,9 +151,10 @@ def evaluate_protocols(enc: EncodedSplit, tau: float, device="cpu", protocols=PR
     return out
 
 
-def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", protocol: str = "official",
+def evaluate_encoded(enc: EncodedSplit, tau: float, device="cpu", protocol: str = "sentence_ids",
                      ties: str = "expected", softmax_over_padding: bool = False) -> dict[str, dict]:
     """stream → ``{"t2v", "v2t"}`` metrics under one protocol."""
+    protocol = canonical_protocol(protocol)
     return evaluate_protocols(enc, tau, device, (protocol,), ties, softmax_over_padding)[protocol]
 
 
@@ -162,7 +164,7 @@ def rsum(results: dict) -> float:
 
 
 def evaluate_model(model, dataset, tau: float, batch_size: int = 64, amp: bool = False,
-                   progress: bool = False, protocol: str = "official", ties: str = "expected",
+                   progress: bool = False, protocol: str = "sentence_ids", ties: str = "expected",
                    collate_fn=None) -> dict[str, dict]:
     """stream → ``{"t2v", "v2t"}`` metrics of ``model`` on ``dataset`` under one protocol."""
     enc = encode_split(model, dataset, batch_size, amp, progress, collate_fn)
@@ -179,12 +181,13 @@ def main(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--out", default=None, help="JSON file for the results (default: <checkpoint>/eval_<split>.json)")
-    ap.add_argument("--protocol", choices=PROTOCOLS, default="official",
-                    help="primary repeated-sentence protocol (the other is printed beside it)")
+    ap.add_argument("--protocol", type=canonical_protocol, choices=PROTOCOLS, default="sentence_ids",
+                    help="primary repeated-sentence protocol (the other is printed beside it); sentence_ids: the "
+                         "authors' eval_epoch ('official' is accepted as its former name)")
     ap.add_argument("--ties", choices=TIES, default="expected",
                     help="tie convention (default: expected rank under random tie-breaking)")
     ap.add_argument("--median", choices=("protocol",) + MEDIANS, default="protocol",
-                    help="MedR convention (default: the protocol's; official = the authors' metrics.py: V2T lower "
+                    help="MedR convention (default: the protocol's; sentence_ids = the authors' metrics.py: V2T lower "
                          "middle value, T2V mean of the two middle)")
     args = ap.parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

@@ -158,7 +158,7 @@ def model_card(folder: str | Path, name: str | None = None, license: str | None 
         lines += [f"**Trained on `{dataset}` data, not on real signing: its answers on real signing videos are not "
                   "meaningful.**", ""]
     lines += ["| | |", "|---|---|",
-              f"| variant | `{cfg.model.variant}` ({'the authors’ released code' if cfg.model.variant == 'official' else 'the paper’s text'}) |",
+              f"| variant | `{cfg.model.variant}` ({cfg.model.options.follows}) |",
               f"| training data | {DATASETS.get(dataset, dataset)} |",
               f"| pose features (training) | `{pose}` |",
               f"| RGB features (training) | `{rgb}` |",

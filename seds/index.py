@@ -1,5 +1,5 @@
 """``python -m seds.index build|add|search``: build, extend and search galleries (the library is
-:mod:`seds.retrieval`: :class:`~seds.retrieval.index.GalleryIndex`, :class:`~seds.retrieval.gallery.Gallery`,
+:mod:`seds.retrieval`: :class:`~seds.retrieval.gallery_index.GalleryIndex`, :class:`~seds.retrieval.gallery.Gallery`,
 :class:`~seds.retrieval.engine.SearchEngine`)::
 
     python -m seds.index build  --checkpoint CKPT --manifest CSV [--store DIR [--extract]] --out GALLERY [--cache]
@@ -38,8 +38,8 @@ from seds.extract.runner import ShardError, resolve_shard, run_extraction, selec
 from seds.retrieval.engine import EngineConfig, SearchEngine
 from seds.retrieval.inputs import QueryError
 from seds.retrieval.gallery import Gallery, build_gallery, checkpoint_fingerprint
-from seds.retrieval.index import GalleryIndexError
-from seds.retrieval.index_shards import build_gallery_part, merge_gallery_parts
+from seds.retrieval.gallery_index import GalleryIndexError
+from seds.retrieval.gallery_shards import build_gallery_part, merge_gallery_parts
 from seds.retrieval.localise import STREAMS, LocaliseConfig, LocaliseError, Localiser
 from seds.retrieval.wording import note_text
 from seds.retrieval.recordings import RecordingArchive, RecordingIndexError, build_recording_index, rescore_hits

@@ -33,7 +33,7 @@ Repeated sentences: protocols
 :func:`protocol_metrics` takes ``(n_videos, n_texts)`` scores where every text is one *sentence*
 and ``video_to_text`` names each video's sentence (a sentence may have several videos):
 
-* ``"official"`` — the authors' ``eval_epoch`` (``main_task_retrieval.py`` + ``metrics.py``): texts
+* ``"sentence_ids"`` — the authors' ``eval_epoch`` (``main_task_retrieval.py`` + ``metrics.py``): texts
   are sentence *ids* (the same string under two ids is two sentences that compete). V2T: one query
   per video, its own sentence id ranked among all ids. T2V: one query per id; each id's videos are
   one gallery item scored by the max over its videos, and the id's own group is ranked among all
@@ -48,7 +48,7 @@ Median rank
 ``median="midpoint"``: the mean of the two middle ranks when the number of queries is even (``np.median``);
 ``median="lower"``: the lower of the two (``torch.median``). The authors' ``metrics.py`` uses both: their
 video-to-text figure (``tensor_text_to_video_metrics``) takes ``torch.median``, their text-to-video one
-(``compute_metrics``) ``np.median``. Under ``protocol="official"`` V2T MedR is therefore the lower middle
+(``compute_metrics``) ``np.median``. Under ``protocol="sentence_ids"`` V2T MedR is therefore the lower middle
 value and T2V MedR the midpoint (4 videos with V2T ranks 1, 1, 2, 3: MedR 1, not 1.5); ``"distinct"`` takes
 the midpoint in both directions; ``median=`` names one convention for both directions instead.
 
@@ -66,10 +66,12 @@ import torch
 
 KS = (1, 5, 10)
 TIES = ("expected", "pessimistic", "optimistic")
-PROTOCOLS = ("official", "distinct")
+PROTOCOLS = ("sentence_ids", "distinct")
+# the name "sentence_ids" had before (it is also a model variant's name); accepted wherever a protocol is read
+PROTOCOL_ALIASES = {"official": "sentence_ids"}
 MEDIANS = ("midpoint", "lower")
-PROTOCOL_MEDIANS = {"official": {"t2v": "midpoint", "v2t": "lower"}, "distinct": {"t2v": "midpoint", "v2t": "midpoint"}}
-MEDIAN_NOTE = {"protocol": "MedR as the protocol defines it (official: V2T lower middle value, torch.median, "
+PROTOCOL_MEDIANS = {"sentence_ids": {"t2v": "midpoint", "v2t": "lower"}, "distinct": {"t2v": "midpoint", "v2t": "midpoint"}}
+MEDIAN_NOTE = {"protocol": "MedR as the protocol defines it (sentence_ids: V2T lower middle value, torch.median, "
                            "T2V mean of the two middle values, np.median — as the authors' metrics.py; "
                            "distinct: mean of the two middle values)",
                "midpoint": "MedR: mean of the two middle ranks (np.median), both directions",
@@ -80,11 +82,18 @@ TIES_NOTE = {
     "optimistic": "ties: OPTIMISTIC (tied non-relevant items ranked after the match; a constant model scores perfect)",
 }
 PROTOCOL_NOTE = {
-    "official": "protocol: official (authors' eval_epoch: V2T over sentence ids, T2V over id groups by max score; "
+    "sentence_ids": "protocol: sentence_ids (authors' eval_epoch: V2T over sentence ids, T2V over id groups by max score; "
                 "MedR as their metrics.py: V2T lower middle value, T2V mean of the two middle)",
     "distinct": "protocol: distinct (one T2V query per distinct sentence, all its videos relevant; "
                 "V2T over distinct sentences)",
 }
+
+
+def canonical_protocol(name: str) -> str:
+    """A protocol's name, its former name (:data:`PROTOCOL_ALIASES`) mapped to the current one."""
+    return PROTOCOL_ALIASES.get(name, name)
+
+
 _CHUNK_ELEMENTS = 1 << 24      # scores processed per chunk (≈ 64 MB of float32)
 STREAM_ORDER = ("fused", "pose", "rgb")
 
@@ -255,14 +264,6 @@ def rank_counts(scores, relevance=None, *, queries: str = "texts",
     return TieCounts(*(o.cpu().numpy() for o in out))
 
 
-def query_ranks(scores, relevance=None, *, queries: str = "texts", ties: str = "expected",
-                chunk_size: int | None = None) -> np.ndarray:
-    """float64 rank of the best relevant item for every query (fractional for ``ties="expected"``;
-    see the module docstring)."""
-    _check_ties(ties)
-    return rank_counts(scores, relevance, queries=queries, chunk_size=chunk_size).ranks(ties)
-
-
 def median_rank(ranks, median: str = "midpoint") -> float:
     """The median of 1-D ranks: ``"midpoint"`` (np.median) or ``"lower"`` (torch.median; module docstring)."""
     if median not in MEDIANS:
@@ -286,22 +287,6 @@ def metrics_from_counts(counts: TieCounts, ties: str = "expected", ks: Sequence[
     return out
 
 
-def metrics_from_ranks(ranks, ks: Sequence[int] = KS) -> dict[str, float]:
-    """R@K (percent of queries with rank ≤ K), MedR, MeanR from *definite* integer ranks, one per
-    query. Fractional (expected) ranks are refused: R@K of tied queries needs their tie counts —
-    use :func:`metrics_from_counts`."""
-    r = np.asarray(ranks, dtype=np.float64)
-    if r.ndim != 1 or r.size == 0:
-        raise ValueError("ranks must be a non-empty 1-D array (one rank per query)")
-    if not np.array_equal(r, np.round(r)):
-        raise ValueError("fractional ranks: R@K of tied queries needs the tie counts (metrics_from_counts)")
-    out = {f"R@{k}": float(100.0 * np.count_nonzero(r <= k) / r.size) for k in ks}
-    out["MedR"] = float(np.median(r))
-    out["MeanR"] = float(r.mean())
-    out["n_queries"] = int(r.size)
-    return out
-
-
 def retrieval_metrics(scores, query_to_targets=None, *, ties: str = "expected",
                       ks: Sequence[int] = KS, chunk_size: int | None = None) -> dict[str, dict[str, float]]:
     """T2V and V2T metrics from a ``(n_videos, n_texts)`` score matrix.
@@ -318,16 +303,17 @@ def retrieval_metrics(scores, query_to_targets=None, *, ties: str = "expected",
             for d, q in (("t2v", "texts"), ("v2t", "videos"))}
 
 
-def protocol_metrics(scores, video_to_text, *, protocol: str = "official", ties: str = "expected",
+def protocol_metrics(scores, video_to_text, *, protocol: str = "sentence_ids", ties: str = "expected",
                      ks: Sequence[int] = KS, chunk_size: int | None = None,
                      median: str = "protocol") -> dict[str, dict[str, float]]:
     """T2V and V2T metrics of one repeated-sentence protocol (module docstring).
 
-    ``scores`` (n_videos, n_texts): one column per sentence (per sentence *id* for ``"official"``,
+    ``scores`` (n_videos, n_texts): one column per sentence (per sentence *id* for ``"sentence_ids"``,
     per distinct sentence for ``"distinct"``); ``video_to_text``: each video's column. Every column
     needs at least one video. ``median``: ``"protocol"`` (the protocol's MedR convention,
     :data:`PROTOCOL_MEDIANS`) or one of :data:`MEDIANS` for both directions.
     """
+    protocol = canonical_protocol(protocol)
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if median not in ("protocol",) + MEDIANS:
@@ -349,7 +335,7 @@ def protocol_metrics(scores, video_to_text, *, protocol: str = "official", ties:
     rel = torch.arange(n_texts, device=s.device)[None, :] == idx[:, None]
     kw = dict(chunk_size=chunk_size)
     v2t = rank_counts(s, rel, queries="videos", **kw)
-    if protocol == "official":   # one gallery item per sentence id: the max over its videos
+    if protocol == "sentence_ids":   # one gallery item per sentence id: the max over its videos
         groups = torch.full((n_texts, n_texts), float("-inf"), dtype=s.dtype, device=s.device)
         groups.scatter_reduce_(0, idx[:, None].expand(-1, n_texts), s, "amax")
         t2v = rank_counts(groups, None, queries="texts", **kw)

@@ -23,7 +23,7 @@ Two recipes, chosen by ``train.optimizer``:
     ``s`` the number of steps taken before (so the first step has lr 0), ``w`` = ``train.warmup_proportion``
     (0.1); the cosine is not shifted by the warm-up (a small jump at ``x = w``, as theirs).
   - after every step the logit scale is clamped to ≤ ln(``loss.max_logit_scale``) (their CLIP clamp).
-  - ``train.grad_scale: official``: their features are gathered with an ``AllGather`` whose backward returns
+  - ``train.grad_scale: ddp_average``: their features are gathered with an ``AllGather`` whose backward returns
     only the local rows, and DDP then **averages** over the GPUs, so the gradient their optimiser sees is the
     gradient of the global loss divided by the number of GPUs (8) — for every parameter but the logit scale,
     which acts after the gather (each GPU has its full gradient; the average keeps it). :func:`apply_gradients`
@@ -40,10 +40,6 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
-
-OPTIMIZERS = ("adam", "bertadam")
-SCHEDULES = ("cosine", "warmup_cosine")
-GRAD_SCALES = ("global", "official")
 
 #: our parameter-name prefixes (``model.<name>`` / ``loss.<name>``) of the authors' ``clip.*``/``clip_rgb.*``
 #: (CLIP towers and logit scale) and ``signbert.*`` (pose encoder); ``seds.convert.official_key_map`` maps
@@ -181,10 +177,10 @@ def build_optimizer(train_cfg, loss_cfg, model: nn.Module, crit: nn.Module, step
 def apply_gradients(train_cfg, loss_cfg, opt, sched, params: list[nn.Parameter], shards: int = 1,
                     logit_scale: nn.Parameter | None = None) -> torch.Tensor | None:
     """After ``backward`` (gradients of the global loss, already summed/averaged across ranks): scale them
-    for ``train.grad_scale`` (``official``: ÷ ``shards``, all but ``logit_scale``), clip the global norm to ``train.grad_clip``, take the
+    for ``train.grad_scale`` (``ddp_average``: ÷ ``shards``, all but ``logit_scale``), clip the global norm to ``train.grad_clip``, take the
     optimiser step, advance the schedule and, for ``bertadam``, clamp ``logit_scale``. Returns the global norm
     before clipping (None when clipping is off)."""
-    if train_cfg.grad_scale == "official" and shards > 1:
+    if train_cfg.grad_scale == "ddp_average" and shards > 1:
         grads = [p.grad for p in params if p.grad is not None and p is not logit_scale]
         if grads:
             torch._foreach_div_(grads, float(shards))

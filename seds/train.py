@@ -201,9 +201,9 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, d: Dist,
 def train_batches(cfg: Config, n: int, epoch: int, d: Dist, lengths: list[int] | None) -> list[list[list[int]]]:
     """This rank's steps of ``epoch``, each a list of parts (item indices): one part, or with the gradient cache
     (``train.chunk``) one per chunk = what each of ``n_chunks`` GPUs would get. The order is the seeded
-    length-bucketed shuffle, or with ``train.sampler: official`` the authors' DistributedSampler order."""
+    length-bucketed shuffle, or with ``train.sampler: per_sentence`` the authors' DistributedSampler order."""
     n_chunks, global_batch = cfg.train.n_chunks, cfg.train.global_batch or cfg.train.batch_size
-    if cfg.train.sampler == "official":     # a last batch too small for a contrastive loss is dropped (theirs keeps
+    if cfg.train.sampler == "per_sentence":     # a last batch too small for a contrastive loss is dropped (theirs keeps
         # it: with one video per GPU their CGAF raises) — only when the split's size leaves one
         if n_chunks:
             per = [official_epoch_batches(n, global_batch, cfg.train.seed, epoch, c, n_chunks, n_chunks)
@@ -414,7 +414,7 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
     train_ds, val_ds = prepare_data(cfg, d.main)
     variant = variant_of(cfg)
     frames_key, train_collate = variant.frames_key, variant.collate
-    if cfg.train.sampler == "official":     # one item per sentence, a random one of its videos, text augmentation
+    if cfg.train.sampler == "per_sentence":     # one item per sentence, a random one of its videos, text augmentation
         train_ds, train_collate = OfficialTrainItems(train_ds, cfg.train.text_aug, cfg.train.seed), official_train_collate
 
     model = create_model(cfg.model, hand_init=resolve_init(cfg.model.pose.hand_init)).to(device)   # local or Hub
@@ -547,14 +547,14 @@ def train(cfg: Config, resume: bool = False, progress: bool = True) -> dict:
         if d.main and ((epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs):
             # honest ranks (expected rank under random ties): a constant model scores at chance, never best
             res = evaluate_model(model, val_ds, cfg.model.tau, cfg.train.eval_batch_size, amp=use_amp,
-                                 protocol="official", ties="expected")
+                                 protocol="sentence_ids", ties="expected")
             score = rsum(res)
             rec.update(flat_metrics(res))
             rec["val_rsum"] = score
             if stopper.update(score, epoch + 1):
                 save_checkpoint(out / "best", model, cfg, crit,
                                 info={"epoch": epoch + 1, "global_step": global_step, "val_rsum": score,
-                                      "selected_on": cfg.data.val_split, "selection_protocol": "official",
+                                      "selected_on": cfg.data.val_split, "selection_protocol": "sentence_ids",
                                       "selection_ties": "expected"})
             model.train()
         if d.main:

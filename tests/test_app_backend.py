@@ -333,17 +333,16 @@ def test_recent_queries_lru_and_errors():
 
     # a request for a key being computed waits for that computation instead of starting another
     import threading
-    import time
-    go, out = threading.Event(), []
+    started, go, out = threading.Event(), threading.Event(), []
 
     def slow():
+        started.set()
         go.wait(10)
         calls.append("slow")
         return "v"
     first = threading.Thread(target=lambda: out.append(r.get_or_run("k", slow)))
     first.start()
-    while not r.computing("k"):
-        time.sleep(0.01)
+    assert started.wait(10)                                       # the first request is computing "k"
     second = threading.Thread(target=lambda: out.append(r.get_or_run("k", lambda: run("again"))))
     second.start()
     second.join(0.3)

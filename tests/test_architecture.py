@@ -43,7 +43,7 @@ LAYERS = [
          "seds.similarity",
          "seds.losses", "seds.optim", "seds.metrics", "seds.moment_metrics", "seds.weights", "seds.clip_bpe",
          "seds.safe_pickle")),
-    (1, ("seds.model.*", "seds.checkpoint", "seds.params", "seds.convert")),
+    (1, ("seds.model.*", "seds.checkpoint", "seds.param_count", "seds.convert")),
     (2, ("seds.data.*", "seds.extract.*", "seds.hub")),
     (3, ("seds.variants.*", "seds.synthetic.*")),
     (4, ("seds.encode",)),
@@ -295,9 +295,58 @@ def test_no_library_file_is_a_grab_bag():
     """~600 lines at most, except files that are one idea (listed with the reason)."""
     one_idea = {
         "seds/synthetic/signing.py": "the synthetic signing generator: its config, data classes and the one generator class",
-        "seds/retrieval/index.py": "GalleryIndex: the two-stage index, its storage and search",
+        "seds/retrieval/gallery_index.py": "GalleryIndex: the two-stage index, its storage and search",
         "seds/extract/video.py": "video decoding, whole (read_video) or streamed (VideoStream), and its input checks",
     }
     long = [f"{p.relative_to(REPO)}: {len(p.read_text().splitlines())} lines" for p in MODULES.values()
             if len(p.read_text().splitlines()) > 620 and str(p.relative_to(REPO)) not in one_idea]
     assert not long, long
+
+
+# --- variants are objects: no "which variant is this?" test outside seds/variants/ ------------------------------
+
+VARIANT_KEYS = ("variant", "pose_encoder")      # ModelConfig.variant, VariantOptions.pose_encoder
+
+
+def names_a_variant(node: ast.AST) -> bool:
+    """``x.variant``, ``variant``, ``x["variant"]`` (and the same for ``pose_encoder``)."""
+    if isinstance(node, ast.Attribute):
+        return node.attr in VARIANT_KEYS
+    if isinstance(node, ast.Name):
+        return node.id in VARIANT_KEYS
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value in VARIANT_KEYS
+    return False
+
+
+def is_strings(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and bool(node.elts) and all(map(is_strings, node.elts))
+
+
+def variant_branches(src: str, where: str) -> list[str]:
+    """Each comparison of a variant name with string(s) (``variant == "official"``, ``pose_encoder in (...)``)."""
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(map(names_a_variant, sides)) and any(map(is_strings, sides)):
+                out.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_no_variant_branches_outside_the_variant_objects():
+    """What differs between variants is asked of the variant object (``variant_of(cfg)``) or read from
+    ``VariantOptions``; nothing outside ``seds/variants/`` tests which variant it has."""
+    bad = [b for m, p in ALL.items() if not m.startswith("seds.variants")
+           for b in variant_branches(p.read_text(), str(p.relative_to(REPO)))]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_variant_branch_check_can_fail():
+    planted = ("x = 'a' if cfg.model.variant == 'official' else 'b'\n"
+               "if opts.pose_encoder in ('signbert', 'stgcn'):\n    pass\n"
+               "ok = d['variant'] != \"paper\"\n"
+               "fine = args.format == 'official' or variant_of(cfg).localises\n")
+    assert {b.split(": ", 1)[0] for b in variant_branches(planted, "p.py")} == {"p.py:1", "p.py:2", "p.py:4"}

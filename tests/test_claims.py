@@ -14,7 +14,7 @@ def _metrics(rsum):
 
 def _doc(study, per_variant):
     return {"study": study, "seeds": [0, 1, 2], "complete": True, "command": f"python -m seds.experiments.ablate --study {study}",
-            "metrics": {"protocol": "official", "ties": "expected"},
+            "metrics": {"protocol": "sentence_ids", "ties": "expected"},
             "variants": [{"variant": v, "per_seed": [{"seed": s, "test": _metrics(x)} for s, x in enumerate(xs)]}
                          for v, xs in per_variant.items()]}
 

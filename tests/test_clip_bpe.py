@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import SHARED
-from seds.clip_bpe import ClipBPETokenizer, default_tokenizer
+from seds.clip_bpe import default_tokenizer
 
 OFFICIAL = SHARED / "reference" / "seds-official"
 ANN = SHARED / "data" / "annotations"

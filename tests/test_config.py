@@ -48,6 +48,16 @@ def test_bad_training_config_names_the_field():
         load_config("no/such/file.yaml")
 
 
+def test_former_train_option_names_are_read_as_the_current_ones():
+    """``grad_scale: official`` / ``sampler: official`` (before "official" was kept for the model variant)."""
+    old = load_config(None, ["train.grad_scale=official", "train.sampler=official"])
+    new = load_config(None, ["train.grad_scale=ddp_average", "train.sampler=per_sentence"])
+    assert (old.train.grad_scale, old.train.sampler) == ("ddp_average", "per_sentence") and old == new
+    assert to_dict(old)["train"]["grad_scale"] == "ddp_average"
+    with pytest.raises(ConfigError, match=r"^train\.sampler"):
+        load_config(None, ["train.sampler=authors"])
+
+
 def test_model_construction_rejects_bad_config():
     from seds.model import SEDS
     cfg = model_config("tiny")

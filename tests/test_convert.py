@@ -155,7 +155,7 @@ def test_signbert_pretraining_file_initialises_the_official_pose_encoder(tmp_pat
 
 
 def test_official_parameter_count_equals_the_authors_checkpoint_minus_its_unused_keys():
-    from seds.params import OFFICIAL_MANIFEST, OFFICIAL_MANIFEST_TOTAL, OFFICIAL_UNUSED, parameter_table
+    from seds.param_count import OFFICIAL_MANIFEST, OFFICIAL_MANIFEST_TOTAL, OFFICIAL_UNUSED, parameter_table
     rows = {name: n for name, n, _ in parameter_table("official")}
     assert rows["total"] == OFFICIAL_MANIFEST_TOTAL - OFFICIAL_UNUSED == 303_794_929
     for name in ("pose_encoder", "pose_transformer", "rgb_transformer", "fusion", "text"):

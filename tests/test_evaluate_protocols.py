@@ -46,15 +46,15 @@ def test_protocols_against_loops_over_the_full_matrix():
     ids = list(dict.fromkeys(sids))
     last = {s: max(i for i, x in enumerate(sids) if x == s) for s in ids}      # the id's text: its last video
     res = evaluate_protocols(enc, TAU)
-    # official V2T: each video's own id among all ids (d competes with b, e with a: identical encodings tie)
+    # sentence_ids V2T: each video's own id among all ids (d competes with b, e with a: identical encodings tie)
     v2t = [loop_rank([(float(full[v, last[j]]), j == sids[v]) for j in ids]) for v in range(len(sids))]
-    assert res["official"]["pose"]["v2t"]["MeanR"] == pytest.approx(np.mean(v2t))
+    assert res["sentence_ids"]["pose"]["v2t"]["MeanR"] == pytest.approx(np.mean(v2t))
     assert any(r % 1 for r in v2t)                   # the repeated strings give fractional ranks
-    # official T2V: each id's group (max over its videos) among all groups
+    # sentence_ids T2V: each id's group (max over its videos) among all groups
     t2v = [loop_rank([(max(float(full[v, last[j]]) for v in range(len(sids)) if sids[v] == g), g == j)
                       for g in ids]) for j in ids]
-    assert res["official"]["pose"]["t2v"]["MeanR"] == pytest.approx(np.mean(t2v))
-    assert res["official"]["pose"]["t2v"]["n_queries"] == 5 and res["official"]["pose"]["v2t"]["n_queries"] == 8
+    assert res["sentence_ids"]["pose"]["t2v"]["MeanR"] == pytest.approx(np.mean(t2v))
+    assert res["sentence_ids"]["pose"]["t2v"]["n_queries"] == 5 and res["sentence_ids"]["pose"]["v2t"]["n_queries"] == 8
     # distinct: 3 sentences; T2V ranks videos (all videos of the sentence relevant), V2T ranks sentences
     dist = list(dict.fromkeys(keys))
     col = {k: max(i for i, x in enumerate(keys) if x == k) for k in dist}

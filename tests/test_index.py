@@ -1,4 +1,4 @@
-"""seds.retrieval.index.GalleryIndex: persistence, incremental adds, two-stage search vs exhaustive scoring."""
+"""seds.retrieval.gallery_index.GalleryIndex: persistence, incremental adds, two-stage search vs exhaustive scoring."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from seds.retrieval.index import GalleryIndex, GalleryIndexError, IndexConfig
+from seds.retrieval.gallery_index import GalleryIndex, GalleryIndexError, IndexConfig
 from seds.similarity import fine_grained_scores, pooled
 
 D = 32

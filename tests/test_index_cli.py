@@ -227,7 +227,7 @@ def test_two_shards_and_merge_equal_one_build(tiny, tmp_path, capsys, monkeypatc
     assert rc == 0 and "shard 0/2" in cap.out
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
-    from seds.retrieval.index import GalleryIndex
+    from seds.retrieval.gallery_index import GalleryIndex
     parts = [GalleryIndex.load(out / "parts" / f"part-0000{i}-of-00002" / "videos") for i in range(2)]
     rc, cap = build(["merge", *common, "--out", str(out), "--keep-parts"], capsys)
     assert rc == 0 and f"merged 2 part(s): {len(manifest)} video(s)" in cap.out

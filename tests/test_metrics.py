@@ -14,9 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from seds.metrics import (format_table, group_labels, metrics_from_ranks, protocol_metrics, query_ranks,
-                          rank_counts, relevance_from_labels, retrieval_metrics)
+from seds.metrics import format_table, group_labels, protocol_metrics, rank_counts, relevance_from_labels, retrieval_metrics
 from tests.reference import load_official
+
+
+def query_ranks(scores, relevance=None, *, queries="texts", ties="expected", **kw) -> np.ndarray:
+    """Every query's rank of its best relevant item, from the library's tie counts."""
+    return rank_counts(scores, relevance, queries=queries, **kw).ranks(ties)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 KS = (1, 5, 10)
@@ -80,20 +84,20 @@ def check_against_brute(scores: np.ndarray, rel: np.ndarray | None, **kw) -> Non
 
 
 def brute_protocol(scores: np.ndarray, video_to_text: list[int], protocol: str, ties: str) -> dict:
-    """The two protocols by loops: official T2V ranks id groups scored by the max over their videos; official
+    """The two protocols by loops: sentence_ids T2V ranks id groups scored by the max over their videos; sentence_ids
     V2T MedR is the lower middle value for an even number of videos (the authors' torch.median)."""
     n_videos, n_texts = scores.shape
     v2t = [brute_query([(float(scores[v, j]), j == video_to_text[v]) for j in range(n_texts)], ties)
            for v in range(n_videos)]
     t2v = []
     for j in range(n_texts):
-        if protocol == "official":
+        if protocol == "sentence_ids":
             cands = [(max(float(scores[v, j]) for v in range(n_videos) if video_to_text[v] == g), g == j)
                      for g in range(n_texts)]
         else:
             cands = [(float(scores[v, j]), video_to_text[v] == j) for v in range(n_videos)]
         t2v.append(brute_query(cands, ties))
-    return {"t2v": brute_metrics(t2v), "v2t": brute_metrics(v2t, "lower" if protocol == "official" else "midpoint")}
+    return {"t2v": brute_metrics(t2v), "v2t": brute_metrics(v2t, "lower" if protocol == "sentence_ids" else "midpoint")}
 
 
 def random_relevance(rng, nv, nt, p=0.15) -> np.ndarray:
@@ -129,7 +133,7 @@ def test_constant_matrix_scores_at_chance():
 def test_constant_matrix_chance_in_both_protocols():
     rng = np.random.default_rng(1)
     groups = random_groups(rng, 20)
-    for protocol in ("official", "distinct"):
+    for protocol in ("sentence_ids", "distinct"):
         res = protocol_metrics(np.zeros((len(groups), 20)), groups, protocol=protocol)
         assert_metrics(res["t2v"], brute_protocol(np.zeros((len(groups), 20)), groups, protocol, "expected")["t2v"],
                        protocol)
@@ -167,8 +171,6 @@ def test_fractional_ranks_and_r_at_k_is_a_probability():
     assert res["R@1"] == pytest.approx(100 * (5 + 1 / 4) / 6)
     assert res["R@2"] == pytest.approx(100 * (5 + 1 / 2) / 6)      # 'rank ≤ 2' on 2.5 would say 5/6
     assert res["R@5"] == 100.0
-    with pytest.raises(ValueError, match="fractional"):
-        metrics_from_ranks(r)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -230,7 +232,7 @@ def test_chunked_equals_unchunked_and_input_types_agree():
     check_against_brute(s.astype(np.float32), rel, chunk_size=4)
     groups = random_groups(rng, nt)
     sg = rng.integers(0, 4, size=(len(groups), nt)).astype(np.float32)
-    for protocol in ("official", "distinct"):
+    for protocol in ("sentence_ids", "distinct"):
         ref = protocol_metrics(sg, groups, protocol=protocol)
         assert protocol_metrics(torch.from_numpy(sg), torch.tensor(groups), protocol=protocol, chunk_size=2) == ref
 
@@ -252,7 +254,7 @@ def test_float16_orders_like_float32():
 # --- repeated sentences: the two protocols ----------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("protocol", ["official", "distinct"])
+@pytest.mark.parametrize("protocol", ["sentence_ids", "distinct"])
 def test_protocols_against_brute(seed, protocol):
     rng = np.random.default_rng(200 + seed)
     n_texts = int(rng.integers(2, 15))
@@ -264,6 +266,16 @@ def test_protocols_against_brute(seed, protocol):
             ref = brute_protocol(scores, groups, protocol, ties)
             for d in ("t2v", "v2t"):
                 assert_metrics(got[d], ref[d], (protocol, ties, d))
+
+
+def test_the_former_protocol_name_is_the_same_protocol():
+    rng = np.random.default_rng(7)
+    groups = random_groups(rng, 6)
+    s = rng.integers(0, 3, size=(len(groups), 6)).astype(np.float32)
+    assert protocol_metrics(s, groups, protocol="official") == protocol_metrics(s, groups, protocol="sentence_ids")
+    assert protocol_metrics(s, groups, protocol="official") != protocol_metrics(s, groups, protocol="distinct")
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        protocol_metrics(s, groups, protocol="authors")
 
 
 def test_protocols_differ_where_they_should():
@@ -378,7 +390,7 @@ H2S_TEST = SHARED / "data" / "annotations" / "how2sign_realigned_test.csv"
 def test_how2sign_repeated_sentences_protocols():
     """The real How2Sign test rows: ids group recordings of one sentence, and the same string recurs
     under several ids ("Hi!"). An 'ideal' model scoring 1 for equal strings and 0 otherwise: the
-    distinct protocol rates it perfect; the official one shares credit between identical strings
+    distinct protocol rates it perfect; the sentence_ids one shares credit between identical strings
     under different ids (they compete), exactly by the expected-rank rule."""
     with H2S_TEST.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -403,12 +415,6 @@ def test_how2sign_repeated_sentences_protocols():
 
 
 # --- errors and formatting ------------------------------------------------------------------------
-
-def test_metrics_from_ranks_values():
-    m = metrics_from_ranks([1, 2, 6, 11])
-    assert (m["R@1"], m["R@5"], m["R@10"]) == (25.0, 50.0, 75.0)
-    assert m["MedR"] == 4.0 and m["MeanR"] == 5.0 and m["n_queries"] == 4
-
 
 def test_bad_inputs():
     with pytest.raises(ValueError, match="square"):

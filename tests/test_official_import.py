@@ -128,10 +128,10 @@ def test_evaluate_and_index_build_run_on_the_imported_store(imported, tmp_path, 
     res = evaluate_main(["--checkpoint", str(ck), "--split", "test", "--store", str(store),
                          "--out", str(tmp_path / "e.json"), "--device", "cpu"])
     assert 0 <= res["fused"]["t2v"]["R@1"] <= 100
-    # the official protocol groups by sentence id (4: one text recurs under two ids), distinct by text (3)
+    # the sentence_ids protocol groups by sentence id (4: one text recurs under two ids), distinct by text (3)
     assert "test: 5 videos, 4 sentence ids, 3 distinct sentences" in capsys.readouterr().out
     out = json.loads((tmp_path / "e.json").read_text())["results"]
-    assert out["official"]["fused"]["t2v"]["n_queries"] == 4 and out["distinct"]["fused"]["t2v"]["n_queries"] == 3
+    assert out["sentence_ids"]["fused"]["t2v"]["n_queries"] == 4 and out["distinct"]["fused"]["t2v"]["n_queries"] == 3
     assert index_main(["build", "--checkpoint", str(ck), "--manifest", str(store / "manifest_test.csv"),
                        "--store", str(store), "--out", str(tmp_path / "g"), "--no-thumbnails", "--device", "cpu"]) == 0
     g = Gallery.load(tmp_path / "g")

@@ -229,7 +229,7 @@ def test_evaluate_cli_on_an_official_checkpoint(served, tmp_path, capsys):
     assert "test: 5 videos, 4 sentence ids, 3 distinct sentences" in printed     # "Hi!" under two ids
     assert set(res) == {"pose", "rgb", "fused"}
     assert res["fused"]["v2t"]["n_queries"] == 5 and res["fused"]["t2v"]["n_queries"] == 4
-    assert json.loads(out.read_text())["protocol"] == "official"
+    assert json.loads(out.read_text())["protocol"] == "sentence_ids"
 
 
 @pytest.mark.slow

@@ -119,7 +119,7 @@ def test_official_configs_carry_their_scripts_recipe(script):
     d = opt.defaults
     assert (t.optimizer, t.beta1, t.beta2, t.eps, t.weight_decay, t.param_clip, t.grad_clip, t.schedule) == \
         ("bertadam", d["b1"], d["b2"], d["e"], d["weight_decay"], d["max_grad_norm"], 1.0, d["schedule"])
-    assert (t.grad_scale, t.sampler, t.text_aug, t.seed) == ("official", "official", 0.5, 0)
+    assert (t.grad_scale, t.sampler, t.text_aug, t.seed) == ("ddp_average", "per_sentence", 0.5, 0)
 
 
 # --- parameter groups by name ----------------------------------------------------------------------------

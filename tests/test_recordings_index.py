@@ -59,7 +59,6 @@ def test_two_shards_answer_as_one(built):
         a = one.search(q, qmask, model.cfg.tau, k=5, candidates=8)
         b = two.search(q, qmask, model.cfg.tau, k=5, candidates=8)
         assert a == b and len(a["fused"]) == 5
-        top = a["fused"][0]
     with pytest.raises(RecordingIndexError, match="another checkpoint"):
         RecordingArchive(root / "whole", "not-this-one")
 

@@ -40,7 +40,7 @@ def test_results_json_declares_honest_ties(path):
 
 def test_declared_ties_reads_every_layout():
     assert declared_ties({"ties": "expected"}) == ["expected"]
-    assert declared_ties({"metrics": {"protocol": "official", "ties": "optimistic"}}) == ["optimistic"]
+    assert declared_ties({"metrics": {"protocol": "sentence_ids", "ties": "optimistic"}}) == ["optimistic"]
     assert declared_ties({"metrics": {"a": {"ties": "expected"}, "b": {"ties": "optimistic"}}}) == ["expected",
                                                                                                     "optimistic"]
     assert declared_ties({"command": "x", "rows": {}}) == []

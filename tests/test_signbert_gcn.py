@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from seds.model.signbert_gcn import (BODY_GRAPH, BODY_PART_GRAPH, HAND_GRAPH, HAND_PART_GRAPH, SignBertGCNConfig,
                                      SignBertPoseEncoder, load_official_signbert, load_pretrain_signbert,
-                                     map_official_signbert, official_signbert_key_map)
+                                     official_signbert_key_map)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 OFFICIAL = SHARED / "reference" / "seds-official"

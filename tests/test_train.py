@@ -202,20 +202,24 @@ def test_evaluate_cli(ref_run, tmp_path, capsys):
     results = main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "e.json")])
     assert set(results) == {"fused", "pose", "rgb"}
     out = json.loads((tmp_path / "e.json").read_text())
-    assert out["protocol"] == "official" and out["ties"] == "expected"
-    assert set(out["results"]) == {"official", "distinct"}
-    assert out["results"]["official"] == json.loads(json.dumps(results))
-    assert out["results"]["official"]["fused"]["t2v"]["n_queries"] == out["n_sentence_ids"]
+    assert out["protocol"] == "sentence_ids" and out["ties"] == "expected"
+    assert set(out["results"]) == {"sentence_ids", "distinct"}
+    assert out["results"]["sentence_ids"] == json.loads(json.dumps(results))
+    assert out["results"]["sentence_ids"]["fused"]["t2v"]["n_queries"] == out["n_sentence_ids"]
     assert out["results"]["distinct"]["fused"]["t2v"]["n_queries"] == out["n_distinct_sentences"]
     assert out["results"]["distinct"]["fused"]["v2t"]["n_queries"] == out["n_videos"] == 16
     printed = capsys.readouterr().out
-    assert "protocol: official" in printed and "protocol: distinct" in printed and "fractional ranks" in printed
+    assert "protocol: sentence_ids" in printed and "protocol: distinct" in printed and "fractional ranks" in printed
     assert out["median"] == "protocol" and "torch.median" in out["median_note"]     # the authors' V2T MedR
     main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "m.json"),
           "--median", "midpoint"])
     mid = json.loads((tmp_path / "m.json").read_text())
     assert mid["median"] == "midpoint"
-    assert mid["results"]["official"]["fused"]["v2t"]["MedR"] >= out["results"]["official"]["fused"]["v2t"]["MedR"]
+    assert mid["results"]["sentence_ids"]["fused"]["v2t"]["MedR"] >= out["results"]["sentence_ids"]["fused"]["v2t"]["MedR"]
+    # the protocol's former name is still accepted, and means the same protocol
+    main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "o.json"),
+          "--protocol", "official"])
+    assert json.loads((tmp_path / "o.json").read_text())["results"] == out["results"]
 
 
 def zero_weights(model) -> None:
@@ -233,7 +237,7 @@ def test_constant_model_scores_at_chance(ref_run, tmp_path):
     zero_weights(model)
     ds = build_dataset(cfg, "test")
     n = len(set(ds.texts))
-    for protocol in ("official", "distinct"):
+    for protocol in ("sentence_ids", "distinct"):
         res = evaluate_model(model, ds, cfg.model.tau, 16, protocol=protocol)
         for s in ("fused", "pose", "rgb"):
             for d in ("t2v", "v2t"):
@@ -265,7 +269,7 @@ def test_selection_never_prefers_a_constant_model(store, tmp_path, monkeypatch):
     best = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["info"]
     assert best["epoch"] in (1, 2, 3) and best["val_rsum"] == pytest.approx(max(seen[:3]))
     assert max(seen[:3]) > seen[3] + 20, seen                   # the learned model is clearly above chance
-    assert best["selection_ties"] == "expected" and best["selection_protocol"] == "official"
+    assert best["selection_ties"] == "expected" and best["selection_protocol"] == "sentence_ids"
 
 
 @pytest.mark.slow

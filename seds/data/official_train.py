@@ -1,4 +1,4 @@
-"""The authors' train-time data pipeline (``train.sampler: official``), re-implemented from their
+"""The authors' train-time data pipeline (``train.sampler: per_sentence``), re-implemented from their
 ``dataloaders/dataloader_*_retrieval_train_pose.py`` and ``data_dataloaders.py`` (longtaojiang/SEDS @ 434e3f7).
 
 * **Items are sentences**, not videos: one per sentence id in first-appearance order (their ``sentences_dict``);

@@ -236,14 +236,14 @@ def write_study(study: Study, rows: list, records: list, base: Config, seeds: li
     if extra_note:
         md += [extra_note, ""]
     md += ["Test split, primary stream of each variant (fused for two streams). R@K in %, MedR in ranks; "
-           "official protocol, expected-rank ties (fractional ranks; seds.metrics); R-sum mean ± std over "
-           "seeds; epochs to best = epoch of the val-selected checkpoint (of the epochs trained before early "
+           "sentence_ids protocol (the authors' eval_epoch), expected-rank ties (fractional ranks; seds.metrics); "
+           "R-sum mean ± std over seeds; epochs to best = epoch of the val-selected checkpoint (of the epochs trained before early "
            "stopping).", "", table, ""]
     names = [r["variant"] for r in records]
     if study.reference in names and len(records) > 1:
         md += [comparison_table(study.reference, [(r["variant"], r["test_rsum_per_seed"]) for r in records]), ""]
     doc = {"study": study.name, "title": study.title, "paper": study.paper, "command": command, "seeds": seeds,
-           "metrics": {"protocol": "official", "ties": "expected"},
+           "metrics": {"protocol": "sentence_ids", "ties": "expected"},
            "complete": complete, "scale": scale, "base_config": to_dict(base), "variants": records}
     if study.plot_x:                      # partial sweeps too: the plot shows the points done so far
         png = results_dir / f"{study.name}.png"

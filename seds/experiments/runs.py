@@ -27,12 +27,13 @@ import torch
 from seds.checkpoint import load_checkpoint
 from seds.config import Config, to_dict
 from seds.evaluate import evaluate_model, rsum
+from seds.metrics import canonical_protocol
 from seds.model.hand_init import weights_path
 from seds.train import STATE, TrainingError, check_resume_config, prepare_data, train
 from seds.variants import build_dataset
 
 RUNS_DIR = Path("runs/ablations")
-METRICS = {"protocol": "official", "ties": "expected"}    # how run_seds's val/test metrics are computed
+METRICS = {"protocol": "sentence_ids", "ties": "expected"}    # how run_seds's val/test metrics are computed
 SA_METRICS = {"pairs": "all, same-sentence videos relevant", "ties": "expected"}   # cached_result's (SA-*)
 # Bumped whenever training itself changes (not its config): runs cached by older code are not reused.
 # 2: from-scratch modules train at lr_pose (SEDS.param_groups), early stopping.
@@ -103,6 +104,13 @@ def ensure_store(cfg: Config) -> None:
         prepare_data(cfg)
 
 
+def same_metrics(recorded) -> bool:
+    """Whether a cached result's ``metrics`` are :data:`METRICS` (a protocol under its former name counts)."""
+    if not isinstance(recorded, dict):
+        return False
+    return {**recorded, "protocol": canonical_protocol(str(recorded.get("protocol")))} == METRICS
+
+
 def _reevaluate(cached: dict, cfg: Config, runs_dir: Path) -> dict | None:
     """A cached run whose metrics predate :data:`METRICS`: evaluate its kept ``best`` checkpoint again
     (its epoch selection stays what it was, recorded as ``selection_ties``); None if it is gone."""
@@ -154,7 +162,7 @@ def run_seds(cfg: Config, runs_dir: Path = RUNS_DIR, progress: bool = False, kee
     cfg = copy.deepcopy(cfg)
     cached = find_cached(cfg, runs_dir)
     if cached is not None:
-        if cached.get("metrics") == METRICS:
+        if same_metrics(cached.get("metrics")):
             return cached
         again = _reevaluate(cached, cfg, runs_dir)
         if again is not None:

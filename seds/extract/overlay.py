@@ -80,15 +80,3 @@ def overlay_video(frames: np.ndarray, kpts: np.ndarray, conf_threshold: float = 
             cv2.polylines(img, list(pts), False, colour, t, cv2.LINE_AA)
     _stamp_points(out, kpts, valid, t + 1, parts)
     return out
-
-
-def draw_skeleton(frame: np.ndarray, kpts87: np.ndarray, conf_threshold: float = 0.3,
-                  parts: tuple[str, ...] = ("body", "left_hand", "right_hand", "face", "mouth"),
-                  thickness: int | None = None) -> np.ndarray:
-    """One frame (uint8 ``(H, W, 3)`` RGB) with the ``(87, 3)`` skeleton drawn on (a new array)."""
-    frame = np.asarray(frame)
-    kpts87 = np.asarray(kpts87)
-    if frame.ndim != 3 or kpts87.ndim != 2:
-        raise ValueError(f"expected one frame (H, W, 3) and keypoints (87, 3), got {frame.shape} and "
-                         f"{kpts87.shape}")
-    return overlay_video(frame[None], kpts87[None], conf_threshold, parts, thickness)[0]

@@ -245,7 +245,7 @@ class RecordingExtractor:
 
     def extract(self, video_path, meta: dict | None = None, work_dir=None,
                 progress: ProgressFn | None = None) -> VideoFeatures:
-        cfg, report = self.cfg, progress or (lambda stage, frac: None)
+        report = progress or (lambda stage, frac: None)
         t0 = time.perf_counter()
         stream = self.open(video_path)
         try:

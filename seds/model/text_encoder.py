@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from seds.clip_bpe import ClipBPETokenizer
+from seds.clip_bpe import default_tokenizer
 from seds.config import TextConfig
 from seds.model.clip_text import ClipTextTower
 
@@ -108,7 +108,7 @@ class ClipBPEBatcher:
     """CLIP BPE ids in the authors' dataloader format (SOT … EOT, 0-padded to ``max_words``)."""
 
     def __init__(self, max_words: int):
-        self.tok, self.max_words = ClipBPETokenizer(), max_words
+        self.tok, self.max_words = default_tokenizer(), max_words      # one shared merge table
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         ids, _ = self.tok.batch(texts, max_words=self.max_words)

@@ -3,7 +3,7 @@ library side of ``python -m seds.index search`` and of the app, ``demo/backend.p
 
 * **Loading, once**: the checkpoint (:func:`seds.checkpoint.load_checkpoint`), the gallery
   (:class:`seds.retrieval.gallery.Gallery`: a video index for text→video and a sentence index for
-  video→text, both :class:`seds.retrieval.index.GalleryIndex`), the pose estimator and the RGB
+  video→text, both :class:`seds.retrieval.gallery_index.GalleryIndex`), the pose estimator and the RGB
   extractor *the checkpoint needs* (:func:`seds.extract.factory.plan_extractors`: a model only understands
   the features it was trained on; the plan names any substitute used); the checkpoint's variant extracts.
 * **Video → text** (:meth:`SearchEngine.query_video`): SHA-256 of the file → the gallery's feature
@@ -48,7 +48,7 @@ from seds.extract.video import Budget, VideoError, probe, read_video
 from seds.hub import parse_spec, resolve_checkpoint, resolve_gallery
 from seds.keypoints import N_BODY, N_HAND
 from seds.retrieval.gallery import Gallery, checkpoint_fingerprint, file_sha256
-from seds.retrieval.index import GalleryIndexError
+from seds.retrieval.gallery_index import GalleryIndexError
 from seds.retrieval.inputs import QueryError, check_text, check_upload, short_label, without_path
 from seds.similarity import clip_word_matrix, fine_grained_scores
 from seds.variants import variant_of
@@ -180,7 +180,7 @@ class VideoQuery:
     clips: dict[str, torch.Tensor]               # stream → (T, D) float32 CPU
     clip_mask: torch.Tensor                      # (T,) bool
     clip_times: np.ndarray                       # (T,) seconds
-    hits: dict[str, list]                        # stream → [seds.retrieval.index.Hit] (sentences)
+    hits: dict[str, list]                        # stream → [seds.retrieval.gallery_index.Hit] (sentences)
     timings: dict[str, float]
     notes: list = field(default_factory=list)    # the engine's: Note codes; the app's: its sentences for them
     preview: str | None = None                   # skeleton-overlay video (drawn by the app)

@@ -1,6 +1,6 @@
 """Galleries: a video index (text → video) + a sentence index (video → text) + metadata, thumbnails and a
 feature cache, built from a manifest with a checkpoint (:func:`build_gallery`). The index itself is
-:class:`seds.retrieval.index.GalleryIndex`; the command line over galleries is ``python -m seds.index``.
+:class:`seds.retrieval.gallery_index.GalleryIndex`; the command line over galleries is ``python -m seds.index``.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from seds.data.features import VideoFeatures
 from seds.data.store import escape_id, json_default
 from seds.clips import clip_times
 from seds.encode import encode_sentences, encode_videos
-from seds.retrieval.index import GalleryIndex, GalleryIndexError, read_json
+from seds.retrieval.gallery_index import GalleryIndex, GalleryIndexError, read_json
 
 GALLERY_FORMAT = "seds-gallery"
 GALLERY_VERSION = 1

@@ -80,7 +80,7 @@ from typing import Sequence
 import numpy as np
 
 from seds.clips import MAX_CLIPS, pad_frames, select_clip_starts
-from seds.data.features import STORE_LAYOUT, VideoFeatures
+from seds.data.features import VideoFeatures
 from seds.synthetic.body import (
     ANC, ARM_CH, BASE_SHAPES, CANON_NECK, CHAINS, CLASS_FRAC, CODAS, FACE_SL, FACE_T, HAIR, HANDS,
     HANDSHAPES, HP, LOC, LOCATIONS, LOC_NAMES, MOUTH_OPEN, MOUTH_SL, MOUTH_X, MOUTH_Y0, MOVEMENTS, N_KP,
@@ -253,8 +253,6 @@ class SentenceSpec:
 class SyntheticSignData:
     """The synthetic benchmark defined by a :class:`SyntheticConfig` (see the module docstring)."""
 
-    REST_ID = -1     # frame label of rest holds and transitions
-
     def __init__(self, cfg: SyntheticConfig = SyntheticConfig()):
         if not isinstance(cfg, SyntheticConfig):
             raise SyntheticError(f"cfg must be a SyntheticConfig, got {type(cfg).__name__}")
@@ -413,11 +411,6 @@ class SyntheticSignData:
         if any(len(v) == 0 for v in self._held_pairs.values()):
             raise SyntheticError("no held-out (subject, verb) pairs: raise vocab_size or p_holdout")
 
-    def combination_split(self, subject: int, verb: int) -> str:
-        """Which split owns the (subject noun, verb) word-id pair: 'val', 'test' or 'train' (free)."""
-        k = self._held[self._noun_pos[subject], self._verb_pos[verb]]
-        return ("train", "val", "test")[k]
-
     @property
     def vocab(self) -> list[Word]:
         return self._vocab
@@ -562,14 +555,6 @@ class SyntheticSignData:
     def check_split(split: str) -> None:
         if split not in SPLITS:
             raise SyntheticError(f"split must be one of {SPLITS}, got {split!r}")
-
-    # --- per-frame labels ------------------------------------------------------------------------------
-    def frame_labels(self, spec: SentenceSpec) -> np.ndarray:
-        """``(F,)`` int64: the word id signed in each frame, ``REST_ID`` (-1) in rests/transitions."""
-        lab = np.full(spec.num_frames, self.REST_ID, dtype=np.int64)
-        for (s, e), w in zip(spec.spans, spec.word_ids):
-            lab[s:e] = w
-        return lab
 
     # --- geometry --------------------------------------------------------------------------------------
     def _timeline(self, spec: SentenceSpec):

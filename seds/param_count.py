@@ -1,8 +1,8 @@
 """Parameter counts per module, compared with SEDS supp. Tab. 2.
 
-    python -m seds.params                 # paper-size model
-    python -m seds.params small           # any preset in configs/model/, plus key=value overrides
-    python -m seds.params official        # the authors' released architecture, next to their checkpoint
+    python -m seds.param_count                 # paper-size model
+    python -m seds.param_count small           # any preset in configs/model/, plus key=value overrides
+    python -m seds.param_count official        # the authors' released architecture, next to their checkpoint
 
 The text encoder is counted separately (it is not in Tab. 2).
 """
@@ -104,7 +104,7 @@ def main(argv=None):
     if preset == "paper":
         print("\nNote: the interaction transformers follow the paper text (12 layers × 768, CLIP ViT-B/32); "
               "that is 85 M each. Tab. 2's 57.7 M matches 8 such layers "
-              "(`python -m seds.params paper pose_transformer.layers=8 rgb_transformer.layers=8`).")
+              "(`python -m seds.param_count paper pose_transformer.layers=8 rgb_transformer.layers=8`).")
 
 
 if __name__ == "__main__":

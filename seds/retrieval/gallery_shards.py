@@ -29,7 +29,7 @@ import torch
 from seds.data.manifest import Manifest
 from seds.extract.runner import select_shard, shard_of
 from seds.retrieval.gallery import GALLERY_INFO, Gallery
-from seds.retrieval.index import DTYPES, GalleryIndex, GalleryIndexError, read_json
+from seds.retrieval.gallery_index import DTYPES, GalleryIndex, GalleryIndexError, read_json
 
 PARTS = "parts"
 PART_FORMAT = "seds-gallery-part"
