@@ -17,3 +17,13 @@ def shared_data() -> Path:
     if not d.is_dir():
         pytest.skip(f"real data folder {d} is not present (../shared beside the repo)")
     return d
+
+
+@pytest.fixture(scope="session")
+def official_app(tmp_path_factory):
+    """The served setup of the `official` variant (tests/official_app_assets.py: a converted reduced random-weight
+    checkpoint, an imported store, a gallery), built once per run for every test file that reads it."""
+    from tests.official_app_assets import official_app_assets     # torch and seds only when a test asks for it
+
+    with pytest.MonkeyPatch.context() as mp:
+        return official_app_assets(tmp_path_factory.mktemp("official-app"), mp)

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests.official_app_assets import MINI, official_app_assets
+from tests.official_app_assets import MINI
 from tests.test_app_browser import CHROMIUM, ROOT, SVG_TEXT, free_port, load_demo_app, text_query, video_query
 from tests.test_app_browser import page, pw  # noqa: F401 - the browser fixtures, on this module's server
 
@@ -23,14 +23,14 @@ pytestmark = [pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(official_app):
     import seds.retrieval.engine
 
     demo_app = load_demo_app("seds_demo_app_official")
     from demo.backend import AppBackend, load_app_config
 
+    a = official_app
     with pytest.MonkeyPatch.context() as mp:
-        a = official_app_assets(tmp_path_factory.mktemp("official-app"), mp)
         if not a.videos:
             pytest.skip("How2Sign-mini clips (../shared) are needed as the gallery's video files")
         # deterministic: whether rtmlib's ONNX files happen to be cached on this machine must not matter

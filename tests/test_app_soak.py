@@ -1,7 +1,7 @@
 """Issue 25 — the soak test: the default app (``python demo/app.py``) over loopback, 4 simulated users (one
-``gradio_client`` session each) for 2 minutes (``SEDS_SOAK_SECONDS``), mixing text queries, cached gallery
-videos, fresh uploads (new bytes each time: live extraction) and one hostile upload a minute (a 16000² PNG of
-< 1 MB). Asserts zero errors, every answer identical to the serial answer of the same query, no user's file
+``gradio_client`` session each) for 40 s of load (``SEDS_SOAK_SECONDS``), mixing text queries, cached gallery
+videos, fresh uploads (new bytes each time: live extraction) and a hostile upload at the start of each load phase,
+then one a minute (a 16000² PNG of < 1 MB). Asserts zero errors, every answer identical to the serial answer of the same query, no user's file
 name in another user's answer, and idle RSS growth between two identical load phases ≤ 100 MB; writes ``benchmarks/results/soak.md``
 (p95 latencies, RSS sampled every few seconds)."""
 from __future__ import annotations
@@ -26,10 +26,13 @@ SHARED_CLIPS = ROOT.parent / "shared" / "data" / "how2sign-mini" / "clips"
 COMMAND = "python -m pytest -m slow tests/test_app_soak.py"
 USERS, SAMPLE_S, IDLE_SAMPLES = 4, 3.0, 5
 GROWTH_LIMIT_MB = 100.0
+# two load phases of 20 s each: ~40 requests a phase, so a leak of a few MB per request stays far above the limit
+# (a planted 5 MB per text query fails it); longer soaks with SEDS_SOAK_SECONDS
+DEFAULT_SECONDS = 40.0
 
 
 def soak_seconds() -> float:
-    return float(os.environ.get("SEDS_SOAK_SECONDS", "90"))
+    return float(os.environ.get("SEDS_SOAK_SECONDS", str(DEFAULT_SECONDS)))
 
 
 def answer(kind: str, out) -> str:
@@ -129,7 +132,9 @@ def test_soak_four_users(tmp_path):
             rng = random.Random(u)            # each phase: the same queries in the same order
             client = server.client()
             t_end = t_phase + seconds
-            next_hostile = t_phase + 15.0 + 60.0 * u          # one hostile upload a minute in all
+            # user 0 opens each phase with a hostile upload (a long request may not keep it from one), then one a
+            # minute in all
+            next_hostile = t_phase + 60.0 * u
             while time.monotonic() < t_end:
                 if time.monotonic() >= next_hostile:
                     kind, key, arg = "hostile", "", hostile(u)
@@ -191,12 +196,12 @@ def test_soak_four_users(tmp_path):
         rows.append(f"| {k} | {len(xs)} | {statistics.median(xs) if xs else float('nan'):.2f} s | {p95(xs):.2f} s | "
                     f"{max(xs) if xs else float('nan'):.2f} s |")
     lines = [f"# Soak: {USERS} users × {duration:g} s against the running app", "",
-             f"Command: `{COMMAND}`" + (f" (SEDS_SOAK_SECONDS={duration:g})" if duration != 90 else ""), "",
+             f"Command: `{COMMAND}`" + (f" (SEDS_SOAK_SECONDS={duration:g})" if duration != DEFAULT_SECONDS else ""), "",
              f"The default demo (`python demo/app.py`: demo checkpoint, example gallery, MediaPipe) over loopback; "
              f"{USERS} `gradio_client` sessions at once, each looping over: a text query (45 %), a cached gallery "
              f"video (35 %), a fresh upload (20 %, one in flight at a time: {base.name} remuxed to new bytes each time, so it is extracted "
-             f"live; {'a real How2Sign-mini clip' if clips else 'a synthetic clip: no signer is found'}); one hostile "
-             "upload a minute in all (a 16000×16000 PNG of < 1 MB). Every answer is compared with the serial "
+             f"live; {'a real How2Sign-mini clip' if clips else 'a synthetic clip: no signer is found'}); a hostile "
+             "upload at the start of each phase, then one a minute in all (a 16000×16000 PNG of < 1 MB). Every answer is compared with the serial "
              "answer of the same query. Machine: "
              f"{os.cpu_count()}-core CPU, no GPU, shared with other jobs (load average {os.getloadavg()[0]:.2f} at "
              "the end): wall times are inflated by that; RSS and counts are not.", "",
@@ -215,5 +220,5 @@ def test_soak_four_users(tmp_path):
     assert alive, server.log.read_text()[-2000:]
     assert not errors, "\n".join(errors[:10])
     assert {k for _, k, _, _ in records} >= {"text", "cached", "fresh"} and len(records) >= 4 * USERS
-    assert duration < 40 or any(k == "hostile" for _, k, _, _ in records)
+    assert sum(k == "hostile" for _, k, _, _ in records) >= 2                 # one in each phase at least
     assert growth <= GROWTH_LIMIT_MB, idle

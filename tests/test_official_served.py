@@ -29,7 +29,7 @@ from seds.extract.pose import COCO_WHOLEBODY, PoseEstimator
 from seds.extract.video import read_video
 from seds.index import main as index_main
 from seds.retrieval.engine import NOTE_EXTRACTED, NOTE_SUBSTITUTES, EngineConfig, SearchEngine
-from tests.official_app_assets import MINI, official_app_assets
+from tests.official_app_assets import MINI
 
 CONVERTED = {"converted_from": "authors' SEDS checkpoint", "source_file": "h2s_best_model.bin"}
 
@@ -78,9 +78,8 @@ def test_plan_of_a_project_checkpoint_follows_its_data_section():
 # --- served: index build, engine, live queries (a converted reduced official checkpoint) -------------------
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        a = official_app_assets(tmp_path_factory.mktemp("official-served"), mp)
+def served(official_app):
+    a = official_app
     model, _, cfg, info = load_checkpoint(a.checkpoint)
     return a, model.eval(), cfg, info
 

@@ -60,7 +60,9 @@ def space_venv(tmp_path_factory) -> Path:
     if not (venv / "bin" / "python").exists():
         t0 = time.monotonic()
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-        pip(venv, "install", "-q", "-r", str(ROOT / "requirements.txt"))       # what a Space runs, nothing else
+        # what a Space runs, nothing else; --no-compile: pip does not byte-compile every installed module (the
+        # app's imports compile the ones it uses when it starts)
+        pip(venv, "install", "-q", "--no-compile", "-r", str(ROOT / "requirements.txt"))
         print(f"fresh venv from requirements.txt: {time.monotonic() - t0:.0f} s")
     elif has_module(venv, "spaces"):       # a reused venv: back to requirements.txt alone
         pip(venv, "uninstall", "-y", "-q", "spaces")
@@ -158,7 +160,7 @@ def test_space_from_requirements_alone_answers_in_a_browser_with_and_without_spa
     with sync_playwright() as pw:
         for phase in ("requirements_only", "with_spaces_package"):
             if phase == "with_spaces_package":      # ZeroGPU's package: on CPU its decorator must let the app
-                pip(venv, "install", "-q", "spaces")   # start and its decorated handlers answer
+                pip(venv, "install", "-q", "--no-compile", "spaces")   # start and its decorated handlers answer
                 assert has_module(venv, "spaces")
             proc, url, log = start_space(venv, tmp_path / phase)
             try:
