@@ -8,11 +8,11 @@ The text encoder is counted separately (it is not in Tab. 2).
 """
 from __future__ import annotations
 
-import sys
+import argparse
 from dataclasses import dataclass
 from typing import Callable
 
-from seds.config import model_config
+from seds.config import ConfigError, model_config
 from seds.model import SEDS
 
 # supp. Tab. 2 (millions of parameters)
@@ -94,8 +94,20 @@ def format_table(rows, preset: str, reference: str = PAPER_REF) -> str:
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    preset = argv.pop(0) if argv and "=" not in argv[0] else "paper"
+    ap = argparse.ArgumentParser(
+        prog="python -m seds.param_count",
+        description="Parameter counts of a model preset, module by module, against the paper's supp. Tab. 2 "
+                    "(paper) or the authors' released checkpoint (official).")
+    ap.add_argument("preset", nargs="?", default="paper", help="configs/model/<preset>.yaml (default: paper)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. pose_transformer.layers=8")
+    args = ap.parse_args(argv)
+    preset, argv = args.preset, args.overrides
+    if "=" in preset:                       # only overrides given: they apply to the default preset
+        preset, argv = "paper", [preset, *argv]
+    try:
+        model_config(preset, argv)
+    except ConfigError as e:
+        ap.error(str(e))
     rows = parameter_table(preset, argv)
     ref = REFERENCES[model_config(preset, argv).variant]
     print(format_table(rows, preset, ref.label))
