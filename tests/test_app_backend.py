@@ -69,6 +69,7 @@ def naive_video(be, feats):
     return e
 
 
+@pytest.mark.slow
 def test_video_query_from_cache_matches_naive_ranking(backend, assets):
     q = backend.query_video(assets.videos[2], k=12)
     assert q.source == "cache" and any("gallery cache" in n for n in q.notes)
@@ -87,6 +88,7 @@ def test_video_query_from_cache_matches_naive_ranking(backend, assets):
     np.testing.assert_allclose(q.clip_times, (q.features.clip_starts + 7.5) / q.features.fps)
 
 
+@pytest.mark.slow
 def test_text_query_and_explanation_match_naive(backend, assets):
     text = assets.specs[3].text
     q = backend.query_text(text, k=4)
@@ -120,6 +122,7 @@ def test_text_query_and_explanation_match_naive(backend, assets):
     assert abs(ex2.scores["fused"] - vq.hits["fused"][0].score) < 3e-3
 
 
+@pytest.mark.slow
 def test_extraction_path_notes_and_trimming(backend, assets, tmp_path):
     """A file not in the cache goes through decode → (fake) pose → filter → proxy RGB; a long video is
     trimmed to max_seconds, and a missing hand is reported."""
@@ -151,6 +154,7 @@ def test_extraction_path_notes_and_trimming(backend, assets, tmp_path):
         be.close()
 
 
+@pytest.mark.slow
 def test_pose_stride_reaches_the_live_extractor_and_the_header(backend):
     """SEDS_POSE_STRIDE / --pose-stride: live queries run the pose backend at that stride (the official path too,
     through the same estimator) and the header's pose line says so; stride 1 leaves the estimator as given."""
@@ -180,6 +184,7 @@ class CompiledRGB:
         return np.zeros((len(clip_starts), 1024), np.float32)
 
 
+@pytest.mark.slow
 def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
     """i3d_compile (SEDS_I3D_COMPILE / --i3d-compile): warm_up builds the extractor and runs one blank window
     through a compiled RGB extractor (so the first user query does not compile); without i3d_compile, or for an
@@ -208,6 +213,7 @@ def test_warm_up_compiles_i3d_once_before_any_query(backend, monkeypatch):
     assert cfg.i3d_compile is True and cfg.max_clips == 64 and cfg.pose_stride == 2     # configs/demo.yaml
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["none", "missing", "empty", "text", "corrupt", "nosigner", "emptytext",
                                   "bigframes", "toomanypixels"])
 def test_bad_input_gives_a_clear_message_and_the_backend_keeps_working(backend, assets, tmp_path, kind):
@@ -250,6 +256,7 @@ def test_bad_input_gives_a_clear_message_and_the_backend_keeps_working(backend, 
     assert len(be.query_text(assets.specs[0].text).hits["fused"]) > 0    # still serving
 
 
+@pytest.mark.slow
 def test_gallery_of_another_checkpoint_is_refused(assets, tmp_path):
     model, loss, cfg, _ = load_checkpoint(assets.checkpoint)
     with torch.no_grad():
@@ -361,6 +368,7 @@ def test_recent_queries_lru_and_errors():
     assert calls.count("bad") == 1
 
 
+@pytest.mark.slow
 def test_live_query_extracts_once_then_answers_from_memory(backend, assets, tmp_path):
     from demo.live import LiveQueries, progress_text, real_signing_note
     from seds.extract.video import read_video
@@ -401,6 +409,7 @@ def test_live_query_extracts_once_then_answers_from_memory(backend, assets, tmp_
     assert progress_text("pose", 3.14, 9.2) == "decode → [pose] → RGB → embed → search · 3.1 s of ≈ 9 s"
 
 
+@pytest.mark.slow
 def test_identical_concurrent_queries_extract_once(backend, assets, tmp_path):
     """Two requests for the same new file at once (an impatient double click, two users): one extraction."""
     import threading
@@ -425,6 +434,7 @@ def test_identical_concurrent_queries_extract_once(backend, assets, tmp_path):
     assert backend.extractions == n0 + 2
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is needed to write an MP4")
 def test_truncated_upload_gives_results_and_a_note(backend, assets, tmp_path):
     """An MP4 cut in half (moov first, as streaming encoders write it) is decoded as far as it goes and

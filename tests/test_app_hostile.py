@@ -22,7 +22,6 @@ from seds.checkpoint import CheckpointError, read_config  # noqa: E402
 from seds.extract import video as V  # noqa: E402
 from seds.extract.header import header_size  # noqa: E402
 from seds.extract.writer import write_video  # noqa: E402
-from tests.assets import tiny_assets, tiny_gallery  # noqa: E402
 from tests.hostile_files import huge_h264, huge_png  # noqa: E402
 from tests.test_app_backend import FakePose  # noqa: E402
 from tests.test_app_security import crafted_gallery  # noqa: E402
@@ -34,10 +33,8 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    a = tiny_assets(tmp_path_factory.mktemp("hostile"), n_videos=3, n_sentences=6)
-    tiny_gallery(a)
-    return a
+def tiny(tiny_app):
+    return tiny_app
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +65,7 @@ def no_decoder(monkeypatch):
     monkeypatch.setattr(cv2, "VideoCapture", decoded)
 
 
-@pytest.mark.parametrize("kind", ["png", pytest.param("h264", marks=needs_ffmpeg)])
+@pytest.mark.parametrize("kind", ["png", pytest.param("h264", marks=[needs_ffmpeg, pytest.mark.slow])])
 def test_huge_frames_are_refused_from_the_header_before_any_decoding(tmp_path, no_decoder, kind):
     """Issue 25.1: probe() read vr[0].shape — a 746 KB 16000² PNG cost +733 MB and 13.8 s before its refusal."""
     f = crafted(kind, tmp_path)
@@ -98,6 +95,7 @@ def test_header_size_agrees_with_the_decoders_on_ordinary_videos(tmp_path):
     assert header_size(text) is None
 
 
+@pytest.mark.slow
 def test_the_plan_refuses_oversized_frames_instead_of_promising_a_time(backend, tmp_path, no_decoder):
     """Issue 25 minor: the plan for an 8000² upload promised '≈ 1 s' before Search refused it."""
     live = LiveQueries(backend)
@@ -112,6 +110,7 @@ def test_the_plan_refuses_oversized_frames_instead_of_promising_a_time(backend, 
 
 # --- 2. nothing of one uploader reaches another session ----------------------------------------------------
 
+@pytest.mark.slow
 def test_no_uploader_name_reaches_another_session(backend, tiny, tmp_path):
     """Issue 25.2: B, uploading A's bytes as bob2.mp4, read '(alice_secret_diagnosis_video.mp4): frames of …', or
     was told the file was 'already searched in this session'."""
@@ -151,6 +150,7 @@ def test_no_uploader_name_reaches_another_session(backend, tiny, tmp_path):
 
 # --- 3. bounded text ----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_1mb_text_is_refused_at_once_and_long_words_make_small_figures(backend):
     """Issue 25.3: run_text('x' * 1_000_000) took ~2 minutes and a 100 MB plot JSON."""
     from seds.retrieval.inputs import MAX_LABEL_CHARS, MAX_TEXT_CHARS
@@ -209,6 +209,7 @@ def test_missing_i3d_weights_are_refused_at_start_up(tiny, tmp_path):
         AppBackend(AppConfig(checkpoint=str(ck), gallery=str(tiny.root / "gallery")))
 
 
+@pytest.mark.slow
 def test_the_start_up_line_says_i3d_compiled_only_when_it_is(capsys):
     import importlib.util
     spec = importlib.util.spec_from_file_location("seds_demo_app_hostile", ROOT / "demo" / "app.py")

@@ -21,6 +21,7 @@ def demo_app():
     return mod
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyError("checkpoint"), OSError(28, "No space left")])
 def test_app_start_up_errors_are_one_line_not_a_traceback(demo_app, monkeypatch, capsys, exc):
     def fail(cfg):
@@ -49,13 +50,9 @@ def test_previews_are_deleted_by_age_and_on_close(tmp_path):
 # --- what the app serves (item 2) ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Tiny assets with a gallery at <root>/gallery whose videos lie beside it in <root>/videos."""
-    from tests.assets import tiny_assets, tiny_gallery
-
-    a = tiny_assets(tmp_path_factory.mktemp("sec"), n_videos=3, n_sentences=6)
-    tiny_gallery(a)
-    return a
+def tiny(tiny_app):
+    """Tiny assets with a gallery at <root>/gallery whose videos lie beside it in <root>/videos (conftest)."""
+    return tiny_app
 
 
 def crafted_gallery(a, name: str, edit) -> Path:
@@ -118,6 +115,7 @@ def test_a_gallery_row_pointing_outside_is_refused_at_start_up(tiny, tmp_path, c
             be.close()
 
 
+@pytest.mark.slow
 def test_the_start_up_message_of_a_crafted_gallery_is_one_line(tiny, demo_app, capsys):
     g = crafted_gallery(tiny, "g-main", lambda rows: rows[0].update(video="/etc/passwd"))
     rc = demo_app.main(["--config", str(ROOT / "configs" / "demo.yaml"), "--checkpoint", str(tiny.checkpoint),
@@ -190,6 +188,7 @@ def run_in_thread(fn):
     return t, box
 
 
+@pytest.mark.slow
 def test_cached_and_bad_queries_are_not_blocked_by_a_running_extraction(tiny, tmp_path):
     """Issue 15: the extraction lock also covered decoding and cached examples (a cached example waited
     8.3 s instead of 0.5 s under 10 users; a non-video file 24.8 s)."""
@@ -223,6 +222,7 @@ def test_cached_and_bad_queries_are_not_blocked_by_a_running_extraction(tiny, tm
         be.close()
 
 
+@pytest.mark.slow
 def test_a_query_ends_at_its_time_limit(tiny, tmp_path):
     """A query waiting behind a long extraction, and the long extraction itself, end with a clear message
     once query_timeout_s has passed."""
@@ -250,6 +250,7 @@ def test_a_query_ends_at_its_time_limit(tiny, tmp_path):
         be.close()
 
 
+@pytest.mark.slow
 def test_gradio_queue_leaves_room_for_cached_queries_beside_extractions(tiny, demo_app):
     """Video queries run VIDEO_CONCURRENCY at a time, more than the uploads the backend extracts at once
     (max_live_queries): a cached gallery video always finds a free slot; text queries have their own."""

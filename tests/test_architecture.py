@@ -136,6 +136,7 @@ def graph() -> dict[str, set[str]]:
     return g
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter():
     code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n"
     r = subprocess.run([sys.executable, "-c", code, *sorted(MODULES)], cwd=REPO, capture_output=True, text=True,
@@ -194,6 +195,7 @@ def test_each_module_imports_alone_in_a_fresh_interpreter():
     assert not failed, failed
 
 
+@pytest.mark.slow
 def test_an_import_order_cycle_fails_alone_but_not_together(tmp_path):
     """Negative control of the check above: z imports y, y takes a name from z. Together (y first, as sorted) they
     import; z imported first fails, and the check reports z only."""

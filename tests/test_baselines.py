@@ -190,6 +190,7 @@ def tiny_cfg(tmp_path_factory):
                                                         "train.batch_size=8"])
 
 
+@pytest.mark.slow
 def test_cli_all_baselines_end_to_end(tiny_cfg, tmp_path):
     from seds.experiments.baselines.__main__ import main
     store = tiny_cfg.data.store
@@ -222,6 +223,7 @@ def test_cli_all_baselines_end_to_end(tiny_cfg, tmp_path):
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("result.json")} == before
 
 
+@pytest.mark.slow
 def test_cli_cico_trains_the_rgb_stream(tiny_cfg, tmp_path):
     from seds.experiments.baselines.__main__ import main
     args = ["--name", "cico", "--config", "configs/ablation_cpu.yaml", "--seeds", "1", "--results", str(tmp_path),

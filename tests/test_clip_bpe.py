@@ -86,6 +86,7 @@ def test_vocabulary_matches_clip(tok, official):
     assert tok.encoder == their.encoder
 
 
+@pytest.mark.slow
 def test_how2sign_val_identical_ids_and_masks(tok, official):
     their, get_text = official
     sents = _sentences("val")
@@ -101,6 +102,7 @@ def test_how2sign_val_identical_ids_and_masks(tok, official):
     assert n_long > 0  # the split exercises the sub-sampling branch
 
 
+@pytest.mark.slow
 def test_how2sign_test_split_identical(tok, official):
     their, get_text = official
     sents = _sentences("test")

@@ -154,6 +154,7 @@ def test_signbert_pretraining_file_initialises_the_official_pose_encoder(tmp_pat
         assert torch.equal(got[v], theirs[k].to(got[v].dtype)), k
 
 
+@pytest.mark.slow
 def test_official_parameter_count_equals_the_authors_checkpoint_minus_its_unused_keys():
     from seds.param_count import OFFICIAL_MANIFEST, OFFICIAL_MANIFEST_TOTAL, OFFICIAL_UNUSED, parameter_table
     rows = {name: n for name, n, _ in parameter_table("official")}

@@ -152,6 +152,7 @@ def test_resume_after_interrupt_and_partial_files(dataset, capsys):
     assert "5 extracted, 3 already in the store" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_killed_process_leaves_only_whole_files(dataset):
     """SIGKILL a real CLI process mid-run, then resume."""
     ds = dataset

@@ -201,6 +201,7 @@ def test_features_compute_only_requested_windows(extractor, kinetics_model, cric
     assert np.abs(feats[0] - feats[1]).max() > 1e-2     # different windows differ
 
 
+@pytest.mark.slow
 def test_short_video_repeats_last_frame(extractor, cricket):
     short = cricket[:10]
     padded = np.concatenate([short, np.repeat(short[-1:], 6, axis=0)])
@@ -209,6 +210,7 @@ def test_short_video_repeats_last_frame(extractor, cricket):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_features_input_validation(extractor, cricket):
     with pytest.raises(ValueError, match="clip_starts must lie"):
         extractor.features(cricket, [64])

@@ -44,6 +44,7 @@ def build(args, capsys=None):
     return rc, out
 
 
+@pytest.mark.slow
 def test_build_matches_training_path_and_search_is_exact(tiny, tmp_path, capsys):
     out = tmp_path / "gallery"
     rc, _ = build(["build", "--checkpoint", str(tiny.checkpoint), "--manifest", str(tiny.manifest),
@@ -99,6 +100,7 @@ def test_build_matches_training_path_and_search_is_exact(tiny, tmp_path, capsys)
         np.testing.assert_allclose([h["score"] for h in hits[s]], top.values.numpy(), atol=3e-3)
 
 
+@pytest.mark.slow
 def test_add_is_incremental_and_equals_a_full_build(tiny, tmp_path, capsys):
     common = ["--checkpoint", str(tiny.checkpoint), "--manifest", str(tiny.manifest), "--store", str(tiny.store)]
     assert build(["build", *common, "--out", str(tmp_path / "full")], capsys)[0] == 0
@@ -128,6 +130,7 @@ def test_add_is_incremental_and_equals_a_full_build(tiny, tmp_path, capsys):
             abs(a[2].score - a[3].score) < 2e-3
 
 
+@pytest.mark.slow
 def test_cli_errors_are_clear(tiny, tmp_path, capsys):
     empty_store = tmp_path / "empty-store"
     empty_store.mkdir()
@@ -195,6 +198,7 @@ def test_build_from_real_how2sign_clips_with_extraction(tmp_path, capsys):
     assert rc == 0 and "gallery cache" in cap.out
 
 
+@pytest.mark.slow
 def test_two_shards_and_merge_equal_one_build(tiny, tmp_path, capsys, monkeypatch):
     """``build --shard i/N`` on each machine + ``merge`` == one ``build``: same ids in the same order, same
     metadata, same stored features and pooled vectors, same sentence index; a missing shard, a part from

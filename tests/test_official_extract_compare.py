@@ -73,6 +73,7 @@ def test_wholebody133_maps_mediapipe_into_the_used_slots():
     assert (np.delete(wb, used, axis=1) == 0).all()
 
 
+@pytest.mark.slow
 def test_extract_format_official_round_trips_through_the_adapter(tmp_path, capsys):
     rows, man = _h2s_manifest(tmp_path)
     out = tmp_path / "official"

@@ -112,6 +112,7 @@ def test_unsafe_or_broken_files_fail_alone_with_clear_messages(tmp_path, capsys)
     assert "test.pkl: refusing to load" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_and_index_build_run_on_the_imported_store(imported, tmp_path, capsys):
     """The paper-variant model (tiny, random init) on the imported store: the CLIs start and finish."""
     from seds.checkpoint import save_checkpoint

@@ -114,6 +114,7 @@ def test_mediapipe_resets_tracking_between_videos(mediapipe_results):
     np.testing.assert_allclose(again.keypoints, res[0][2].keypoints, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_mediapipe_blank_frames_have_no_signer():
     frames = np.full((3, 120, 160, 3), (90, 180, 90), np.uint8)      # empty green screen
     est = make_pose_estimator("mediapipe", face=False)

@@ -238,6 +238,7 @@ def test_signbert_errors(tmp_path):
         load_signbert(tmp_path / "pickle.pth", widths)
 
 
+@pytest.mark.slow
 def test_real_clip_hands(shared_data, tmp_path):
     """A real How2Sign clip through MediaPipe gives hand sequences with both hands mostly present."""
     from seds.experiments.pretrain_hands import extract_pose_folder, real_split, sequences_from_rows

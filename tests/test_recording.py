@@ -230,6 +230,7 @@ def test_bad_input_clear_messages_and_nothing_left(video, tmp_path):
     assert 0 < part.extract(cut).meta["n_frames"] < 203
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
                     reason="ffmpeg/ffprobe make and read the H.264 input")
 def test_huge_frames_are_refused_from_the_header_before_any_decoding(tmp_path, monkeypatch):

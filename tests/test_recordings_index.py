@@ -156,6 +156,7 @@ def test_index_wide_exact_rescoring(built):
         assert all(not h.exact and h.score == h.coarse for h in hs[len(ex):])
 
 
+@pytest.mark.slow
 def test_cli_build_and_search(tmp_path, capsys):
     model, data = demo()
     store = FeatureStore(tmp_path / "store", create=True)

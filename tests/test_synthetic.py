@@ -411,6 +411,7 @@ def test_left_dominant_mirrors_the_sign():
 
 # --- speed and the store ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_generation_speed(data):
     specs = data.sentences("train")[:300]
     t = time.process_time()
@@ -420,6 +421,7 @@ def test_generation_speed(data):
     assert dt < 6.0
 
 
+@pytest.mark.slow
 def test_write_store(tmp_path):
     from seds.data.store import FeatureStore
 

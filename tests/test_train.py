@@ -148,6 +148,7 @@ def test_killed_process_resumes_to_the_same_weights(store, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_term(store, tmp_path, monkeypatch):
     from seds import losses
     orig = losses.SEDSLoss.forward
@@ -197,6 +198,7 @@ def test_epoch_batches_are_deterministic_bucketed_and_cover_everything():
     assert [sorted(x + y) for x, y in zip(r0, r1)] == [sorted(x) for x in a]
 
 
+@pytest.mark.slow
 def test_evaluate_cli(ref_run, tmp_path, capsys):
     from seds.evaluate import main
     results = main(["--checkpoint", str(ref_run / "best"), "--split", "test", "--out", str(tmp_path / "e.json")])
@@ -228,6 +230,7 @@ def zero_weights(model) -> None:
             p.zero_()
 
 
+@pytest.mark.slow
 def test_constant_model_scores_at_chance(ref_run, tmp_path):
     """Zero weights → every score equal → chance level (R@K = K/N, MedR = (N+1)/2), not 100 %."""
     from seds.checkpoint import load_checkpoint
@@ -317,6 +320,7 @@ def test_official_variant_trains_and_evaluates_on_the_authors_format(tmp_path):
     assert 0 <= results["fused"]["t2v"]["R@1"] <= 100
 
 
+@pytest.mark.slow
 def test_unwritable_train_out_fails_before_data_preparation(store, tmp_path, monkeypatch):
     """Issue 15: train.out was checked only after data preparation (minutes), then a bare [Errno 2]."""
     import seds.train as T

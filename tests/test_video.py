@@ -163,6 +163,7 @@ def test_real_clip_downsampled_resized_cropped(clip):
     assert np.abs(ref.astype(int) - v.frames).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_opencv_fallback_matches_decord(clip, monkeypatch):
     a = read_video(clip["path"], fps=30.0, resize_short=120)     # upsampling repeats frames
     assert a.backend == "decord"

@@ -20,7 +20,7 @@ from pathlib import Path
 import math
 
 import numpy as np
-from scipy import stats
+from scipy.special import stdtrit          # the Student t quantile (= scipy.stats.t.ppf, bit for bit; scipy.stats costs ~1 s to import)
 
 from seds.config import Config
 
@@ -76,7 +76,7 @@ def paired_interval(a, b, conf: float = 0.95) -> dict:
     mean = float(d.mean())
     if n < 2:
         return {"diff": mean, "low": math.nan, "high": math.nan, "n": n, "method": "paired t"}
-    half = float(stats.t.ppf(0.5 + conf / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    half = float(stdtrit(n - 1, 0.5 + conf / 2) * d.std(ddof=1) / math.sqrt(n))
     return {"diff": mean, "low": mean - half, "high": mean + half, "n": n, "method": "paired t"}
 
 
