@@ -7,18 +7,50 @@ import csv
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from seds.data.official import (OfficialDataset, OfficialFilesDataset, main as official_main, official_collate,
-                                official_keypoints)
-from seds.data.official_batch import official_sample
+from seds.data.official import OfficialDataset, main as official_main, official_collate, official_keypoints
+from seds.data.official_batch import OfficialPreprocess, official_sample
 from seds.data.official_format import OfficialPaths, read_annotations, read_pose, read_rgb
 from tests.official_synthetic import write_official_synthetic
 from seds.data.store import FeatureStore
 from seds.keypoints import coco_wholebody_to_seds
+
+
+class OfficialFilesDataset:
+    """The reference: the authors' files read in place (no store), in annotation order, items as
+    :class:`OfficialDataset` gives them."""
+
+    def __init__(self, annotations: str | os.PathLike, pose_dir: str | os.PathLike, rgb_dir: str | os.PathLike,
+                 cfg: OfficialPreprocess = OfficialPreprocess()):
+        self.videos = read_annotations(annotations)
+        self.pose_dir, self.rgb_dir, self.cfg = Path(pose_dir), Path(rgb_dir), cfg
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    @property
+    def ids(self) -> list[str]:
+        return [v.new_video_name for v in self.videos]
+
+    @property
+    def texts(self) -> list[str]:
+        return [v.text for v in self.videos]
+
+    @property
+    def sentence_ids(self) -> list[str]:
+        return [v.sentence_id for v in self.videos]
+
+    def __getitem__(self, i: int) -> dict:
+        v = self.videos[i]
+        pose = read_pose(self.pose_dir / f"{v.new_video_name}.pkl")
+        kp = pose.keypoints[np.argsort(pose.frame_numbers, kind="stable")]
+        s = official_sample(kp, read_rgb(self.rgb_dir / f"{v.new_video_name}.pkl"), self.cfg, name=v.new_video_name)
+        return {**s, "id": v.new_video_name, "sentence_id": v.sentence_id, "text": v.text}
 
 
 @pytest.fixture(autouse=True)

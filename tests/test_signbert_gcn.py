@@ -17,13 +17,18 @@ import torch
 import torch.nn as nn
 
 from seds.model.signbert_gcn import (BODY_GRAPH, BODY_PART_GRAPH, HAND_GRAPH, HAND_PART_GRAPH, SignBertGCNConfig,
-                                     SignBertPoseEncoder, load_official_signbert, load_pretrain_signbert,
+                                     SignBertPoseEncoder, map_official_signbert, load_pretrain_signbert,
                                      official_signbert_key_map)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 OFFICIAL = SHARED / "reference" / "seds-official"
 MANIFEST = SHARED / "reference" / "harness" / "state_dict_manifest.json"
 TOL = 1e-5
+
+
+def load_official(module, state_dict, prefix="signbert."):
+    """The ``signbert.*`` subtree of a released SEDS checkpoint into ``module``: keys and shapes checked, strict."""
+    module.load_state_dict(map_official_signbert(module, state_dict, prefix), strict=True)
 
 
 def _need_reference():
@@ -96,7 +101,7 @@ def _run_reference(ref, get_sign_output, left, right, body, starts, mask):
 
 def _converted(ref) -> SignBertPoseEncoder:
     mine = SignBertPoseEncoder()
-    load_official_signbert(mine, {"signbert." + k: v for k, v in ref.state_dict().items()})
+    load_official(mine, {"signbert." + k: v for k, v in ref.state_dict().items()})
     return mine
 
 
@@ -204,7 +209,7 @@ def test_load_round_trip_and_foreign_keys_untouched():
     sd = _official_layout(src)
     sd["clip.logit_scale"] = torch.tensor(1.0)            # another model part: not looked at
     dst = SignBertPoseEncoder(TINY)
-    load_official_signbert(dst, sd)
+    load_official(dst, sd)
     for k, v in src.state_dict().items():
         assert torch.equal(v, dst.state_dict()[k]), k
 
@@ -225,7 +230,7 @@ def test_bad_keys_are_named(case):
     else:
         sd[key] = torch.zeros(9)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        load_official_signbert(module, sd)
+        load_official(module, sd)
 
 
 def test_pretrain_signbert_layout(tmp_path):

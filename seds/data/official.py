@@ -26,7 +26,8 @@ evaluation protocol groups videos by it; the same text under two ids stays two s
 items (collate with :func:`official_collate`): exactly the authors' batch when the pose files hold
 float32 keypoints. float64 files are rounded to float32 in the store, which moved hand coordinates by
 at most 5e-5 px on synthetic files (and could flip a point whose score lies within float32 rounding
-of a threshold); :class:`OfficialFilesDataset` reads the files in place and is exact for both.
+of a threshold); the files read in place are exact for both (the reference reader of
+``tests/test_official_import.py``).
 """
 from __future__ import annotations
 
@@ -179,37 +180,6 @@ class OfficialDataset(Dataset):
         feats = self.store[row.id]
         s = official_sample(official_keypoints(feats), feats.rgb, self.cfg, name=row.id)
         return {**s, "id": row.id, "sentence_id": row.extra.get("sentence_id") or row.text, "text": row.text}
-
-
-class OfficialFilesDataset(Dataset):
-    """The authors' files read in place (no store): annotation order, items as :class:`OfficialDataset`."""
-
-    def __init__(self, annotations: str | os.PathLike, pose_dir: str | os.PathLike, rgb_dir: str | os.PathLike,
-                 cfg: OfficialPreprocess = OfficialPreprocess()):
-        self.videos = read_annotations(annotations)
-        self.pose_dir, self.rgb_dir, self.cfg = Path(pose_dir), Path(rgb_dir), cfg
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    @property
-    def ids(self) -> list[str]:
-        return [v.new_video_name for v in self.videos]
-
-    @property
-    def texts(self) -> list[str]:
-        return [v.text for v in self.videos]
-
-    @property
-    def sentence_ids(self) -> list[str]:
-        return [v.sentence_id for v in self.videos]
-
-    def __getitem__(self, i: int) -> dict:
-        v = self.videos[i]
-        pose = read_pose(self.pose_dir / f"{v.new_video_name}.pkl")
-        kp = pose.keypoints[np.argsort(pose.frame_numbers, kind="stable")]
-        s = official_sample(kp, read_rgb(self.rgb_dir / f"{v.new_video_name}.pkl"), self.cfg, name=v.new_video_name)
-        return {**s, "id": v.new_video_name, "sentence_id": v.sentence_id, "text": v.text}
 
 
 def official_collate(items: list[dict]) -> dict:

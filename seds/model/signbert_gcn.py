@@ -32,8 +32,9 @@ and the empty windows, as in the authors' code.
 
 The graph adjacencies ``A`` / ``A_pool`` are persistent buffers, as in the released checkpoints.
 
-Loading (kept out of the constructors): :func:`load_official_signbert` maps the ``signbert.*`` subtree of a
-released SEDS checkpoint (:func:`official_signbert_key_map`), asserting every key and shape;
+Loading (kept out of the constructors): :func:`map_official_signbert` maps the ``signbert.*`` subtree of a
+released SEDS checkpoint (:func:`official_signbert_key_map`), asserting every key and shape (whole checkpoints
+go through ``seds.convert``);
 :func:`load_pretrain_signbert` reads the released ``pretrain_signbert.pth`` layout.
 """
 from __future__ import annotations
@@ -347,13 +348,6 @@ def map_official_signbert(module: SignBertPoseEncoder, state_dict: dict[str, tor
             raise ValueError(f"shape mismatch for {src}: checkpoint {shape}, model {tuple(target.shape)} ({dst})")
         out[dst] = value.to(target.dtype)
     return out
-
-
-def load_official_signbert(module: SignBertPoseEncoder, state_dict: dict[str, torch.Tensor],
-                           prefix: str = "signbert.") -> None:
-    """Load the ``signbert.*`` subtree of a released SEDS checkpoint (e.g. ``h2s_best_model.bin``) into
-    ``module``: every key and shape is checked (:func:`map_official_signbert`), then loaded strictly."""
-    module.load_state_dict(map_official_signbert(module, state_dict, prefix), strict=True)
 
 
 # --- the released pretrain_signbert.pth -----------------------------------------------------------
