@@ -52,3 +52,31 @@ def _torch_threads_restored():
     torch = sys.modules.get("torch")
     if torch is not None and before is not None and torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+# The full suite runs in two workers (README: `-n 2 --dist loadfile`), each taking a whole test file at a time.
+# xdist hands out the files with the most tests first, which left the long files of one or two tests (the Space's
+# fresh venv, the soak, the GPU suite's CPU mode) to the end, run by one worker while the other idled: one run had
+# the workers busy 828 s and 557 s. Longest first instead (files not listed keep their order, after these).
+# Seconds per file under two workers on the 2-core CPU (`pytest -n 2 --dist loadfile --durations=0`), rough on
+# purpose: only their order matters.
+LONG_FILES = {"test_train.py": 135, "test_space.py": 117, "test_official_parity.py": 112, "test_i3d.py": 109,
+              "test_app_soak.py": 101, "test_packaging.py": 73, "test_gpu_suite.py": 68, "test_official_served.py": 66,
+              "test_extract_cli.py": 62, "test_pretrain_hands.py": 61, "test_app_hostile.py": 54,
+              "test_app_backend.py": 49, "test_app_browser.py": 43, "test_ablate.py": 37,
+              "test_app_official_browser.py": 30, "test_signbert_gcn.py": 28, "test_grad_cache.py": 27,
+              "test_localise.py": 25, "test_architecture.py": 23, "test_index_cli.py": 20}
+
+
+def _in_workers(config) -> bool:
+    return getattr(config.option, "dist", "no") != "no" or "PYTEST_XDIST_WORKER" in os.environ
+
+
+def pytest_configure(config):
+    if _in_workers(config) and hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False          # hand files out in the order below
+
+
+def pytest_collection_modifyitems(config, items):
+    if _in_workers(config):
+        items.sort(key=lambda item: -LONG_FILES.get(Path(str(item.fspath)).name, 0))     # stable within a file
