@@ -25,25 +25,15 @@ class OfficialFilesDataset:
     """The reference: the authors' files read in place (no store), in annotation order, items as
     :class:`OfficialDataset` gives them."""
 
-    def __init__(self, annotations: str | os.PathLike, pose_dir: str | os.PathLike, rgb_dir: str | os.PathLike,
-                 cfg: OfficialPreprocess = OfficialPreprocess()):
+    def __init__(self, annotations, pose_dir, rgb_dir, cfg: OfficialPreprocess = OfficialPreprocess()):
         self.videos = read_annotations(annotations)
         self.pose_dir, self.rgb_dir, self.cfg = Path(pose_dir), Path(rgb_dir), cfg
+        self.ids = [v.new_video_name for v in self.videos]
+        self.texts = [v.text for v in self.videos]
+        self.sentence_ids = [v.sentence_id for v in self.videos]
 
     def __len__(self) -> int:
         return len(self.videos)
-
-    @property
-    def ids(self) -> list[str]:
-        return [v.new_video_name for v in self.videos]
-
-    @property
-    def texts(self) -> list[str]:
-        return [v.text for v in self.videos]
-
-    @property
-    def sentence_ids(self) -> list[str]:
-        return [v.sentence_id for v in self.videos]
 
     def __getitem__(self, i: int) -> dict:
         v = self.videos[i]
