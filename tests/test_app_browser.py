@@ -333,7 +333,9 @@ def test_gallery_example_gets_no_real_signing_note(page, server):
     page.wait_for_selector("#v2t-examples")
     n0 = be.extractions
     page.locator("#v2t-examples button, #v2t-examples .gallery-item, #v2t-examples td").first.click()
-    page.wait_for_function("document.querySelector('#v2t-status').innerText.includes('gallery')")
+    # the plan's own words: the page's first status ("… or pick a gallery video …") already says "gallery", and a
+    # click before the plan has arrived let the plan's reply (which clears the results) land after the answer
+    page.wait_for_function("document.querySelector('#v2t-status').innerText.includes('features are cached')")
     page.click("#v2t-run")
     page.wait_for_selector("#v2t-heatmap .js-plotly-plot")
     wait_rows(page, "v2t-fused", min(be.cfg.top_k, len(be.gallery.sentences)))
