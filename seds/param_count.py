@@ -99,17 +99,18 @@ def main(argv=None):
         description="Parameter counts of a model preset, module by module, against the paper's supp. Tab. 2 "
                     "(paper) or the authors' released checkpoint (official).")
     ap.add_argument("preset", nargs="?", default="paper", help="configs/model/<preset>.yaml (default: paper)")
-    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. pose_transformer.layers=8")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="config overrides, e.g. pose_transformer.layers=8")
     args = ap.parse_args(argv)
     preset, argv = args.preset, args.overrides
     if "=" in preset:                       # only overrides given: they apply to the default preset
         preset, argv = "paper", [preset, *argv]
     try:
-        model_config(preset, argv)
+        variant = model_config(preset, argv).variant
     except ConfigError as e:
         ap.error(str(e))
     rows = parameter_table(preset, argv)
-    ref = REFERENCES[model_config(preset, argv).variant]
+    ref = REFERENCES[variant]
     print(format_table(rows, preset, ref.label))
     if ref.note:
         print(ref.note(rows[-1][1]))

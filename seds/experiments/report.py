@@ -20,7 +20,7 @@ from pathlib import Path
 import math
 
 import numpy as np
-from scipy.special import stdtrit          # the Student t quantile (= scipy.stats.t.ppf, bit for bit; scipy.stats costs ~1 s to import)
+from scipy.special import stdtrit    # Student t quantile, = scipy.stats.t.ppf bit for bit (scipy.stats: ~1 s import)
 
 from seds.config import Config
 
